@@ -1,0 +1,38 @@
+"""The run's event log: every event numbered from 0 without gaps, listeners told in order.
+
+Event types: run_started, step, message_delta (the agent's prose), model_turn (a whole turn with
+its timing and tokens), tool_call, tool_result, cell_proposed, cell_source_delta, cell_edited,
+cell_outputs, cell_accepted, cell_rejected, cell_regenerating, error, run_finished.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+Event = dict[str, Any]
+Listener = Callable[[Event], None]
+
+
+class EventLog:
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+        self._listeners: list[Listener] = []
+
+    def emit(self, kind: str, **fields: Any) -> Event:
+        event = {"seq": len(self.events), "type": kind, **fields}
+        self.events.append(event)
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:
+                log.exception("an event listener failed on %s; the run goes on", kind)
+        return event
+
+    def subscribe(self, listener: Listener) -> Callable[[], None]:
+        """Calls `listener` with each new event; returns the call that stops it."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener)

@@ -1,0 +1,157 @@
+"""Code execution in a Jupyter kernel the agent does not own the launching of.
+
+The agent receives a started `AsyncKernelManager` (from jupyter_client, from the Jupyter server's
+own kernel manager, or from a gateway) and only talks to it through jupyter_client's API.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from dataclasses import dataclass, field
+from queue import Empty
+from typing import Literal
+
+from jupyter_client.manager import AsyncKernelManager
+from nbformat import NotebookNode
+
+from ..notebook.outputs import OutputCollector
+
+#: How often a silent kernel is checked for being alive while code runs.
+LIVENESS_POLL_S = 0.5
+
+ExecutionStatus = Literal["ok", "error", "timeout", "died"]
+
+
+@dataclass
+class Execution:
+    """What one execution produced, and anything the model must know about the kernel."""
+
+    status: ExecutionStatus
+    outputs: list[NotebookNode] = field(default_factory=list)
+    execution_count: int | None = None
+    note: str = ""
+    """Said to the model: an interrupt, a restart, a death."""
+    restarted: bool = False
+    """The kernel was restarted, so its state is gone."""
+    duration_s: float = 0.0
+
+
+class KernelSession:
+    """Runs code: a timeout interrupts, then restarts a kernel that does not answer; a kernel that
+    died is reported and restarted."""
+
+    def __init__(self, manager: AsyncKernelManager, *, interrupt_grace_s: float = 5.0) -> None:
+        self.manager = manager
+        self.interrupt_grace_s = interrupt_grace_s
+        self.client = manager.client()
+        self.restarts = 0
+
+    @classmethod
+    async def start(
+        cls, kernel_name: str, *, cwd: str | None = None, **kwargs: object
+    ) -> KernelSession:
+        """A new kernel of that kernelspec through jupyter_client's kernel manager."""
+        manager = AsyncKernelManager(kernel_name=kernel_name)
+        await manager.start_kernel(cwd=cwd, **kwargs)
+        session = cls(manager)
+        await session.connect()
+        return session
+
+    async def connect(self) -> None:
+        self.client.start_channels()
+        await self.client.wait_for_ready(timeout=120)
+
+    async def execute(self, code: str, timeout_s: float) -> Execution:
+        started = time.perf_counter()
+        msg_id = self.client.execute(code, store_history=True, allow_stdin=False)
+        collector = OutputCollector()
+        deadline = started + timeout_s
+        status: ExecutionStatus = "ok"
+        note = ""
+        restarts = self.restarts
+        while True:
+            remaining = deadline - time.perf_counter()
+            if remaining <= 0:
+                status, note = "timeout", await self._interrupt(msg_id, collector, timeout_s)
+                break
+            try:
+                msg = await self.client.get_iopub_msg(timeout=min(remaining, LIVENESS_POLL_S))
+            except Empty:
+                if not await self.manager.is_alive():
+                    status, note = "died", await self._after_death()
+                    break
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if _is_idle(msg):
+                await self._reply(msg_id)
+                break
+            collector.add(msg)
+        if status == "ok" and any(o.output_type == "error" for o in collector.outputs):
+            status = "error"
+        return Execution(
+            status,
+            collector.outputs,
+            collector.execution_count,
+            note,
+            self.restarts > restarts,
+            time.perf_counter() - started,
+        )
+
+    async def _reply(self, msg_id: str) -> None:
+        """Takes the execute reply off the shell channel, so replies never pile up there."""
+        while True:
+            try:
+                reply = await self.client.get_shell_msg(timeout=self.interrupt_grace_s)
+            except Empty:
+                return
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return
+
+    async def _interrupt(self, msg_id: str, collector: OutputCollector, timeout_s: float) -> str:
+        await self.manager.interrupt_kernel()
+        deadline = time.perf_counter() + self.interrupt_grace_s
+        while (remaining := deadline - time.perf_counter()) > 0:
+            try:
+                msg = await self.client.get_iopub_msg(timeout=remaining)
+            except Empty:
+                break
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            if _is_idle(msg):
+                await self._reply(msg_id)
+                return f"execution exceeded {timeout_s:g} s and was interrupted; state is kept"
+            collector.add(msg)
+        await self.restart()
+        return (
+            f"execution exceeded {timeout_s:g} s and the kernel did not answer the interrupt: "
+            "it was restarted, so all variables and imports are gone"
+        )
+
+    async def _after_death(self) -> str:
+        reason = await self.exit_reason()
+        await self.restart()
+        return f"the kernel died ({reason}) and was restarted: all variables and imports are gone"
+
+    async def exit_reason(self) -> str:
+        provisioner = self.manager.provisioner
+        code = await provisioner.poll() if provisioner else None
+        if code is None:
+            return "it stopped answering"
+        if code < 0:
+            return f"killed by {signal.Signals(-code).name}"
+        return f"exit code {code}"
+
+    async def restart(self) -> None:
+        await self.manager.restart_kernel(now=True)
+        self.restarts += 1
+        await self.client.wait_for_ready(timeout=120)
+
+    async def shutdown(self) -> None:
+        self.client.stop_channels()
+        await self.manager.shutdown_kernel(now=True)
+
+
+def _is_idle(msg: dict) -> bool:
+    return msg["header"]["msg_type"] == "status" and msg["content"]["execution_state"] == "idle"

@@ -1,0 +1,264 @@
+"""`jupyter-notebook-agent run "TASK"`: the agent, headless, leaving a notebook and a transcript."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.markup import escape
+
+from . import __version__
+from .agent import Agent, AgentConfig, Event, EventLog, KernelSession, RunOutcome
+from .agent.observers import load_observers
+from .agent.transcript import TranscriptWriter
+from .llm import Model, ModelError, load_model
+from .llm.replay import RecordingModel
+from .notebook import METADATA_KEY, NotebookDocument
+from .sandbox import SandboxUnavailable, choose_kernel
+
+DEFAULT_MODEL = "gpt-4o-mini"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jupyter-notebook-agent",
+        description="An AI agent that writes and runs notebook cells in a sandboxed kernel.",
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="do a task and write the notebook it leaves")
+    run.add_argument("task", help="what to do, in plain words")
+    run.add_argument("-o", "--output", type=Path, help="the notebook to write (.ipynb)")
+    run.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
+    run.add_argument(
+        "--model",
+        default=os.environ.get("NOTEBOOK_AGENT_MODEL", DEFAULT_MODEL),
+        help="[backend:]name, e.g. gpt-4o-mini, openai:qwen2.5-coder, replay:rec.json "
+        f"(default: $NOTEBOOK_AGENT_MODEL or {DEFAULT_MODEL})",
+    )
+    run.add_argument("--base-url", help="OpenAI-compatible endpoint (default: OpenAI's)")
+    run.add_argument("--max-steps", type=_positive(int), default=30, help="model turns at most")
+    run.add_argument(
+        "--timeout", type=_positive(float), default=120.0, help="seconds one execution may take"
+    )
+    run.add_argument(
+        "--time-limit", type=_positive(float), default=1800.0, help="seconds the whole run may take"
+    )
+    run.add_argument(
+        "--max-retries", type=_positive(int, 0), default=4, help="retries of a failed model request"
+    )
+    run.add_argument("--workdir", type=Path, help="the kernel's working directory")
+    run.add_argument(
+        "--mount",
+        action="append",
+        default=[],
+        metavar="HOST:CONTAINER",
+        help="another folder for the sandbox kernel to see (repeatable)",
+    )
+    run.add_argument("--image", help="the sandbox kernel's container image")
+    run.add_argument("--kernel", metavar="KERNELSPEC", help="kernelspec to run code in")
+    run.add_argument("--record", type=Path, help="write the model's turns to a replayable file")
+    run.add_argument(
+        "--transcript", type=Path, help="JSON-lines transcript (default: beside the notebook)"
+    )
+    run.add_argument(
+        "--allow-unsandboxed",
+        action="store_true",
+        help="allow generated code to run in a local kernel on this machine, as you",
+    )
+    run.set_defaults(handler=run_command)
+    return parser
+
+
+def _positive(kind: type, minimum: float = 1) -> Any:
+    def convert(text: str) -> Any:
+        value = kind(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
+        return value
+
+    return convert
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return args.handler(args, parser)
+
+
+def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    console = Console(highlight=False)
+    output = (args.output or _default_output(args.task)).resolve()
+    if output.suffix != ".ipynb":
+        parser.error(f"--output must name an .ipynb file, not {output.name}")
+    if output.exists() and not args.overwrite:
+        parser.error(f"{output} exists; choose another --output, or pass --overwrite")
+    if not output.parent.is_dir():
+        parser.error(f"the folder {output.parent} does not exist")
+    workdir = (args.workdir or output.parent).resolve()
+    if not workdir.is_dir():
+        parser.error(f"--workdir {workdir} is not a folder")
+    for mount in args.mount:
+        host, sep, container = mount.partition(":")
+        if not (sep and host and container.startswith("/")):
+            parser.error(f"--mount {mount!r} is not HOST:CONTAINER with an absolute CONTAINER")
+        if not Path(host).exists():
+            parser.error(f"--mount: {host} does not exist")
+    try:
+        kernel_name, sandboxed = choose_kernel(args.kernel, args.allow_unsandboxed)
+    except SandboxUnavailable as error:
+        parser.error(str(error))
+    if not sandboxed and (args.mount or args.image):
+        parser.error(f"--mount and --image configure the sandbox kernel, not {kernel_name!r}")
+    try:
+        model = load_model(args.model, base_url=args.base_url, max_retries=args.max_retries)
+    except ModelError as error:
+        parser.error(str(error))
+    if args.record:
+        model = RecordingModel(model, args.record)
+    if not sandboxed:
+        console.print(
+            f"[bold yellow]Unsandboxed:[/] generated code runs in the local kernel "
+            f"{kernel_name!r} on this machine, as you (--allow-unsandboxed)."
+        )
+    transcript = args.transcript or output.with_suffix(".transcript.jsonl")
+    outcome = asyncio.run(_run(args, model, kernel_name, output, workdir, transcript, console))
+    console.print(f"Notebook: {output}\nTranscript: {transcript}")
+    return 0 if outcome.success else 1
+
+
+async def _run(
+    args: argparse.Namespace,
+    model: Model,
+    kernel_name: str,
+    output: Path,
+    workdir: Path,
+    transcript_path: Path,
+    console: Console,
+) -> RunOutcome:
+    notebook = NotebookDocument()
+    events = EventLog()
+    transcript = TranscriptWriter(transcript_path)
+    for listener in [transcript, *load_observers(), Progress(console)]:
+        events.subscribe(listener)
+    # The file is rewritten once a step, so a crash or a kill leaves the work done so far.
+    events.subscribe(lambda event: event["type"] == "step" and notebook.write(output))
+    config = AgentConfig(
+        max_steps=args.max_steps,
+        time_limit_s=args.time_limit,
+        execution_timeout_s=args.timeout,
+        cell_state="accepted",
+    )
+    kernel: KernelSession | None = None
+    outcome = RunOutcome(False, "kernel_error", "the kernel did not start")
+    try:
+        kernel = await KernelSession.start(kernel_name, cwd=str(workdir))
+        spec = kernel.manager.kernel_spec
+        notebook.nb.metadata["kernelspec"] = {
+            "name": kernel_name,
+            "display_name": spec.display_name if spec else kernel_name,
+            "language": spec.language if spec else "python",
+        }
+        agent = Agent(
+            model, kernel, notebook, notebook_path=output.name, config=config, events=events
+        )
+        outcome = await agent.run(args.task)
+    except Exception as error:  # the notebook is saved whatever went wrong
+        console.print(f"[bold red]Error:[/] {escape(str(error))}")
+        outcome = RunOutcome(False, "error", str(error))
+    finally:
+        runs = notebook.nb.metadata.setdefault(METADATA_KEY, {}).setdefault("runs", [])
+        runs.append(
+            {
+                "task": args.task,
+                "model": model.name,
+                "success": outcome.success,
+                "reason": outcome.reason,
+            }
+        )
+        notebook.write(output)
+        transcript.close()
+        if kernel:
+            await kernel.shutdown()
+        await model.aclose()
+    return outcome
+
+
+def _default_output(task: str) -> Path:
+    """A new file named after the task, so that no existing notebook is ever replaced."""
+    stem = re.sub(r"[^a-z0-9]+", "-", task.lower())[:40].strip("-") or "notebook-agent"
+    candidate, number = Path(f"{stem}.ipynb"), 1
+    while candidate.exists():
+        number += 1
+        candidate = Path(f"{stem}-{number}.ipynb")
+    return candidate
+
+
+class Progress:
+    """Live progress on the terminal: the step, each tool, a short digest of what came back."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.step = ""
+        self.last_error = ""
+
+    def __call__(self, event: Event) -> None:
+        kind = event["type"]
+        if kind == "run_started":
+            task, model = escape(event["task"]), escape(event["model"])
+            self.console.print(f"[bold]Task:[/] {task}  [dim](model {model})[/]")
+        elif kind == "step":
+            self.step = f"step {event['step']}/{event['max_steps']}"
+        elif kind == "model_turn" and event["content"]:
+            prose = escape(event["content"].strip())
+            self.console.print(f"[dim]{self.step}[/]  [italic]{prose}[/]")
+        elif kind == "tool_result":
+            result = event["result"]
+            status = result.get("status", "")
+            colour = {"ok": "green", "error": "red"}.get(status, "yellow")
+            cell = f" {result['cell_id']}" if "cell_id" in result else ""
+            name, digest = escape(event["name"]), escape(_short(result))
+            self.console.print(
+                f"[dim]{self.step}[/]  {name}{cell}  [{colour}]{status}[/]  {digest}",
+                soft_wrap=True,
+            )
+        elif kind == "error":
+            self.last_error = event["message"]
+            self.console.print(f"[bold red]{escape(self.last_error)}[/]")
+        elif kind == "run_finished":
+            verdict = "[bold green]Done[/]" if event["success"] else "[bold red]Failed[/]"
+            self.console.print(f"{verdict} ({event['reason']})")
+            if event["summary"] != self.last_error:
+                self.console.print(Markdown(event["summary"]))
+
+
+def _short(result: dict[str, Any], width: int = 100) -> str:
+    """One line of what a tool gave back."""
+    if "error" in result:
+        text = result["error"]
+    elif result.get("note"):
+        text = result["note"]
+    else:
+        parts = []
+        for output in result.get("outputs", []):
+            if output["type"] == "error":
+                parts.append(f"{output['ename']}: {output['evalue']}")
+            elif output["type"] == "image":
+                size = f" {output['width']}x{output['height']}" if "width" in output else ""
+                parts.append(f"[{output['mime']}{size}]")
+            else:
+                parts.append(output["text"].strip())
+        text = " | ".join(parts)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The notebook an agent run writes into: nbformat cells addressed by id, with provenance."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import nbformat
+from nbformat import NotebookNode
+
+#: Key of the cell and notebook metadata this package writes.
+METADATA_KEY = "notebook_agent"
+
+CellType = Literal["code", "markdown"]
+CellState = Literal["proposed", "accepted"]
+
+
+class CellNotFound(KeyError):
+    """No cell with that id: the message lists the ids that exist."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class NotebookDocument:
+    """An nbformat 4.5 notebook with the operations the agent needs, by cell id."""
+
+    def __init__(self, notebook: NotebookNode | None = None) -> None:
+        self.nb = notebook if notebook is not None else nbformat.v4.new_notebook()
+        self.nb.nbformat, self.nb.nbformat_minor = 4, max(self.nb.get("nbformat_minor", 5), 5)
+        self._agent_cells = sum(1 for cell in self.nb.cells if METADATA_KEY in cell.metadata)
+
+    @classmethod
+    def read(cls, path: str | Path) -> NotebookDocument:
+        return cls(nbformat.read(path, as_version=4))
+
+    def write(self, path: str | Path) -> None:
+        """Atomically: a crash mid-write leaves the previous file, never half of one."""
+        path = Path(path)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as stream:
+                nbformat.write(self.nb, stream)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+
+    def new_cell_id(self) -> str:
+        """Ids in writing order (`agent-1`, `agent-2`...), stable so that recordings replay."""
+        taken = {cell.get("id") for cell in self.nb.cells}
+        while True:
+            self._agent_cells += 1
+            cell_id = f"agent-{self._agent_cells}"
+            if cell_id not in taken:
+                return cell_id
+
+    def index(self, cell_id: str) -> int:
+        for position, cell in enumerate(self.nb.cells):
+            if cell.get("id") == cell_id:
+                return position
+        ids = ", ".join(cell.get("id", "?") for cell in self.nb.cells) or "none"
+        raise CellNotFound(f"no cell has id {cell_id!r}; the notebook's cell ids: {ids}")
+
+    def cell(self, cell_id: str) -> NotebookNode:
+        return self.nb.cells[self.index(cell_id)]
+
+    def add(
+        self,
+        cell_type: CellType,
+        source: str,
+        provenance: dict[str, Any],
+        after_cell_id: str | None = None,
+    ) -> tuple[NotebookNode, int]:
+        """A new cell after `after_cell_id` (at the end when None); returns it and its index."""
+        position = len(self.nb.cells) if after_cell_id is None else self.index(after_cell_id) + 1
+        make = nbformat.v4.new_code_cell if cell_type == "code" else nbformat.v4.new_markdown_cell
+        cell = make(source=source, id=self.new_cell_id())
+        cell.metadata[METADATA_KEY] = provenance
+        self.nb.cells.insert(position, cell)
+        return cell, position
+
+    def remove(self, cell_id: str) -> NotebookNode:
+        return self.nb.cells.pop(self.index(cell_id))
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Each cell's id, type and first line: how the model sees a notebook it did not write."""
+        return [
+            {
+                "cell_id": c.get("id"),
+                "cell_type": c.cell_type,
+                "first_line": c.source.split("\n")[0],
+            }
+            for c in self.nb.cells
+        ]

@@ -1,0 +1,91 @@
+"""Shared fixtures: recordings, the OpenAI-compatible replay server, a local kernel, the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_notebook_agent.agent import KernelSession
+from jupyter_notebook_agent.llm.base import ModelTurn, ToolCall
+from jupyter_notebook_agent.llm.replay import load_recording, save_recording
+from jupyter_notebook_agent.llm.replay_server import ReplayScript, ReplayServerThread
+
+RECORDINGS = Path(__file__).parent / "recordings"
+CLI = Path(sys.executable).with_name("jupyter-notebook-agent")
+
+
+def tool(name: str, arguments: dict[str, Any] | str, call_id: str = "") -> ToolCall:
+    """A tool call as a model would send it; a str passes arguments through unparsed."""
+    raw = arguments if isinstance(arguments, str) else json.dumps(arguments)
+    return ToolCall(id=call_id or f"call_{name}", name=name, arguments=raw)
+
+
+def turn(*calls: ToolCall, content: str = "") -> ModelTurn:
+    return ModelTurn(content=content, tool_calls=list(calls))
+
+
+def add_cell_turn(source: str) -> ModelTurn:
+    return turn(tool("add_cell", {"cell_type": "code", "source": source}))
+
+
+def complete(summary: str = "done", success: bool = True) -> ModelTurn:
+    return turn(tool("complete_task", {"success": success, "summary": summary}))
+
+
+@pytest.fixture
+def write_recording(tmp_path: Path) -> Callable[..., Path]:
+    """Writes turns to a recording file and returns its path."""
+
+    def write(*turns: ModelTurn, model: str = "test-model", name: str = "rec.json") -> Path:
+        path = tmp_path / name
+        save_recording(path, model, list(turns))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def replay_server() -> Callable[..., Any]:
+    """Serves a recording over real HTTP on 127.0.0.1 for the real openai client."""
+
+    @contextmanager
+    def serve(recording: Path, **options: Any) -> Iterator[ReplayServerThread]:
+        model, turns = load_recording(recording)
+        with ReplayServerThread(ReplayScript(turns=turns, model=model, **options)) as server:
+            yield server
+
+    return serve
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Runs the installed `jupyter-notebook-agent` command, as a person would."""
+
+    def run(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 180):
+        environment = {**os.environ, "OPENAI_API_KEY": "sk-test", "COLUMNS": "200"} | (env or {})
+        return subprocess.run(
+            [str(CLI), *map(str, args)],
+            cwd=tmp_path,
+            env=environment,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
+
+
+@pytest.fixture
+async def kernel(tmp_path: Path) -> AsyncIterator[KernelSession]:
+    """A local ipykernel; these tests exercise the agent, not the sandbox."""
+    session = await KernelSession.start("python3", cwd=str(tmp_path))
+    yield session
+    await session.shutdown()
