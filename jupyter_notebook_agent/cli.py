@@ -148,8 +148,13 @@ async def _run(
     transcript = TranscriptWriter(transcript_path)
     for listener in [transcript, *load_observers(), Progress(console)]:
         events.subscribe(listener)
-    # The file is rewritten once a step, so a crash or a kill leaves the work done so far.
-    events.subscribe(lambda event: event["type"] == "step" and notebook.write(output))
+
+    def save_each_step(event: Event) -> None:
+        """A crash or a kill mid-run still leaves the work done so far."""
+        if event["type"] == "step":
+            notebook.write(output)
+
+    events.subscribe(save_each_step)
     config = AgentConfig(
         max_steps=args.max_steps,
         time_limit_s=args.time_limit,

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from jupyter_notebook_agent.agent import KernelSession
 from jupyter_notebook_agent.llm.base import ModelTurn, ToolCall
 from jupyter_notebook_agent.llm.replay import load_recording, save_recording
 from jupyter_notebook_agent.llm.replay_server import ReplayScript, ReplayServerThread
+
+pytest_plugins = ("pytest_jupyter.jupyter_server",)
 
 RECORDINGS = Path(__file__).parent / "recordings"
 CLI = Path(sys.executable).with_name("jupyter-notebook-agent")
@@ -84,8 +87,14 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
 
 
 @pytest.fixture
-async def kernel(tmp_path: Path) -> AsyncIterator[KernelSession]:
-    """A local ipykernel; these tests exercise the agent, not the sandbox."""
-    session = await KernelSession.start("python3", cwd=str(tmp_path))
+def kernel(tmp_path: Path, jp_asyncio_loop: asyncio.AbstractEventLoop) -> Iterator[KernelSession]:
+    """A local ipykernel, on the loop the async tests run on; these tests exercise the agent."""
+    session = jp_asyncio_loop.run_until_complete(KernelSession.start("python3", cwd=str(tmp_path)))
     yield session
-    await session.shutdown()
+    jp_asyncio_loop.run_until_complete(session.shutdown())
+
+
+@pytest.fixture
+def jp_server_config() -> dict[str, Any]:
+    """A Jupyter server with this extension enabled, as `pip install` enables it."""
+    return {"ServerApp": {"jpserver_extensions": {"jupyter_notebook_agent": True}}}

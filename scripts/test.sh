@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Sets up the project with its test dependencies and runs every check: linters, unit tests, pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh test
+export PATH="$PWD/.venv/bin:$PATH"
+
+echo "== ruff"
+ruff check .
+ruff format --check .
+
+echo "== frontend: prettier, eslint, jest"
+jlpm lint:check
+jlpm test
+
+echo "== the extension is installed and enabled"
+jupyter server extension list 2>&1 | tee /dev/stderr | grep -q "jupyter_notebook_agent.*enabled"
+jupyter labextension list 2>&1 | tee /dev/stderr | grep -q "jupyter-notebook-agent.*enabled.*OK"
+
+echo "== pytest"
+python -m pytest -p no:cacheprovider "$@"

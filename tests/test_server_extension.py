@@ -1,0 +1,82 @@
+"""The server extension: its status endpoint, and authentication on every endpoint it adds."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from jupyter_server.utils import url_path_join
+
+from jupyter_notebook_agent.server.app import NotebookAgent
+
+METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+async def test_status_names_the_model_and_the_sandbox_and_never_the_key(jp_fetch, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-secret-key")
+    response = await jp_fetch("notebook-agent", "status")
+    body = response.body.decode()
+    status = json.loads(body)
+    assert status["model"] == {"backend": "openai", "name": "gpt-4o-mini", "base_url": None}
+    assert status["execution"] == "auto" and status["max_steps"] == 30
+    assert status["kernel"]["sandboxed"] is False
+    assert "sandbox kernel 'python3-sandbox' is not installed" in status["kernel"]["problem"]
+    assert "sk-secret" not in body
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [
+        {
+            "ServerApp": {"jpserver_extensions": {"jupyter_notebook_agent": True}},
+            "NotebookAgent": {
+                "model": "openai:qwen2.5-coder:7b",
+                "base_url": "http://127.0.0.1:8000/v1",
+                "allow_unsandboxed": True,
+                "execution": "ask",
+                "max_steps": 12,
+            },
+        }
+    ],
+)
+async def test_status_follows_the_configuration(jp_fetch):
+    status = json.loads((await jp_fetch("notebook-agent", "status")).body)
+    assert status["model"] == {
+        "backend": "openai",
+        "name": "qwen2.5-coder:7b",
+        "base_url": "http://127.0.0.1:8000/v1",
+    }
+    assert (status["execution"], status["max_steps"]) == ("ask", 12)
+    assert status["kernel"] == {"name": "python3", "sandboxed": False, "problem": None}
+
+
+def extension_routes(serverapp, base_url: str) -> list[str]:
+    """Every URL pattern this extension registered, with its regex groups filled in."""
+    (extension,) = serverapp.extension_manager.extension_apps["jupyter_notebook_agent"]
+    assert isinstance(extension, NotebookAgent)
+    return [
+        url_path_join(base_url, re.sub(r"\(.*?\)", "x", pattern))
+        for pattern, *_ in extension.handlers
+    ]
+
+
+async def test_every_endpoint_requires_authentication(
+    jp_serverapp, http_server_client, jp_base_url
+):
+    routes = extension_routes(jp_serverapp, jp_base_url)
+    assert routes, "the extension registered no handlers"
+    for route in routes:
+        for method in METHODS:
+            body = b"{}" if method in ("POST", "PUT", "PATCH") else None
+            response = await http_server_client.fetch(
+                route, method=method, body=body, raise_error=False
+            )
+            assert response.code in (403, 405), f"{method} {route} answered {response.code}"
+    # And with the token the same routes answer: the check above is not vacuous.
+    authorised = await http_server_client.fetch(
+        routes[0],
+        headers={"Authorization": f"token {jp_serverapp.identity_provider.token}"},
+        raise_error=False,
+    )
+    assert authorised.code == 200
