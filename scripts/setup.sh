@@ -20,6 +20,8 @@ missing=()
 command -v node >/dev/null || missing+=(nodejs npm)
 python3 -c 'import venv, ensurepip' 2>/dev/null || missing+=(python3-venv)
 command -v git >/dev/null || missing+=(git)
+# The UI tests drive Debian's Chromium; Playwright's own browser download is not used.
+[ "${1:-}" = test ] && ! command -v chromium >/dev/null && missing+=(chromium)
 if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv

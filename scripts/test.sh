@@ -19,3 +19,8 @@ jupyter labextension list 2>&1 | tee /dev/stderr | grep -q "jupyter-notebook-age
 
 echo "== pytest"
 python -m pytest -p no:cacheprovider "$@"
+
+echo "== UI tests: Galata against a real JupyterLab in Debian's Chromium"
+cd ui-tests
+PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 jlpm install
+CI=1 jlpm playwright test
