@@ -14,8 +14,10 @@ jlpm lint:check
 jlpm test
 
 echo "== the extension is installed and enabled"
-jupyter server extension list 2>&1 | tee /dev/stderr | grep -q "jupyter_notebook_agent.*enabled"
-jupyter labextension list 2>&1 | tee /dev/stderr | grep -q "jupyter-notebook-agent.*enabled.*OK"
+servers=$(jupyter server extension list 2>&1)
+labs=$(jupyter labextension list 2>&1)
+echo "$servers" | grep -E "jupyter_notebook_agent.*(enabled|OK)"
+echo "$labs" | grep -E "jupyter-notebook-agent.*enabled.*OK"
 
 echo "== pytest"
 python -m pytest -p no:cacheprovider "$@"
