@@ -19,10 +19,12 @@ labs=$(jupyter labextension list 2>&1)
 echo "$servers" | grep -E "jupyter_notebook_agent.*(enabled|OK)"
 echo "$labs" | grep -E "jupyter-notebook-agent.*enabled.*OK"
 
+echo "== UI tests: Galata against a real JupyterLab in Debian's Chromium"
+(
+  cd ui-tests
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 jlpm install
+  CI=1 jlpm playwright test
+)
+
 echo "== pytest"
 python -m pytest -p no:cacheprovider "$@"
-
-echo "== UI tests: Galata against a real JupyterLab in Debian's Chromium"
-cd ui-tests
-PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 jlpm install
-CI=1 jlpm playwright test
