@@ -39,8 +39,8 @@ def choose_kernel(requested: str | None, allow_unsandboxed: bool) -> tuple[str, 
             )
         raise SandboxUnavailable(
             f"the sandbox kernel {SANDBOX_KERNEL!r} is not installed, so generated code has "
-            "nowhere safe to run; install the sandbox, or pass --allow-unsandboxed to run it in "
-            "a local kernel on this machine as you"
+            "nowhere safe to run; install the sandbox, or allow a local kernel on this machine "
+            "(--allow-unsandboxed, or c.NotebookAgent.allow_unsandboxed = True)"
         )
     fallback = requested or LOCAL_KERNEL
     if fallback not in specs:
