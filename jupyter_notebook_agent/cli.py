@@ -13,6 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.markup import escape
+from traitlets.config import Config
 
 from . import __version__
 from .agent import Agent, AgentConfig, Event, EventLog, KernelSession, RunOutcome
@@ -74,6 +75,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="allow generated code to run in a local kernel on this machine, as you",
     )
     run.set_defaults(handler=run_command)
+    image = commands.add_parser("image", help="the sandbox kernel's container image")
+    image_commands = image.add_subparsers(dest="image_command", required=True)
+    build = image_commands.add_parser(
+        "build", help="build the image (default: from Debian packages, with no registry; as root)"
+    )
+    build.add_argument("--tag", help="the image's tag (default: the one `image name` prints)")
+    build.add_argument(
+        "--dockerfile",
+        action="store_true",
+        help="docker build the shipped Dockerfile instead (pulls python:3.12-slim)",
+    )
+    build.add_argument(
+        "--mirror", metavar="URL", help="Debian mirror for debootstrap (default: apt's own)"
+    )
+    image_commands.add_parser("name", help="print the default image's tag")
+    image.set_defaults(handler=image_command)
     return parser
 
 
@@ -112,26 +129,58 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         if not Path(host).exists():
             parser.error(f"--mount: {host} does not exist")
     try:
-        kernel_name, sandboxed = choose_kernel(args.kernel, args.allow_unsandboxed)
+        kernel = choose_kernel(args.kernel, args.allow_unsandboxed)
     except SandboxUnavailable as error:
         parser.error(str(error))
-    if not sandboxed and (args.mount or args.image):
-        parser.error(f"--mount and --image configure the sandbox kernel, not {kernel_name!r}")
+    if not kernel.sandboxed and (args.mount or args.image):
+        parser.error(f"--mount and --image configure the sandbox kernel, not {kernel.name!r}")
     try:
         model = load_model(args.model, base_url=args.base_url, max_retries=args.max_retries)
     except ModelError as error:
         parser.error(str(error))
     if args.record:
         model = RecordingModel(model, args.record)
-    if not sandboxed:
+    if not kernel.sandboxed:
+        why = f" {escape(kernel.problem)}." if kernel.problem else ""
         console.print(
-            f"[bold yellow]Unsandboxed:[/] generated code runs in the local kernel "
-            f"{kernel_name!r} on this machine, as you (--allow-unsandboxed)."
+            f"[bold yellow]Unsandboxed:[/]{why} Generated code runs in the local kernel "
+            f"{kernel.name!r} on this machine, as you (--allow-unsandboxed)."
         )
     transcript = args.transcript or output.with_suffix(".transcript.jsonl")
-    outcome = asyncio.run(_run(args, model, kernel_name, output, workdir, transcript, console))
+    outcome = asyncio.run(_run(args, model, kernel.name, output, workdir, transcript, console))
     console.print(f"Notebook: {output}\nTranscript: {transcript}")
     return 0 if outcome.success else 1
+
+
+def image_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """`image build` and `image name`: progress goes to stderr, the tag alone to stdout."""
+    import signal
+
+    from .sandbox import image
+
+    if args.image_command == "name":
+        print(image.default_image())
+        return 0
+    if args.dockerfile and args.mirror:
+        parser.error("--mirror is for the Debian build; the --dockerfile build does not use it")
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    # A build killed with SIGTERM still removes its root filesystem folder (about 1 GB).
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
+    try:
+        if args.dockerfile:
+            tag = image.build_with_dockerfile(args.tag, log=log)
+        else:
+            tag = image.build_rootfs_image(args.tag, mirror=args.mirror, log=log)
+    except image.ImageError as error:
+        if error.output:
+            log(error.output)
+        log(f"error: {error}")
+        return 1
+    print(tag)
+    return 0
 
 
 async def _run(
@@ -164,7 +213,10 @@ async def _run(
     kernel: KernelSession | None = None
     outcome = RunOutcome(False, "kernel_error", "the kernel did not start")
     try:
-        kernel = await KernelSession.start(kernel_name, cwd=str(workdir))
+        sandbox = {"mounts": args.mount} | ({"image": args.image} if args.image else {})
+        kernel = await KernelSession.start(
+            kernel_name, cwd=str(workdir), config=Config({"DockerSandbox": sandbox})
+        )
         spec = kernel.manager.kernel_spec
         notebook.nb.metadata["kernelspec"] = {
             "name": kernel_name,

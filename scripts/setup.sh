@@ -30,3 +30,11 @@ extras=""
 [ "${1:-}" = test ] && extras="[test]"
 # Builds the frontend (hatch-jupyter-builder runs jlpm) and enables the server extension.
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}"
+
+# The sandbox kernel: the Docker engine and its image (built without a registry, cached by recipe).
+if [ "${1:-}" = test ]; then
+  bash scripts/build-image.sh
+elif ! bash scripts/build-image.sh; then
+  echo "The sandbox kernel is not available (see above): until it is, the agent refuses to run" \
+    "generated code unless you allow a local kernel (c.NotebookAgent.allow_unsandboxed)." >&2
+fi

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -14,15 +15,20 @@ from typing import Any
 
 import pytest
 
+import jupyter_notebook_agent
 from jupyter_notebook_agent.agent import KernelSession
 from jupyter_notebook_agent.llm.base import ModelTurn, ToolCall
 from jupyter_notebook_agent.llm.replay import load_recording, save_recording
 from jupyter_notebook_agent.llm.replay_server import ReplayScript, ReplayServerThread
+from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
 
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
 
 RECORDINGS = Path(__file__).parent / "recordings"
 CLI = Path(sys.executable).with_name("jupyter-notebook-agent")
+SANDBOX_KERNELSPEC = Path(jupyter_notebook_agent.__file__).parent / "sandbox" / "kernelspec"
+#: CLI arguments for a local kernel: tests of the agent itself, not of the sandbox.
+LOCAL = ("--kernel", "python3", "--allow-unsandboxed")
 
 
 def tool(name: str, arguments: dict[str, Any] | str, call_id: str = "") -> ToolCall:
@@ -92,6 +98,13 @@ def kernel(tmp_path: Path, jp_asyncio_loop: asyncio.AbstractEventLoop) -> Iterat
     session = jp_asyncio_loop.run_until_complete(KernelSession.start("python3", cwd=str(tmp_path)))
     yield session
     jp_asyncio_loop.run_until_complete(session.shutdown())
+
+
+@pytest.fixture(autouse=True)
+def sandbox_kernelspec(jp_data_dir: Path) -> None:
+    """The sandbox kernelspec where `pip install` puts it: pytest-jupyter gives each test
+    Jupyter folders of its own, so the test servers would not see the installed one."""
+    shutil.copytree(SANDBOX_KERNELSPEC, jp_data_dir / "kernels" / SANDBOX_KERNEL)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from .conftest import RECORDINGS
+from .conftest import LOCAL, RECORDINGS
 
 
 def text_outputs(nb: nbformat.NotebookNode) -> list[list[str]]:
@@ -33,7 +33,7 @@ def test_recorded_run_fixes_its_error_plots_and_completes(tmp_path, replay_serve
     with replay_server(RECORDINGS / "sine_plot.json", api_key="sk-test") as server:
         result = run_cli(
             "run", "Plot a sine wave and summarise it", "-o", out,
-            "--base-url", server.base_url, "--allow-unsandboxed",
+            "--base-url", server.base_url, *LOCAL,
         )  # fmt: skip
         requests = server.script.requests
     assert result.returncode == 0, result.stdout + result.stderr
@@ -95,12 +95,12 @@ def test_record_then_replay_gives_the_same_notebook(tmp_path, replay_server, run
     with replay_server(RECORDINGS / "sine_plot.json") as server:
         first = run_cli(
             "run", "Plot a sine wave", "-o", "first.ipynb", "--base-url", server.base_url,
-            "--record", recorded, "--allow-unsandboxed",
+            "--record", recorded, *LOCAL,
         )  # fmt: skip
     assert first.returncode == 0, first.stdout + first.stderr
     second = run_cli(
         "run", "Plot a sine wave", "-o", "second.ipynb", "--model", f"replay:{recorded}",
-        "--allow-unsandboxed",
+        *LOCAL,
     )  # fmt: skip
     assert second.returncode == 0, second.stdout + second.stderr
     one = nbformat.read(tmp_path / "first.ipynb", as_version=4)
@@ -128,7 +128,7 @@ def test_observers_from_entry_points_see_every_event(tmp_path: Path, replay_serv
     )
     result = run_cli(
         "run", "Plot", "-o", "o.ipynb", "--model", f"replay:{RECORDINGS / 'sine_plot.json'}",
-        "--allow-unsandboxed", env={"PYTHONPATH": str(plugin)},
+        *LOCAL, env={"PYTHONPATH": str(plugin)},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     events = [json.loads(line) for line in seen.read_text().splitlines()]

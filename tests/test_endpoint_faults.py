@@ -7,7 +7,7 @@ import socket
 import nbformat
 import pytest
 
-from .conftest import RECORDINGS, add_cell_turn, turn
+from .conftest import LOCAL, RECORDINGS, add_cell_turn, turn
 
 SINE = RECORDINGS / "sine_plot.json"
 
@@ -23,7 +23,7 @@ def test_a_rejected_key_is_one_clear_line_and_the_notebook_is_saved(
 ):
     with replay_server(SINE, api_key="sk-right") as server:
         result = run_cli("run", "t", "-o", "n.ipynb", "--base-url", server.base_url,
-                         "--allow-unsandboxed")  # fmt: skip
+                         *LOCAL)  # fmt: skip
         assert len(server.script.requests) == 0  # a 401 is not retried: nothing was accepted
     assert result.returncode == 1
     assert f"{server.base_url} rejected the API key (401): check OPENAI_API_KEY" in result.stdout
@@ -35,7 +35,7 @@ def test_a_rejected_key_is_one_clear_line_and_the_notebook_is_saved(
 def test_rate_limits_are_retried_with_exponential_backoff(tmp_path, replay_server, run_cli):
     with replay_server(SINE, faults=[429, 429]) as server:
         result = run_cli("run", "t", "-o", "n.ipynb", "--base-url", server.base_url,
-                         "--allow-unsandboxed")  # fmt: skip
+                         *LOCAL)  # fmt: skip
         arrivals = server.script.arrival_times
     assert result.returncode == 0, result.stdout + result.stderr
     assert len(arrivals) == 5 + 2
@@ -48,7 +48,7 @@ def test_rate_limits_are_retried_with_exponential_backoff(tmp_path, replay_serve
 def test_server_errors_throughout_give_up_after_the_retries(tmp_path, replay_server, run_cli):
     with replay_server(SINE, faults=[500] * 10, retry_after_ms=10) as server:
         result = run_cli("run", "t", "-o", "n.ipynb", "--base-url", server.base_url,
-                         "--max-retries", "2", "--allow-unsandboxed")  # fmt: skip
+                         "--max-retries", "2", *LOCAL)  # fmt: skip
         assert len(server.script.requests) == 3
     assert result.returncode == 1
     assert f"{server.base_url} answered 500 (after 2 retries): injected fault 500" in result.stdout
@@ -61,7 +61,7 @@ def test_an_endpoint_that_is_not_listening(tmp_path, run_cli):
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}/v1"
     result = run_cli("run", "t", "-o", "n.ipynb", "--base-url", url, "--max-retries", "1",
-                     "--allow-unsandboxed")  # fmt: skip
+                     *LOCAL)  # fmt: skip
     assert result.returncode == 1
     assert f"cannot reach {url} (after 1 retries): is the server running" in result.stdout
     assert_saved_and_valid(tmp_path / "n.ipynb")
@@ -70,7 +70,7 @@ def test_an_endpoint_that_is_not_listening(tmp_path, run_cli):
 def test_an_unknown_model_is_named(tmp_path, replay_server, run_cli):
     with replay_server(SINE) as server:
         result = run_cli("run", "t", "-o", "n.ipynb", "--base-url", server.base_url,
-                         "--model", "gpt-9", "--allow-unsandboxed")  # fmt: skip
+                         "--model", "gpt-9", *LOCAL)  # fmt: skip
     assert result.returncode == 1
     assert "does not serve model 'gpt-9' (404): check --model" in result.stdout
 
@@ -78,7 +78,7 @@ def test_an_unknown_model_is_named(tmp_path, replay_server, run_cli):
 def test_a_model_that_never_completes_stops_at_max_steps(tmp_path, write_recording, run_cli):
     recording = write_recording(*[add_cell_turn(f"print({i})") for i in range(10)])
     result = run_cli("run", "t", "-o", "n.ipynb", "--model", f"replay:{recording}",
-                     "--max-steps", "3", "--allow-unsandboxed")  # fmt: skip
+                     "--max-steps", "3", *LOCAL)  # fmt: skip
     assert result.returncode == 1
     assert "Failed (max_steps)" in result.stdout
     assert "the run reached its limit of 3 steps" in result.stdout
@@ -90,13 +90,12 @@ def test_a_model_that_never_completes_stops_at_max_steps(tmp_path, write_recordi
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ((), "the sandbox kernel 'python3-sandbox' is not installed"),
         (("--kernel", "python3"), "the kernel 'python3' is not sandboxed"),
         (("--kernel", "nope", "--allow-unsandboxed"), "no kernelspec named 'nope'"),
-        (("--allow-unsandboxed", "--mount", "/tmp:/data"), "--mount and --image configure"),
-        (("--allow-unsandboxed", "--mount", "/tmp"), "is not HOST:CONTAINER"),
-        (("--allow-unsandboxed", "--max-steps", "0"), "must be at least 1"),
-        (("--allow-unsandboxed", "-o", "notes.txt"), "must name an .ipynb file"),
+        ((*LOCAL, "--mount", "/tmp:/data"), "--mount and --image configure"),
+        ((*LOCAL, "--mount", "/tmp"), "is not HOST:CONTAINER"),
+        ((*LOCAL, "--max-steps", "0"), "must be at least 1"),
+        ((*LOCAL, "-o", "notes.txt"), "must name an .ipynb file"),
     ],
 )
 def test_usage_errors_exit_2_with_a_message(run_cli, args, message, tmp_path):
@@ -109,21 +108,21 @@ def test_usage_errors_exit_2_with_a_message(run_cli, args, message, tmp_path):
 def test_an_existing_notebook_is_never_replaced(tmp_path, run_cli):
     mine = tmp_path / "mine.ipynb"
     mine.write_text("my work")
-    result = run_cli("run", "t", "-o", mine, "--model", f"replay:{SINE}", "--allow-unsandboxed")
+    result = run_cli("run", "t", "-o", mine, "--model", f"replay:{SINE}", *LOCAL)
     assert result.returncode == 2
     assert "exists; choose another --output, or pass --overwrite" in result.stderr
     assert mine.read_text() == "my work"
 
 
 def test_a_missing_api_key_is_a_usage_error(run_cli):
-    result = run_cli("run", "t", "--allow-unsandboxed", env={"OPENAI_API_KEY": ""})
+    result = run_cli("run", "t", *LOCAL, env={"OPENAI_API_KEY": ""})
     assert result.returncode == 2
     assert "no API key for model 'gpt-4o-mini': set OPENAI_API_KEY" in result.stderr
 
 
 def test_a_broken_recording_is_a_usage_error(tmp_path, run_cli):
     (tmp_path / "bad.json").write_text('{"format": "something else"}')
-    result = run_cli("run", "t", "--model", "replay:bad.json", "--allow-unsandboxed")
+    result = run_cli("run", "t", "--model", "replay:bad.json", *LOCAL)
     assert result.returncode == 2
     assert 'bad.json is not a valid recording: "format" is not' in result.stderr
 
@@ -131,6 +130,6 @@ def test_a_broken_recording_is_a_usage_error(tmp_path, run_cli):
 def test_a_recording_that_runs_out_ends_the_run_with_a_clear_error(write_recording, run_cli):
     recording = write_recording(turn(content="hello"))
     result = run_cli("run", "t", "-o", "n.ipynb", "--model", f"replay:{recording}",
-                     "--allow-unsandboxed")  # fmt: skip
+                     *LOCAL)  # fmt: skip
     assert result.returncode == 1
     assert "has 1 turns; the run asked for turn 2" in result.stdout

@@ -20,9 +20,16 @@ async def test_status_names_the_model_and_the_sandbox_and_never_the_key(jp_fetch
     status = json.loads(body)
     assert status["model"] == {"backend": "openai", "name": "gpt-4o-mini", "base_url": None}
     assert status["execution"] == "auto" and status["max_steps"] == 30
-    assert status["kernel"]["sandboxed"] is False
-    assert "sandbox kernel 'python3-sandbox' is not installed" in status["kernel"]["problem"]
+    assert status["kernel"] == {"name": "python3-sandbox", "sandboxed": True, "problem": None}
     assert "sk-secret" not in body
+
+
+async def test_status_says_why_code_has_nowhere_safe_to_run(jp_fetch, monkeypatch, tmp_path):
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-docker.sock")
+    status = json.loads((await jp_fetch("notebook-agent", "status")).body)
+    assert status["kernel"]["name"] is None and status["kernel"]["sandboxed"] is False
+    assert "no Docker engine answers" in status["kernel"]["problem"]
+    assert "c.NotebookAgent.allow_unsandboxed" in status["kernel"]["problem"]
 
 
 @pytest.mark.parametrize(
@@ -48,7 +55,7 @@ async def test_status_follows_the_configuration(jp_fetch):
         "base_url": "http://127.0.0.1:8000/v1",
     }
     assert (status["execution"], status["max_steps"]) == ("ask", 12)
-    assert status["kernel"] == {"name": "python3", "sandboxed": False, "problem": None}
+    assert status["kernel"] == {"name": "python3-sandbox", "sandboxed": True, "problem": None}
 
 
 def extension_routes(serverapp, base_url: str) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Literal
 
 from jupyter_client.manager import AsyncKernelManager
 from nbformat import NotebookNode
+from traitlets.config import Config
 
 from ..notebook.outputs import OutputCollector
 
@@ -49,11 +50,12 @@ class KernelSession:
 
     @classmethod
     async def start(
-        cls, kernel_name: str, *, cwd: str | None = None, **kwargs: object
+        cls, kernel_name: str, *, cwd: str | None = None, config: Config | None = None
     ) -> KernelSession:
-        """A new kernel of that kernelspec through jupyter_client's kernel manager."""
-        manager = AsyncKernelManager(kernel_name=kernel_name)
-        await manager.start_kernel(cwd=cwd, **kwargs)
+        """A new kernel of that kernelspec through jupyter_client's kernel manager; `config`
+        reaches its provisioner (the sandbox's settings, say)."""
+        manager = AsyncKernelManager(kernel_name=kernel_name, config=config or Config())
+        await manager.start_kernel(cwd=cwd)
         session = cls(manager)
         await session.connect()
         return session
@@ -137,6 +139,8 @@ class KernelSession:
     async def exit_reason(self) -> str:
         provisioner = self.manager.provisioner
         code = await provisioner.poll() if provisioner else None
+        if said := getattr(provisioner, "exit_reason", None):
+            return said
         if code is None:
             return "it stopped answering"
         if code < 0:

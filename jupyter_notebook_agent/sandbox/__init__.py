@@ -5,6 +5,9 @@ A kernelspec counts as sandboxed when it selects the `docker-sandbox` kernel pro
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from jupyter_client.kernelspec import KernelSpecManager
 
 SANDBOX_KERNEL = "python3-sandbox"
@@ -21,28 +24,55 @@ def is_sandboxed(spec_metadata: dict) -> bool:
     return provisioner.get("provisioner_name") == SANDBOX_PROVISIONER
 
 
-def choose_kernel(requested: str | None, allow_unsandboxed: bool) -> tuple[str, bool]:
-    """The kernelspec to run generated code in, and whether it is sandboxed."""
-    specs = KernelSpecManager().get_all_specs()
+def docker_problem() -> str | None:
+    """Why no Docker engine can run sandbox kernels, or None when one answers."""
+    import docker
+    import docker.errors
+
+    try:
+        docker.from_env(timeout=5).ping()
+    except docker.errors.DockerException as error:
+        return f"no Docker engine answers ({error}); install Docker and start it"
+    return None
+
+
+@dataclass
+class KernelChoice:
+    name: str
+    sandboxed: bool
+    problem: str | None = None
+    """Why the sandbox could not be had, when it was wanted and a local kernel stands in."""
+
+
+def choose_kernel(
+    requested: str | None, allow_unsandboxed: bool, specs: dict[str, Any] | None = None
+) -> KernelChoice:
+    """The kernelspec to run generated code in: the sandbox unless the person allowed otherwise.
+
+    `specs` is what a kernel spec manager's get_all_specs() gives; by default, this machine's.
+    """
+    if specs is None:
+        specs = KernelSpecManager().get_all_specs()
     name = requested or SANDBOX_KERNEL
-    spec = specs.get(name)
-    if spec and is_sandboxed(spec["spec"].get("metadata", {})):
-        return name, True
-    if requested and not spec:
-        known = ", ".join(sorted(specs)) or "none"
-        raise SandboxUnavailable(f"no kernelspec named {name!r}; installed: {known}")
-    if not allow_unsandboxed:
+    if name not in specs:
         if requested:
-            raise SandboxUnavailable(
-                f"the kernel {name!r} is not sandboxed, so generated code would run on this "
-                "machine as you; pass --allow-unsandboxed to allow that"
-            )
+            known = ", ".join(sorted(specs)) or "none"
+            raise SandboxUnavailable(f"no kernelspec named {name!r}; installed: {known}")
+        problem = f"the sandbox kernel {SANDBOX_KERNEL!r} is not installed"
+    elif not is_sandboxed(specs[name]["spec"].get("metadata", {})):
+        if allow_unsandboxed:
+            return KernelChoice(name, sandboxed=False)
         raise SandboxUnavailable(
-            f"the sandbox kernel {SANDBOX_KERNEL!r} is not installed, so generated code has "
-            "nowhere safe to run; install the sandbox, or allow a local kernel on this machine "
-            "(--allow-unsandboxed, or c.NotebookAgent.allow_unsandboxed = True)"
+            f"the kernel {name!r} is not sandboxed, so generated code would run on this machine "
+            "as you; pass --allow-unsandboxed to allow that"
         )
-    fallback = requested or LOCAL_KERNEL
-    if fallback not in specs:
-        raise SandboxUnavailable(f"no kernelspec named {fallback!r} is installed")
-    return fallback, False
+    elif (problem := docker_problem()) is None:
+        return KernelChoice(name, sandboxed=True)
+    if not allow_unsandboxed:
+        raise SandboxUnavailable(
+            f"{problem}, so generated code has nowhere safe to run; fix that, or allow a local "
+            "kernel on this machine (--allow-unsandboxed, or c.NotebookAgent.allow_unsandboxed)"
+        )
+    if LOCAL_KERNEL not in specs:
+        raise SandboxUnavailable(f"{problem}, and no local kernel {LOCAL_KERNEL!r} is installed")
+    return KernelChoice(LOCAL_KERNEL, sandboxed=False, problem=problem)

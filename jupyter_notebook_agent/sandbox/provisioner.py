@@ -1,0 +1,253 @@
+"""The `docker-sandbox` kernel provisioner: ipykernel in a hardened Docker container.
+
+It plugs into jupyter_client's provisioner interface, so whatever starts kernels (jupyter_client,
+the Jupyter server, a gateway) starts this one through a plain kernelspec. On Linux the kernel has
+no network at all: ZMQ runs over the `ipc` transport in a socket folder bind-mounted at the same
+path inside the container, with `network_mode=none`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import docker
+import docker.errors
+from docker.models.containers import Container
+from jupyter_client.connect import KernelConnectionInfo
+from jupyter_client.provisioning import KernelProvisionerBase
+from traitlets import Bool, Float, Integer, List, Unicode
+
+#: Every container this package starts carries it, so that orphans can be found and removed.
+LABEL = "org.jupyter-notebook-agent.sandbox"
+#: Where the kernel reads its connection file: ipykernel rewrites the file it is given.
+CONNECTION_COPY = "/tmp/connection.json"
+#: The image's unprivileged user, which the kernel runs as when the server runs as root.
+SANDBOX_UID = 1000
+#: Names this process as the owner of its containers, so that a later one can tell orphans.
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+
+
+class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
+    """Runs the kernel in a container: read-only root, no capabilities, no network, capped."""
+
+    image = Unicode("", config=True, help="Kernel image; empty for the default recipe's tag.")
+    memory = Unicode("2g", config=True, help="Memory limit; swap is set equal, so none is used.")
+    cpus = Float(2.0, config=True, help="CPUs the kernel may use.")
+    pids_limit = Integer(256, config=True, help="Processes and threads the kernel may have.")
+    tmpfs_size = Unicode("512m", config=True, help="Size of the writable /tmp (home is inside).")
+    read_only = Bool(True, config=True, help="Mount the image's root filesystem read-only.")
+    network = Unicode(
+        "none", config=True, help="Docker network mode; `none` blocks all network access."
+    )
+    mounts = List(
+        Unicode(), config=True, help="More folders, as HOST:CONTAINER or HOST:CONTAINER:ro."
+    )
+    gpus = Bool(False, config=True, help="Pass the host's GPUs through (device_requests).")
+    runtime = Unicode("", config=True, help="OCI runtime, e.g. `runsc` for gVisor; empty: default.")
+    socket_root = Unicode(
+        "", config=True, help="Where per-kernel socket folders are made; empty: the temp folder."
+    )
+
+    container: Container | None = None
+    socket_dir: Path | None = None
+    exit_reason: str | None = None
+
+    @property
+    def has_process(self) -> bool:
+        return self.container is not None
+
+    def _client(self) -> docker.DockerClient:
+        return docker.from_env()
+
+    def _user(self) -> tuple[int, int]:
+        """The container's user: the person's own uid, or 1000 when the server runs as root."""
+        uid, gid = os.getuid(), os.getgid()
+        return (SANDBOX_UID, SANDBOX_UID) if uid == 0 else (uid, gid)
+
+    async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        km = self.parent
+        uid, gid = self._user()
+        if self.socket_dir is None:
+            root = self.socket_root or None
+            self.socket_dir = Path(tempfile.mkdtemp(prefix="notebook-agent-", dir=root))
+            os.chown(self.socket_dir, uid, gid)
+        km.transport = "ipc"
+        km.ip = str(self.socket_dir / "kernel")
+        km.connection_file = str(self.socket_dir / "connection.json")
+        km.write_connection_file()
+        # Private to the container's user alone: it holds the key that signs messages.
+        os.chown(km.connection_file, uid, gid)
+        self.connection_info = km.get_connection_info()
+        argv = [
+            CONNECTION_COPY if arg == "{connection_file}" else arg for arg in self.kernel_spec.argv
+        ]
+        cmd = ["sh", "-c", 'cp "$0" /tmp/connection.json && exec "$@"', km.connection_file, *argv]
+        kwargs.pop("extra_arguments", None)
+        return await super().pre_launch(cmd=cmd, **kwargs)
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        cwd = kwargs.get("cwd") or os.getcwd()
+        self.exit_reason = None
+        await asyncio.to_thread(remove_orphans, self._client())
+        self.container = await asyncio.to_thread(self._run, cmd, cwd)
+        return self.connection_info
+
+    def _run(self, cmd: list[str], cwd: str) -> Container:
+        assert self.socket_dir is not None
+        cwd = str(Path(cwd).resolve())
+        volumes = {
+            str(self.socket_dir): {"bind": str(self.socket_dir), "mode": "rw"},
+            cwd: {"bind": cwd, "mode": "rw"},
+        }
+        for mount in self.mounts:
+            host, container, *mode = mount.split(":")
+            volumes[str(Path(host).resolve())] = {
+                "bind": container,
+                "mode": mode[0] if mode else "rw",
+            }
+        options: dict[str, Any] = {}
+        if self.gpus:
+            options["device_requests"] = [
+                docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
+            ]
+        if self.runtime:
+            options["runtime"] = self.runtime
+        return self._client().containers.run(
+            self.image or _default_image(),
+            cmd,
+            detach=True,
+            name=f"notebook-agent-{self.kernel_id}",
+            labels={
+                LABEL: "1",
+                f"{LABEL}.kernel-id": str(self.kernel_id),
+                f"{LABEL}.owner": OWNER,
+                f"{LABEL}.socket-dir": str(self.socket_dir),
+            },
+            user="{}:{}".format(*self._user()),
+            working_dir=cwd,
+            volumes=volumes,
+            read_only=self.read_only,
+            tmpfs={"/tmp": f"size={self.tmpfs_size},mode=1777"},
+            network_mode=self.network,
+            cap_drop=["ALL"],
+            security_opt=["no-new-privileges"],
+            pids_limit=self.pids_limit,
+            mem_limit=self.memory,
+            memswap_limit=self.memory,
+            nano_cpus=int(self.cpus * 1e9),
+            init=True,
+            **options,
+        )
+
+    async def poll(self) -> int | None:
+        """None while the container runs; else its exit code, with `exit_reason` saying why."""
+        if self.container is None:
+            return 0
+        try:
+            await asyncio.to_thread(self.container.reload)
+        except docker.errors.NotFound:
+            self.exit_reason = "its container was removed"
+            return -signal.SIGKILL
+        state = self.container.attrs["State"]
+        if state["Status"] in ("created", "running", "restarting"):
+            return None
+        code = int(state.get("ExitCode", 1))
+        if state.get("OOMKilled"):
+            self.exit_reason = f"out of memory: it used more than the {self.memory} limit"
+        else:
+            self.exit_reason = f"its container stopped with exit code {code}"
+        return code
+
+    async def wait(self) -> int | None:
+        if self.container is not None:
+            try:
+                await asyncio.to_thread(self.container.wait)
+            except docker.errors.NotFound:
+                pass
+        return await self.poll()
+
+    async def send_signal(self, signum: int) -> None:
+        if self.container is not None:
+            try:
+                await asyncio.to_thread(self.container.kill, signum)
+            except docker.errors.APIError as error:
+                self.log.debug("signal %s to %s: %s", signum, self.container.short_id, error)
+
+    async def kill(self, restart: bool = False) -> None:
+        await self.send_signal(signal.SIGKILL)
+
+    async def terminate(self, restart: bool = False) -> None:
+        await self.send_signal(signal.SIGTERM)
+
+    async def cleanup(self, restart: bool = False) -> None:
+        """Removes the container, and the sockets it left behind (they belong to its user)."""
+        if self.container is not None:
+            try:
+                await asyncio.to_thread(self.container.remove, force=True)
+            except docker.errors.NotFound:
+                pass
+            self.container = None
+        if self.socket_dir is None:
+            return
+        if restart:
+            for socket_file in self.socket_dir.glob("kernel-*"):
+                socket_file.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
+            self.socket_dir = None
+
+    async def get_provisioner_info(self) -> dict[str, Any]:
+        info = await super().get_provisioner_info()
+        info["container_id"] = self.container.id if self.container else None
+        info["socket_dir"] = str(self.socket_dir) if self.socket_dir else None
+        return info
+
+    async def load_provisioner_info(self, provisioner_info: dict) -> None:
+        await super().load_provisioner_info(provisioner_info)
+        if provisioner_info.get("socket_dir"):
+            self.socket_dir = Path(provisioner_info["socket_dir"])
+        if provisioner_info.get("container_id"):
+            self.container = self._client().containers.get(provisioner_info["container_id"])
+
+    def get_stable_start_time(self, recommended: float = 10.0) -> float:
+        return max(recommended, 30.0)
+
+
+def remove_orphans(client: docker.DockerClient) -> list[str]:
+    """Removes the sandbox containers of processes on this host that are gone (a crash, a kill),
+    with their socket folders; returns their names."""
+    removed = []
+    for container in client.containers.list(all=True, filters={"label": LABEL}):
+        host, _, pid = container.labels.get(f"{LABEL}.owner", "").rpartition(":")
+        if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            continue
+        shutil.rmtree(container.labels.get(f"{LABEL}.socket-dir", ""), ignore_errors=True)
+        removed.append(container.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _default_image() -> str:
+    from .image import default_image
+
+    return default_image()
