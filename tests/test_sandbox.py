@@ -256,3 +256,22 @@ async def test_containers_orphaned_by_a_crash_are_removed_at_the_next_start(orph
         docker.from_env().containers.get(container_id)
     assert not sockets.exists()
     assert mine.manager.provisioner.container.status in ("created", "running")
+
+
+@pytest.mark.parametrize(
+    ("outside", "reason"),
+    [
+        (lambda c: c.kill(), "its container stopped with exit code 137"),
+        (lambda c: c.remove(force=True), "its container was removed"),
+    ],
+    ids=["stopped", "removed"],
+)
+async def test_a_container_stopped_or_removed_from_outside_is_a_dead_kernel(
+    sandbox, outside, reason
+):
+    await sandbox.execute("x = 1", 30)
+    outside(sandbox.manager.provisioner.container)
+    died = await sandbox.execute("print(x)", 30)
+    assert died.status == "died"
+    assert died.note.startswith(f"the kernel died ({reason}) and was restarted")
+    assert stdout(await sandbox.execute("print('x' in globals())", 30)) == "False\n"
