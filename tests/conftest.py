@@ -109,5 +109,9 @@ def sandbox_kernelspec(jp_data_dir: Path) -> None:
 
 @pytest.fixture
 def jp_server_config() -> dict[str, Any]:
-    """A Jupyter server with this extension enabled, as `pip install` enables it."""
-    return {"ServerApp": {"jpserver_extensions": {"jupyter_notebook_agent": True}}}
+    """A Jupyter server with this extension enabled, as `pip install` enables it; without a warm
+    pool, which the tests that are about it turn on."""
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyter_notebook_agent": True}},
+        "NotebookAgent": {"warm_pool_size": 0},
+    }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import docker
 import pytest
@@ -11,11 +12,16 @@ from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
 from jupyter_notebook_agent.sandbox.image import ensure_image
 
+from .test_warm_pool import filled
+
 
 @pytest.fixture
-def jp_server_config(tmp_path) -> dict:
+def jp_server_config() -> dict:
     ensure_image()
-    return {"ServerApp": {"jpserver_extensions": {"jupyter_notebook_agent": True}}}
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyter_notebook_agent": True}},
+        "NotebookAgent": {"warm_pool_size": 1},
+    }
 
 
 async def run(client: AsyncKernelClient, code: str) -> list[str]:
@@ -30,24 +36,37 @@ async def run(client: AsyncKernelClient, code: str) -> list[str]:
     return texts
 
 
-async def test_the_server_starts_interrupts_restarts_and_shuts_down_a_sandbox_kernel(
-    jp_fetch, jp_serverapp
+async def test_a_notebook_gets_a_warm_sandbox_kernel_that_interrupts_restarts_and_shuts_down(
+    jp_fetch, jp_serverapp, jp_root_dir
 ):
     specs = json.loads((await jp_fetch("api", "kernelspecs")).body)
     assert specs["kernelspecs"][SANDBOX_KERNEL]["spec"]["display_name"] == "Python 3 (sandbox)"
 
-    started = await jp_fetch(
-        "api", "kernels", method="POST", body=json.dumps({"name": SANDBOX_KERNEL})
-    )
-    kernel_id = json.loads(started.body)["id"]
+    # What a server does once its loop runs (pytest-jupyter's server does not): the extension
+    # starts its warm pool then.
+    await jp_serverapp.extension_manager.start_all_extensions()
+    (extension,) = jp_serverapp.extension_manager.extension_apps["jupyter_notebook_agent"]
+    warm = await filled(extension.pool)
+    (jp_root_dir / "project").mkdir()
+    if os.getuid() == 0:
+        os.chown(jp_root_dir / "project", 1000, 1000)
+    session = {
+        "path": "project/analysis.ipynb",
+        "type": "notebook",
+        "kernel": {"name": SANDBOX_KERNEL},
+    }
+    started = await jp_fetch("api", "sessions", method="POST", body=json.dumps(session))
+    kernel_id = json.loads(started.body)["kernel"]["id"]
     manager = jp_serverapp.kernel_manager.get_kernel(kernel_id)
     container = manager.provisioner.container
+    assert container.id == warm[0]  # the server's warm pool served it
     assert container is not None and container.labels["org.jupyter-notebook-agent.sandbox"] == "1"
 
     client = manager.client()
     client.start_channels()
     await client.wait_for_ready(timeout=60)
-    assert await run(client, "import os; print(os.getuid() != 0)") == ["True\n"]
+    printed = await run(client, "import os; print(os.getuid() != 0, os.getcwd())")
+    assert printed == [f"True {jp_root_dir / 'project'}\n"]
 
     await jp_fetch("api", "kernels", kernel_id, "interrupt", method="POST", body="")
     await jp_fetch("api", "kernels", kernel_id, "restart", method="POST", body="")

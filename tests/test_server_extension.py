@@ -38,6 +38,7 @@ async def test_status_says_why_code_has_nowhere_safe_to_run(jp_fetch, monkeypatc
         {
             "ServerApp": {"jpserver_extensions": {"jupyter_notebook_agent": True}},
             "NotebookAgent": {
+                "warm_pool_size": 0,
                 "model": "openai:qwen2.5-coder:7b",
                 "base_url": "http://127.0.0.1:8000/v1",
                 "allow_unsandboxed": True,

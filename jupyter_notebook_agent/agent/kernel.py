@@ -20,6 +20,8 @@ from ..notebook.outputs import OutputCollector
 
 #: How often a silent kernel is checked for being alive while code runs.
 LIVENESS_POLL_S = 0.5
+#: How long a readiness probe waits for its answer on IOPub before it asks again.
+READY_RETRY_S = 0.5
 
 ExecutionStatus = Literal["ok", "error", "timeout", "died"]
 
@@ -62,7 +64,33 @@ class KernelSession:
 
     async def connect(self) -> None:
         self.client.start_channels()
-        await self.client.wait_for_ready(timeout=120)
+        await self.wait_until_ready()
+
+    async def wait_until_ready(self, timeout_s: float = 120.0) -> None:
+        """Ready once a kernel_info request's idle status arrives on IOPub: the shell and IOPub
+        both work then, with no blind wait for silence. Until IOPub is subscribed, ask again."""
+        deadline = time.perf_counter() + timeout_s
+        while time.perf_counter() < deadline:
+            msg_id = self.client.kernel_info()
+            if await self._idle_seen(msg_id, READY_RETRY_S):
+                await self._reply(msg_id)
+                return
+            if not await self.manager.is_alive():
+                raise RuntimeError(
+                    f"the kernel died before it was ready ({await self.exit_reason()})"
+                )
+        raise TimeoutError(f"the kernel was not ready after {timeout_s:g} s")
+
+    async def _idle_seen(self, msg_id: str, wait_s: float) -> bool:
+        until = time.perf_counter() + wait_s
+        while (remaining := until - time.perf_counter()) > 0:
+            try:
+                msg = await self.client.get_iopub_msg(timeout=remaining)
+            except Empty:
+                return False
+            if msg["parent_header"].get("msg_id") == msg_id and _is_idle(msg):
+                return True
+        return False
 
     async def execute(self, code: str, timeout_s: float) -> Execution:
         started = time.perf_counter()
@@ -150,7 +178,7 @@ class KernelSession:
     async def restart(self) -> None:
         await self.manager.restart_kernel(now=True)
         self.restarts += 1
-        await self.client.wait_for_ready(timeout=120)
+        await self.wait_until_ready()
 
     async def shutdown(self) -> None:
         self.client.stop_channels()

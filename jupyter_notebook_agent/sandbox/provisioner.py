@@ -24,6 +24,8 @@ from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import KernelProvisionerBase
 from traitlets import Bool, Float, Integer, List, Unicode
 
+from .pool import WarmKernel, WarmPool
+
 #: Every container this package starts carries it, so that orphans can be found and removed.
 LABEL = "org.jupyter-notebook-agent.sandbox"
 #: Where the kernel reads its connection file: ipykernel rewrites the file it is given.
@@ -54,10 +56,15 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
     socket_root = Unicode(
         "", config=True, help="Where per-kernel socket folders are made; empty: the temp folder."
     )
+    use_warm_pool = Bool(
+        True, config=True, help="Claim a ready kernel from the server's warm pool when one fits."
+    )
 
     container: Container | None = None
     socket_dir: Path | None = None
     exit_reason: str | None = None
+    claimed: WarmKernel | None = None
+    """The warm kernel adopted from the pool, until it has moved to the notebook's folder."""
 
     @property
     def has_process(self) -> bool:
@@ -73,6 +80,11 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         km = self.parent
+        kwargs.pop("extra_arguments", None)
+        cwd = kwargs.get("cwd") or os.getcwd()
+        if warm := self._claim(cwd):
+            self._adopt(warm, cwd)
+            return await super().pre_launch(cmd=[], **kwargs)
         uid, gid = self._user()
         if self.socket_dir is None:
             root = self.socket_root or None
@@ -89,10 +101,32 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
             CONNECTION_COPY if arg == "{connection_file}" else arg for arg in self.kernel_spec.argv
         ]
         cmd = ["sh", "-c", 'cp "$0" /tmp/connection.json && exec "$@"', km.connection_file, *argv]
-        kwargs.pop("extra_arguments", None)
         return await super().pre_launch(cmd=cmd, **kwargs)
 
+    def _claim(self, cwd: str) -> WarmKernel | None:
+        """A warm kernel, where one fits: never for a restart, which keeps its connection."""
+        pool = WarmPool.current
+        plain = not (self.mounts or self.gpus or self.runtime)
+        if pool is None or not self.use_warm_pool or not plain or self.socket_dir is not None:
+            return None
+        return pool.claim(self.image or _default_image(), cwd)
+
+    def _adopt(self, warm: WarmKernel, cwd: str) -> None:
+        """Takes over a warm kernel's container, sockets and connection, key included."""
+        km, source = self.parent, warm.manager.provisioner
+        self.container, self.socket_dir = source.container, source.socket_dir
+        source.container = source.socket_dir = None
+        km.load_connection_info(warm.manager.get_connection_info())
+        km.connection_file = warm.manager.connection_file
+        km._connection_file_written = True
+        warm.manager._connection_file_written = False  # its finaliser must not delete the file
+        self.connection_info = km.get_connection_info()
+        warm.folder = str(Path(cwd).resolve())
+        self.claimed = warm
+
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        if self.claimed is not None:
+            return self.connection_info
         cwd = kwargs.get("cwd") or os.getcwd()
         self.exit_reason = None
         await asyncio.to_thread(remove_orphans, self._client())
@@ -145,6 +179,22 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
             init=True,
             **options,
         )
+
+    async def post_launch(self, **kwargs: Any) -> None:
+        """A claimed kernel started in the server's root: it moves to the notebook's folder, told
+        over the pool's client, which is connected already."""
+        if self.claimed is None:
+            return
+        warm, self.claimed = self.claimed, None
+        try:
+            code = f"import os as _os; _os.chdir({warm.folder!r}); del _os"
+            msg_id = warm.client.execute(code, silent=True, store_history=False)
+            while (await warm.client.get_shell_msg(timeout=30))["parent_header"].get(
+                "msg_id"
+            ) != msg_id:
+                pass
+        finally:
+            warm.client.stop_channels()
 
     async def poll(self) -> int | None:
         """None while the container runs; else its exit code, with `exit_reason` saying why."""
@@ -230,7 +280,7 @@ def remove_orphans(client: docker.DockerClient) -> list[str]:
             continue
         try:
             container.remove(force=True)
-        except docker.errors.NotFound:
+        except docker.errors.APIError:  # gone already, or another kernel's start removing it
             continue
         shutil.rmtree(container.labels.get(f"{LABEL}.socket-dir", ""), ignore_errors=True)
         removed.append(container.name)

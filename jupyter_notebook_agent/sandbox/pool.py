@@ -1,0 +1,137 @@
+"""A warm pool of sandbox kernels, owned by the server process, so a first execution is fast.
+
+Each entry is a whole sandbox kernel started ahead of need, with the server's root folder as its
+mount, and checked ready (it answered kernel_info). A kernel claims one in milliseconds: it adopts
+the container and its connection, then moves to the notebook's folder. An entry is handed out
+once, never returned; the pool refills in the background, and replaces entries that grow old.
+A kernel with mounts of its own, another image, or a folder outside the root takes the cold path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from jupyter_client.asynchronous.client import AsyncKernelClient
+from jupyter_client.manager import AsyncKernelManager
+from traitlets.config import Config
+
+from . import SANDBOX_KERNEL
+
+log = logging.getLogger(__name__)
+#: The longest wait before the pool replaces old kernels or retries ones that failed to start.
+RECYCLE_EVERY_S = 10.0
+
+
+@dataclass
+class WarmKernel:
+    manager: AsyncKernelManager
+    client: AsyncKernelClient
+    """Connected and ready, so that a claim costs one round trip."""
+    started: float
+    folder: str = ""
+    """The notebook folder it moves to once claimed."""
+
+
+class WarmPool:
+    """The server's warm kernels. `WarmPool.current` is the one the provisioner claims from."""
+
+    current: WarmPool | None = None
+
+    def __init__(
+        self, root: Path, *, size: int = 2, max_age_s: float = 1800.0, config: Config | None = None
+    ) -> None:
+        self.root = root.resolve()
+        self.size = size
+        self.max_age_s = max_age_s
+        self.config = Config(config or {})
+        # The pool's own kernels start cold: they are what others claim.
+        self.config.merge(Config({"DockerSandbox": {"use_warm_pool": False}}))
+        self.ready: list[WarmKernel] = []
+        self._starting: set[asyncio.Task[None]] = set()
+        self._recycler: asyncio.Task[None] | None = None
+        self._grown = asyncio.Event()
+
+    @property
+    def image(self) -> str:
+        from .image import default_image
+
+        return self.config.get("DockerSandbox", {}).get("image") or default_image()
+
+    def start(self) -> None:
+        """Fills the pool and keeps it fresh, in the background; makes it the current pool."""
+        WarmPool.current = self
+        self.refill()
+        self._recycler = asyncio.create_task(self._recycle())
+
+    def refill(self) -> None:
+        for _ in range(self.size - len(self.ready) - len(self._starting)):
+            task = asyncio.create_task(self._start_one())
+            self._starting.add(task)
+            task.add_done_callback(self._starting.discard)
+
+    async def _start_one(self) -> None:
+        manager = AsyncKernelManager(kernel_name=SANDBOX_KERNEL, config=self.config)
+        client = None
+        try:
+            await manager.start_kernel(cwd=str(self.root))
+            client = manager.client()  # after the start, which settles the connection
+            client.start_channels()
+            await client.wait_for_ready(timeout=120)
+        except Exception:
+            log.exception("a warm sandbox kernel did not start; the pool will try again")
+            if client:
+                client.stop_channels()
+            with contextlib.suppress(Exception):
+                await manager.shutdown_kernel(now=True)
+            return
+        self.ready.append(WarmKernel(manager, client, time.monotonic()))
+        self._grown.set()
+
+    async def full(self) -> None:
+        """Returns once every place in the pool holds a ready kernel."""
+        while len(self.ready) < self.size:
+            self._grown.clear()
+            await self._grown.wait()
+
+    def claim(self, image: str, cwd: str) -> WarmKernel | None:
+        """A ready kernel for a notebook in `cwd`, or None when it must start cold."""
+        if image != self.image or not Path(cwd).resolve().is_relative_to(self.root):
+            return None
+        fresh = [w for w in self.ready if time.monotonic() - w.started < self.max_age_s]
+        if not fresh:
+            return None
+        warm = fresh[0]
+        self.ready.remove(warm)
+        self.refill()
+        return warm
+
+    async def _recycle(self) -> None:
+        """Replaces old kernels, and tops up after starts that failed."""
+        while True:
+            await asyncio.sleep(min(max(self.max_age_s / 10, 1.0), RECYCLE_EVERY_S))
+            for warm in [w for w in self.ready if time.monotonic() - w.started >= self.max_age_s]:
+                self.ready.remove(warm)
+                await self._discard(warm)
+            self.refill()
+
+    @staticmethod
+    async def _discard(warm: WarmKernel) -> None:
+        warm.client.stop_channels()
+        await warm.manager.shutdown_kernel(now=True)
+
+    async def close(self) -> None:
+        """Stops refilling and removes every kernel not yet claimed."""
+        if WarmPool.current is self:
+            WarmPool.current = None
+        tasks = [*self._starting, *([self._recycler] if self._recycler else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for warm in self.ready:
+            await self._discard(warm)
+        self.ready.clear()
