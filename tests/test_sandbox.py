@@ -18,7 +18,7 @@ from traitlets.config import Config
 
 from jupyter_notebook_agent.agent import Execution, KernelSession
 from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
-from jupyter_notebook_agent.sandbox.image import ensure_image
+from jupyter_notebook_agent.sandbox.image import ImageError, ensure_image
 from jupyter_notebook_agent.sandbox.provisioner import LABEL
 
 from .conftest import RECORDINGS
@@ -275,3 +275,22 @@ async def test_a_container_stopped_or_removed_from_outside_is_a_dead_kernel(
     assert died.status == "died"
     assert died.note.startswith(f"the kernel died ({reason}) and was restarted")
     assert stdout(await sandbox.execute("print('x' in globals())", 30)) == "False\n"
+
+
+async def test_a_missing_image_says_how_to_build_it_and_leaves_nothing(workdir, tmp_path):
+    config = Config(
+        {
+            "DockerSandbox": {
+                "image": "jupyter-notebook-agent-kernel:missing",
+                "socket_root": str(tmp_path),
+            }
+        }
+    )
+    before = set(tmp_path.iterdir())
+    with pytest.raises(ImageError) as raised:
+        await KernelSession.start(SANDBOX_KERNEL, cwd=str(workdir), config=config)
+    assert "jupyter-notebook-agent-kernel:missing is missing" in str(raised.value)
+    assert "jupyter-notebook-agent image build --tag jupyter-notebook-agent-kernel:missing" in str(
+        raised.value
+    )
+    assert set(tmp_path.iterdir()) == before  # no socket folder left behind

@@ -21,6 +21,7 @@ from jupyter_client.manager import AsyncKernelManager
 from traitlets.config import Config
 
 from . import SANDBOX_KERNEL
+from .image import default_image
 
 log = logging.getLogger(__name__)
 #: The longest wait before the pool replaces old kernels or retries ones that failed to start.
@@ -58,8 +59,6 @@ class WarmPool:
 
     @property
     def image(self) -> str:
-        from .image import default_image
-
         return self.config.get("DockerSandbox", {}).get("image") or default_image()
 
     def start(self) -> None:

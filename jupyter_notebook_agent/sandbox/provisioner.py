@@ -24,6 +24,7 @@ from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import KernelProvisionerBase
 from traitlets import Bool, Float, Integer, List, Unicode
 
+from .image import default_image, ensure_image
 from .pool import WarmKernel, WarmPool
 
 #: Every container this package starts carries it, so that orphans can be found and removed.
@@ -109,7 +110,7 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
         plain = not (self.mounts or self.gpus or self.runtime)
         if pool is None or not self.use_warm_pool or not plain or self.socket_dir is not None:
             return None
-        return pool.claim(self.image or _default_image(), cwd)
+        return pool.claim(self.image or default_image(), cwd)
 
     def _adopt(self, warm: WarmKernel, cwd: str) -> None:
         """Takes over a warm kernel's container, sockets and connection, key included."""
@@ -130,7 +131,11 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
         cwd = kwargs.get("cwd") or os.getcwd()
         self.exit_reason = None
         await asyncio.to_thread(remove_orphans, self._client())
-        self.container = await asyncio.to_thread(self._run, cmd, cwd)
+        try:
+            self.container = await asyncio.to_thread(self._run, cmd, cwd)
+        except Exception:
+            await self.cleanup()  # a kernel that never started leaves no sockets behind
+            raise
         return self.connection_info
 
     def _run(self, cmd: list[str], cwd: str) -> Container:
@@ -153,8 +158,11 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
             ]
         if self.runtime:
             options["runtime"] = self.runtime
+        # Never the client's implicit pull: a missing image gets a message that says how to
+        # build it (the build needs no registry).
+        image = ensure_image(self.image or None, build=False)
         return self._client().containers.run(
-            self.image or _default_image(),
+            image,
             cmd,
             detach=True,
             name=f"notebook-agent-{self.kernel_id}",
@@ -295,9 +303,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _default_image() -> str:
-    from .image import default_image
-
-    return default_image()
