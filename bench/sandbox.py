@@ -18,6 +18,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from agent_overhead import bare_round_trips
+
 from jupyter_notebook_agent.agent import KernelSession
 from jupyter_notebook_agent.sandbox import LOCAL_KERNEL, SANDBOX_KERNEL
 from jupyter_notebook_agent.sandbox.image import ensure_image
@@ -33,15 +35,6 @@ async def start_ms(kernel_name: str, cwd: str) -> tuple[float, KernelSession]:
     started = time.perf_counter()
     session = await KernelSession.start(kernel_name, cwd=cwd)
     return (time.perf_counter() - started) * 1000, session
-
-
-async def round_trips(session: KernelSession, count: int) -> list[float]:
-    times = []
-    for _ in range(count):
-        started = time.perf_counter()
-        await session.client.execute_interactive("1+1", output_hook=lambda msg: None, timeout=30)
-        times.append((time.perf_counter() - started) * 1000)
-    return times
 
 
 def idle_memory_mb(session: KernelSession) -> float:
@@ -85,12 +78,12 @@ async def main() -> dict[str, float]:
         _, local = await start_ms(LOCAL_KERNEL, cwd)
         _, sandbox = await start_ms(SANDBOX_KERNEL, cwd)
         try:
-            await round_trips(local, 20)
-            await round_trips(sandbox, 20)
+            await bare_round_trips(local, 20)
+            await bare_round_trips(sandbox, 20)
             local_rtt, sandbox_rtt = [], []
             for number in range(ROUNDS):
-                local_rtt += await round_trips(local, PER_ROUND)
-                sandbox_rtt += await round_trips(sandbox, PER_ROUND)
+                local_rtt += await bare_round_trips(local, PER_ROUND)
+                sandbox_rtt += await bare_round_trips(sandbox, PER_ROUND)
                 print(
                     f"round {number + 1}/{ROUNDS}: local p50 {statistics.median(local_rtt):.3f} ms,"
                     f" sandbox p50 {statistics.median(sandbox_rtt):.3f} ms"
