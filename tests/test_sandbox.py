@@ -294,3 +294,22 @@ async def test_a_missing_image_says_how_to_build_it_and_leaves_nothing(workdir, 
         raised.value
     )
     assert set(tmp_path.iterdir()) == before  # no socket folder left behind
+
+
+def test_by_default_the_kernel_has_no_network_and_talks_over_unix_sockets(sandbox):
+    container = sandbox.manager.provisioner.container
+    assert container.attrs["HostConfig"]["NetworkMode"] == "none"
+    assert sandbox.manager.transport == "ipc"
+
+
+async def test_over_tcp_the_kernel_works_on_loopback_ports_and_says_egress_is_open(
+    start_sandbox, caplog
+):
+    sandbox = await start_sandbox(transport="tcp")
+    assert stdout(await sandbox.execute("print(6 * 7)", 30)) == "42\n"
+    assert sandbox.manager.transport == "tcp"
+    host = sandbox.manager.provisioner.container.attrs["HostConfig"]
+    assert host["NetworkMode"] == "bridge"
+    bindings = [b for bound in host["PortBindings"].values() for b in bound]
+    assert len(bindings) == 5 and {b["HostIp"] for b in bindings} == {"127.0.0.1"}
+    assert "network egress is NOT blocked" in caplog.text

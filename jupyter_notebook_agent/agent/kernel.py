@@ -59,7 +59,11 @@ class KernelSession:
         manager = AsyncKernelManager(kernel_name=kernel_name, config=config or Config())
         await manager.start_kernel(cwd=cwd)
         session = cls(manager)
-        await session.connect()
+        try:
+            await session.connect()
+        except BaseException:
+            await session.shutdown()  # a kernel that never answered leaves nothing running
+            raise
         return session
 
     async def connect(self) -> None:

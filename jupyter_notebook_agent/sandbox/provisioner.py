@@ -9,10 +9,13 @@ path inside the container, with `network_mode=none`.
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ import docker.errors
 from docker.models.containers import Container
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import KernelProvisionerBase
-from traitlets import Bool, Float, Integer, List, Unicode
+from traitlets import Bool, Enum, Float, Integer, List, Unicode
 
 from .image import default_image, ensure_image
 from .pool import WarmKernel, WarmPool
@@ -56,6 +59,13 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
     runtime = Unicode("", config=True, help="OCI runtime, e.g. `runsc` for gVisor; empty: default.")
     socket_root = Unicode(
         "", config=True, help="Where per-kernel socket folders are made; empty: the temp folder."
+    )
+    transport = Enum(
+        ["auto", "ipc", "tcp"],
+        "auto",
+        config=True,
+        help="`ipc` (no network at all) where the engine shares this machine's kernel; `tcp` on "
+        "127.0.0.1 where it cannot (Docker Desktop), which leaves egress open; `auto` picks.",
     )
     use_warm_pool = Bool(
         True, config=True, help="Claim a ready kernel from the server's warm pool when one fits."
@@ -91,18 +101,35 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
             root = self.socket_root or None
             self.socket_dir = Path(tempfile.mkdtemp(prefix="notebook-agent-", dir=root))
             os.chown(self.socket_dir, uid, gid)
-        km.transport = "ipc"
-        km.ip = str(self.socket_dir / "kernel")
         km.connection_file = str(self.socket_dir / "connection.json")
+        if await asyncio.to_thread(self._over_tcp):
+            self.log.warning(
+                "This Docker engine cannot share unix sockets, so the sandbox kernel talks tcp on "
+                "127.0.0.1 and its network egress is NOT blocked."
+            )
+            km.transport, km.ip = "tcp", "127.0.0.1"
+        else:
+            km.transport, km.ip = "ipc", str(self.socket_dir / "kernel")
         km.write_connection_file()
-        # Private to the container's user alone: it holds the key that signs messages.
-        os.chown(km.connection_file, uid, gid)
         self.connection_info = km.get_connection_info()
+        inside = km.connection_file
+        if km.transport == "tcp":  # the kernel listens on every interface of its container
+            inside = str(self.socket_dir / "container.json")
+            _listen_everywhere(km.connection_file, inside)
+        # Private to the container's user alone: they hold the key that signs messages.
+        for path in {km.connection_file, inside}:
+            os.chmod(path, 0o600)
+            os.chown(path, uid, gid)
         argv = [
             CONNECTION_COPY if arg == "{connection_file}" else arg for arg in self.kernel_spec.argv
         ]
-        cmd = ["sh", "-c", 'cp "$0" /tmp/connection.json && exec "$@"', km.connection_file, *argv]
+        cmd = ["sh", "-c", 'cp "$0" /tmp/connection.json && exec "$@"', inside, *argv]
         return await super().pre_launch(cmd=cmd, **kwargs)
+
+    def _over_tcp(self) -> bool:
+        if self.transport != "auto":
+            return self.transport == "tcp"
+        return sys.platform != "linux" or "Docker Desktop" in _engine_system(self._client())
 
     def _claim(self, cwd: str) -> WarmKernel | None:
         """A warm kernel, where one fits: never for a restart, which keeps its connection."""
@@ -177,7 +204,8 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
             volumes=volumes,
             read_only=self.read_only,
             tmpfs={"/tmp": f"size={self.tmpfs_size},mode=1777"},
-            network_mode=self.network,
+            network_mode="bridge" if self.parent.transport == "tcp" else self.network,
+            ports=self._published_ports(),
             cap_drop=["ALL"],
             security_opt=["no-new-privileges"],
             pids_limit=self.pids_limit,
@@ -203,6 +231,14 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
                 pass
         finally:
             warm.client.stop_channels()
+
+    def _published_ports(self) -> dict[str, tuple[str, int]]:
+        """Over tcp, each kernel port on the host's loopback only; over ipc, none."""
+        if self.parent.transport != "tcp":
+            return {}
+        names = ("shell_port", "iopub_port", "stdin_port", "control_port", "hb_port")
+        ports = [int(self.connection_info[name]) for name in names]  # type: ignore[call-overload]
+        return {f"{port}/tcp": ("127.0.0.1", port) for port in ports}
 
     async def poll(self) -> int | None:
         """None while the container runs; else its exit code, with `exit_reason` saying why."""
@@ -276,6 +312,18 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
 
     def get_stable_start_time(self, recommended: float = 10.0) -> float:
         return max(recommended, 30.0)
+
+
+def _listen_everywhere(connection_file: str, copy: str) -> None:
+    """The container's copy of a tcp connection file: the same, listening on 0.0.0.0."""
+    info = json.loads(Path(connection_file).read_text())
+    Path(copy).write_text(json.dumps(info | {"ip": "0.0.0.0"}))
+
+
+@functools.cache
+def _engine_system(client: docker.DockerClient) -> str:
+    """The engine's operating system, as it names itself ("Docker Desktop", "Debian ...")."""
+    return str(client.info().get("OperatingSystem", ""))
 
 
 def remove_orphans(client: docker.DockerClient) -> list[str]:
