@@ -180,8 +180,13 @@ class KernelSession:
         return f"exit code {code}"
 
     async def restart(self) -> None:
+        """A fresh kernel on fresh channels: a request queued for the dead kernel must not
+        reach its successor and run code the model was told did not run."""
+        self.client.stop_channels()
         await self.manager.restart_kernel(now=True)
         self.restarts += 1
+        self.client = self.manager.client()
+        self.client.start_channels()
         await self.wait_until_ready()
 
     async def shutdown(self) -> None:
