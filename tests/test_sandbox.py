@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import subprocess
 from collections.abc import Awaitable, Callable, Iterator
@@ -21,7 +20,7 @@ from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
 from jupyter_notebook_agent.sandbox.image import ImageError, ensure_image
 from jupyter_notebook_agent.sandbox.provisioner import LABEL
 
-from .conftest import RECORDINGS
+from .conftest import RECORDINGS, sandbox_writable
 
 
 @pytest.fixture(scope="session")
@@ -33,11 +32,7 @@ def sandbox_image() -> str:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     """The notebook's folder, which the container's user (uid 1000 under root) may write."""
-    folder = tmp_path / "work"
-    folder.mkdir()
-    if os.getuid() == 0:
-        os.chown(folder, 1000, 1000)
-    return folder
+    return sandbox_writable(tmp_path / "work")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import docker
 import pytest
@@ -12,6 +11,7 @@ from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
 from jupyter_notebook_agent.sandbox.image import ensure_image
 
+from .conftest import sandbox_writable
 from .test_warm_pool import filled
 
 
@@ -47,9 +47,7 @@ async def test_a_notebook_gets_a_warm_sandbox_kernel_that_interrupts_restarts_an
     await jp_serverapp.extension_manager.start_all_extensions()
     (extension,) = jp_serverapp.extension_manager.extension_apps["jupyter_notebook_agent"]
     warm = await filled(extension.pool)
-    (jp_root_dir / "project").mkdir()
-    if os.getuid() == 0:
-        os.chown(jp_root_dir / "project", 1000, 1000)
+    sandbox_writable(jp_root_dir / "project")
     session = {
         "path": "project/analysis.ipynb",
         "type": "notebook",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from pathlib import Path
 
@@ -16,21 +15,15 @@ from jupyter_notebook_agent.agent import KernelSession
 from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
 from jupyter_notebook_agent.sandbox.pool import WarmPool
 
+from .conftest import sandbox_writable
 from .test_sandbox import stdout
-
-
-def accessible(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    if os.getuid() == 0:
-        os.chown(folder, 1000, 1000)
-    return folder
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     """The server's root folder, with a notebook folder inside it."""
-    accessible(tmp_path / "root" / "project")
-    return accessible(tmp_path / "root")
+    sandbox_writable(tmp_path / "root" / "project")
+    return sandbox_writable(tmp_path / "root")
 
 
 async def filled(pool: WarmPool) -> list[str]:
@@ -80,7 +73,7 @@ async def test_kernels_that_do_not_fit_start_cold(root, tmp_path):
     try:
         warm = await filled(pool)
         with_mounts, _ = await start(root / "project", mounts=[f"{tmp_path}:/data:ro"])
-        outside, _ = await start(accessible(tmp_path / "elsewhere"))
+        outside, _ = await start(sandbox_writable(tmp_path / "elsewhere"))
         try:
             assert warm[0] not in (container_id(with_mounts), container_id(outside))
             assert [w.manager.provisioner.container.id for w in pool.ready] == warm

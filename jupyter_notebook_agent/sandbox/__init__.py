@@ -6,9 +6,12 @@ A kernelspec counts as sandboxed when it selects the `docker-sandbox` kernel pro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jupyter_client.kernelspec import KernelSpecManager
+
+if TYPE_CHECKING:
+    from docker import DockerClient
 
 SANDBOX_KERNEL = "python3-sandbox"
 SANDBOX_PROVISIONER = "docker-sandbox"
@@ -24,15 +27,27 @@ def is_sandboxed(spec_metadata: dict) -> bool:
     return provisioner.get("provisioner_name") == SANDBOX_PROVISIONER
 
 
-def docker_problem() -> str | None:
-    """Why no Docker engine can run sandbox kernels, or None when one answers."""
+def docker_engine(timeout_s: int = 30) -> DockerClient:
+    """A client of a Docker engine that answers; SandboxUnavailable, saying what to do, if none."""
     import docker
     import docker.errors
 
     try:
-        docker.from_env(timeout=5).ping()
+        client = docker.from_env(timeout=timeout_s)
+        client.ping()
     except docker.errors.DockerException as error:
-        return f"no Docker engine answers ({error}); install Docker and start it"
+        raise SandboxUnavailable(
+            f"no Docker engine answers ({error}); install Docker and start it"
+        ) from None
+    return client
+
+
+def docker_problem() -> str | None:
+    """Why no Docker engine can run sandbox kernels, or None when one answers."""
+    try:
+        docker_engine(timeout_s=5).close()
+    except SandboxUnavailable as error:
+        return str(error)
     return None
 
 

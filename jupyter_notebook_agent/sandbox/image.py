@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -25,6 +26,8 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
+
+from . import SandboxUnavailable, docker_engine
 
 if TYPE_CHECKING:
     import docker
@@ -121,10 +124,16 @@ def recipe_hash() -> str:
         "packages": list(IMAGE_PACKAGES),
         "script": CHROOT_SCRIPT,
         "config": image_config(),
-        "dockerfile": DOCKERFILE.read_text(),
+        "dockerfile": _dockerfile_text(),
     }
     text = json.dumps(recipe, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+@functools.cache
+def _dockerfile_text() -> str:
+    """Read once: every kernel start asks for the default tag, and the file is the package's."""
+    return DOCKERFILE.read_text()
 
 
 def default_image() -> str:
@@ -133,18 +142,11 @@ def default_image() -> str:
 
 
 def _docker_client() -> docker.DockerClient:
-    """A client of an engine that answers, or an error that says there is none."""
-    import docker
-    import docker.errors
-
+    """A client of an engine that answers, or an ImageError that says there is none."""
     try:
-        client = docker.from_env(timeout=30)
-        client.ping()
-    except docker.errors.DockerException as error:
-        raise ImageError(
-            f"no Docker engine answers ({error}); install Docker and start it"
-        ) from None
-    return client
+        return docker_engine()
+    except SandboxUnavailable as error:
+        raise ImageError(str(error)) from None
 
 
 def image_labels(tag: str) -> dict[str, str] | None:

@@ -81,9 +81,6 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
     def has_process(self) -> bool:
         return self.container is not None
 
-    def _client(self) -> docker.DockerClient:
-        return docker.from_env()
-
     def _user(self) -> tuple[int, int]:
         """The container's user: the person's own uid, or 1000 when the server runs as root."""
         uid, gid = os.getuid(), os.getgid()
@@ -129,7 +126,7 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
     def _over_tcp(self) -> bool:
         if self.transport != "auto":
             return self.transport == "tcp"
-        return sys.platform != "linux" or "Docker Desktop" in _engine_system(self._client())
+        return sys.platform != "linux" or "Docker Desktop" in _engine_system()
 
     def _claim(self, cwd: str) -> WarmKernel | None:
         """A warm kernel, where one fits: never for a restart, which keeps its connection."""
@@ -157,7 +154,7 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
             return self.connection_info
         cwd = kwargs.get("cwd") or os.getcwd()
         self.exit_reason = None
-        await asyncio.to_thread(remove_orphans, self._client())
+        await asyncio.to_thread(remove_orphans, _engine())
         try:
             self.container = await asyncio.to_thread(self._run, cmd, cwd)
         except Exception:
@@ -188,7 +185,7 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
         # Never the client's implicit pull: a missing image gets a message that says how to
         # build it (the build needs no registry).
         image = ensure_image(self.image or None, build=False)
-        return self._client().containers.run(
+        return _engine().containers.run(
             image,
             cmd,
             detach=True,
@@ -308,7 +305,7 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
         if provisioner_info.get("socket_dir"):
             self.socket_dir = Path(provisioner_info["socket_dir"])
         if provisioner_info.get("container_id"):
-            self.container = self._client().containers.get(provisioner_info["container_id"])
+            self.container = _engine().containers.get(provisioner_info["container_id"])
 
     def get_stable_start_time(self, recommended: float = 10.0) -> float:
         return max(recommended, 30.0)
@@ -321,9 +318,15 @@ def _listen_everywhere(connection_file: str, copy: str) -> None:
 
 
 @functools.cache
-def _engine_system(client: docker.DockerClient) -> str:
+def _engine() -> docker.DockerClient:
+    """One client for every kernel of this process: each start would otherwise open its own."""
+    return docker.from_env()
+
+
+@functools.cache
+def _engine_system() -> str:
     """The engine's operating system, as it names itself ("Docker Desktop", "Debian ...")."""
-    return str(client.info().get("OperatingSystem", ""))
+    return str(_engine().info().get("OperatingSystem", ""))
 
 
 def remove_orphans(client: docker.DockerClient) -> list[str]:
