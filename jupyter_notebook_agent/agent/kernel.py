@@ -6,8 +6,10 @@ own kernel manager, or from a gateway) and only talks to it through jupyter_clie
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from queue import Empty
 from typing import Literal
@@ -44,8 +46,17 @@ class KernelSession:
     """Runs code: a timeout interrupts, then restarts a kernel that does not answer; a kernel that
     died is reported and restarted."""
 
-    def __init__(self, manager: AsyncKernelManager, *, interrupt_grace_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        manager: AsyncKernelManager,
+        *,
+        interrupt_grace_s: float = 5.0,
+        shutdown: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """`shutdown` replaces the manager's own, for a kernel that a multi-kernel manager
+        (the Jupyter server's) started and must forget."""
         self.manager = manager
+        self._shutdown = shutdown
         self.interrupt_grace_s = interrupt_grace_s
         self.client = manager.client()
         self.restarts = 0
@@ -97,8 +108,16 @@ class KernelSession:
         return False
 
     async def execute(self, code: str, timeout_s: float) -> Execution:
-        started = time.perf_counter()
+        """Cancelling it (Stop) interrupts the kernel, so the code stops running too."""
         msg_id = self.client.execute(code, store_history=True, allow_stdin=False)
+        try:
+            return await self._collect(msg_id, timeout_s)
+        except asyncio.CancelledError:
+            await self.manager.interrupt_kernel()
+            raise
+
+    async def _collect(self, msg_id: str, timeout_s: float) -> Execution:
+        started = time.perf_counter()
         collector = OutputCollector()
         deadline = started + timeout_s
         status: ExecutionStatus = "ok"
@@ -191,7 +210,10 @@ class KernelSession:
 
     async def shutdown(self) -> None:
         self.client.stop_channels()
-        await self.manager.shutdown_kernel(now=True)
+        if self._shutdown:
+            await self._shutdown()
+        else:
+            await self.manager.shutdown_kernel(now=True)
 
 
 def _is_idle(msg: dict) -> bool:

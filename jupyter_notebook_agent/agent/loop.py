@@ -5,16 +5,24 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from dataclasses import asdict, dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
 
-from ..llm.base import Model, ModelError, ModelTurn, TextDelta, ToolCall
-from ..notebook.document import CellNotFound, CellState, NotebookDocument
+from nbformat import NotebookNode
+
+from ..llm.base import Model, ModelError, ModelTurn, TextDelta, ToolCall, ToolCallDelta
+from ..notebook.document import METADATA_KEY, CellNotFound, CellState, NotebookDocument
 from ..notebook.outputs import digest
+from .cell_stream import SourceStream, string_field
 from .events import EventLog
 from .kernel import Execution, KernelSession
 from .prompt import SYSTEM_PROMPT, task_message
+from .review import CellGone, CellRecord, Decision, Review
 from .tools import TOOLS, FormatError, parse_call
+
+#: Starts the run's kernel when it first needs one.
+KernelStarter = Callable[[], Awaitable[KernelSession]]
 
 #: Characters per token, for estimating the history's size where the model does not report it.
 CHARS_PER_TOKEN = 4
@@ -36,13 +44,16 @@ class AgentConfig:
     """Unusable answers in a row (bad JSON, unknown tool, no tool call) before the run fails."""
     cell_state: CellState = "proposed"
     """State of the cells the agent writes: proposed for review, or accepted (headless runs)."""
+    execution: Literal["auto", "ask"] = "auto"
+    """auto: a code cell runs as soon as it is written; ask: once the person accepts it."""
 
 
 @dataclass
 class RunOutcome:
     success: bool
     reason: str
-    """completed, gave_up, max_steps, time_limit, context_budget, format_errors or model_error."""
+    """completed, gave_up, max_steps, time_limit, context_budget, format_errors, model_error,
+    kernel_error or stopped."""
     summary: str
 
 
@@ -54,13 +65,29 @@ class RunEnded(Exception):
         self.outcome = outcome
 
 
+@dataclass
+class _StreamingCall:
+    """A tool call still arriving; a cell call gets its cell shown as its source streams."""
+
+    name: str = ""
+    source: SourceStream = field(default_factory=SourceStream)
+    cell_id: str | None = None
+    after_cell_id: str | None = None
+    original: str | None = None
+    """The source an edit replaces, restored when the call turns out unusable."""
+    ignored: bool = False
+
+
 class Agent:
-    """One run of one task on one notebook, with one kernel."""
+    """One run of one task on one notebook, with one kernel.
+
+    `kernel` is a started session, or a coroutine function that starts one when code first
+    runs. `accept`, `reject`, `regenerate` and `stop` may be called at any time while it runs."""
 
     def __init__(
         self,
         model: Model,
-        kernel: KernelSession,
+        kernel: KernelSession | KernelStarter,
         notebook: NotebookDocument,
         *,
         notebook_path: str = "notebook.ipynb",
@@ -68,16 +95,25 @@ class Agent:
         events: EventLog | None = None,
         run_id: str | None = None,
     ) -> None:
-        self.model, self.kernel, self.notebook = model, kernel, notebook
+        self.model, self.notebook = model, notebook
+        self.kernel = kernel if isinstance(kernel, KernelSession) else None
+        self._start_kernel = None if isinstance(kernel, KernelSession) else kernel
         self.notebook_path = notebook_path
         self.config = config or AgentConfig()
         self.events = events or EventLog()
         self.run_id = run_id or uuid.uuid4().hex
+        self.review = Review()
         self.messages: list[dict[str, Any]] = []
+        self.step = 0
         self._history_chars = 0
         self._reported_tokens = 0
         self._format_errors = 0
         self._outcome: RunOutcome | None = None
+        self._streaming: dict[str, _StreamingCall] = {}
+        self._loop_task: asyncio.Future[RunOutcome] | None = None
+        self._stop_summary = ""
+        self._rerun_cells = False
+        """The kernel is new but cells ran before (the run resumed): run them again first."""
 
     async def run(self, task: str) -> RunOutcome:
         self.events.emit(
@@ -86,6 +122,7 @@ class Agent:
             task=task,
             model=self.model.name,
             max_steps=self.config.max_steps,
+            execution=self.config.execution,
         )
         self._append({"role": "system", "content": SYSTEM_PROMPT})
         self._append(
@@ -94,11 +131,32 @@ class Agent:
                 "content": task_message(task, self.notebook_path, self.notebook.summary()),
             }
         )
+        return await self._drive()
+
+    async def resume(self) -> RunOutcome:
+        """Goes on after the run finished, for what the person asked since (a regenerate)."""
+        self._outcome, self._stop_summary, self._format_errors = None, "", 0
+        return await self._drive()
+
+    def stop(self, summary: str = "stopped by the person") -> bool:
+        """Cancels the model's answer or the execution under way; False when not running."""
+        if self._loop_task is None or self._loop_task.done():
+            return False
+        self._stop_summary = summary
+        self._loop_task.cancel()
+        return True
+
+    async def _drive(self) -> RunOutcome:
+        self._loop_task = asyncio.ensure_future(self._loop(self.step + self.config.max_steps))
         try:
-            outcome = await asyncio.wait_for(self._loop(), self.config.time_limit_s)
+            outcome = await asyncio.wait_for(self._loop_task, self.config.time_limit_s)
         except asyncio.TimeoutError:
             limit = f"{self.config.time_limit_s:g} s"
             outcome = RunOutcome(False, "time_limit", f"the run reached its time limit of {limit}")
+        except asyncio.CancelledError:
+            if not self._stop_summary:
+                raise
+            outcome = RunOutcome(False, "stopped", self._stop_summary)
         except RunEnded as ended:
             outcome = ended.outcome
         except ModelError as error:
@@ -107,10 +165,14 @@ class Agent:
         self.events.emit("run_finished", **asdict(outcome))
         return outcome
 
-    async def _loop(self) -> RunOutcome:
-        for step in range(1, self.config.max_steps + 1):
-            self.events.emit("step", step=step, max_steps=self.config.max_steps)
-            turn = await self._query(step)
+    async def _loop(self, last_step: int) -> RunOutcome:
+        while self.step < last_step:
+            self.step += 1
+            self.events.emit("step", step=self.step, max_steps=last_step)
+            if self.review.notes:
+                notes, self.review.notes = self.review.notes, []
+                self._append({"role": "user", "content": "\n".join(notes)})
+            turn = await self._query(self.step)
             self._append(turn.as_message())
             if not turn.tool_calls:
                 reply = self._format_error("you answered without calling a tool")
@@ -128,13 +190,21 @@ class Agent:
 
     async def _query(self, step: int) -> ModelTurn:
         turn: ModelTurn | None = None
+        calls: dict[int, _StreamingCall] = {}
         async for item in self.model.stream(self.messages, TOOLS):
             if isinstance(item, TextDelta):
                 self.events.emit("message_delta", text=item.text)
+            elif isinstance(item, ToolCallDelta):
+                self._stream_call(calls.setdefault(item.index, _StreamingCall()), item)
             elif isinstance(item, ModelTurn):
                 turn = item
         if turn is None:
             raise ModelError(f"model {self.model.name} ended its answer without a turn")
+        # The assembled turn lists its calls in index order, with their ids filled in.
+        indices = sorted(calls)
+        self._streaming = {
+            call.id: calls[i] for call, i in zip(turn.tool_calls, indices, strict=False)
+        }
         self._reported_tokens = turn.usage.prompt_tokens + turn.usage.completion_tokens
         self.events.emit("model_turn", step=step, **asdict(turn))
         return turn
@@ -143,13 +213,19 @@ class Agent:
         self.events.emit("tool_call", call_id=call.id, name=call.name, arguments=call.arguments)
         loop = asyncio.get_running_loop()
         started = loop.time()
+        streamed = self._streaming.pop(call.id, None)
         try:
             parsed = parse_call(call.name, call.arguments)
         except FormatError as error:
+            if streamed:
+                self._withdraw(streamed, "the model's call was malformed")
             result = self._format_error(str(error))
         else:
             self._format_errors = 0
-            result = await getattr(self, f"_tool_{parsed.name}")(**parsed.arguments)
+            arguments = dict(parsed.arguments)
+            if parsed.name in ("add_cell", "edit_cell"):
+                arguments["streamed"] = streamed
+            result = await getattr(self, f"_tool_{parsed.name}")(**arguments)
         self.events.emit(
             "tool_result",
             call_id=call.id,
@@ -173,20 +249,133 @@ class Agent:
             )
         return {"status": "error", "error": f"{problem}. Call a tool again, correctly."}
 
+    # A cell shown while its call streams: added once its type is known, filled token by token.
+
+    def _stream_call(self, call: _StreamingCall, delta: ToolCallDelta) -> None:
+        call.name += delta.name or ""
+        text = call.source.feed(delta.arguments)
+        if call.ignored or call.name not in ("add_cell", "edit_cell") or not call.source.started:
+            return
+        if call.cell_id is None and not self._open_streamed_cell(call):
+            call.ignored = True
+            return
+        assert call.cell_id is not None
+        if text:
+            self.notebook.cell(call.cell_id).source += text
+            self.events.emit("cell_source_delta", cell_id=call.cell_id, text=text)
+
+    def _open_streamed_cell(self, call: _StreamingCall) -> bool:
+        arguments = call.source.arguments
+        if call.name == "edit_cell":
+            cell_id = string_field(arguments, "cell_id")
+            if cell_id is None or not self._is_live(cell_id):
+                return False
+            cell = self.notebook.cell(cell_id)
+            call.cell_id, call.original, cell.source = cell_id, cell.source, ""
+            self.events.emit("cell_source_delta", cell_id=cell_id, text="", reset=True)
+            return True
+        cell_type = string_field(arguments, "cell_type")
+        if cell_type not in ("code", "markdown"):
+            return False  # unknown until after the source: the cell appears when the call ends
+        after = string_field(arguments, "after_cell_id")
+        if after is not None and not self._exists(after):
+            after = None
+        cell = self._propose(cell_type, "", after, streaming=True)
+        call.cell_id, call.after_cell_id = cell.id, after
+        return True
+
+    def _withdraw(self, call: _StreamingCall, reason: str) -> None:
+        """Undoes what an unusable call showed: its new cell goes, an edited cell gets its
+        source back."""
+        if call.cell_id is None or not self._is_live(call.cell_id):
+            return
+        if call.original is None:
+            self.notebook.withdraw(call.cell_id)
+            del self.review.cells[call.cell_id]
+            self.events.emit("cell_rejected", cell_id=call.cell_id, reason=reason)
+        else:
+            self.notebook.cell(call.cell_id).source = call.original
+            self.events.emit("cell_edited", cell_id=call.cell_id, source=call.original)
+
     # The tools. Each returns the JSON object the model reads; a cell tool names its cell_id.
 
     async def _tool_add_cell(
-        self, cell_type: str, source: str, after_cell_id: str | None = None
+        self,
+        cell_type: str,
+        source: str,
+        after_cell_id: str | None = None,
+        streamed: _StreamingCall | None = None,
     ) -> dict[str, Any]:
+        if after_cell_id is not None and not self._exists(after_cell_id):
+            if streamed:
+                self._withdraw(streamed, f"no cell has id {after_cell_id!r}")
+            return {"status": "error", "error": str(self._not_found(after_cell_id))}
+        if streamed is None or streamed.cell_id is None:
+            cell = self._propose(cell_type, source, after_cell_id)
+        else:
+            if not self._is_live(streamed.cell_id):
+                return self._rejected(streamed.cell_id)
+            cell = self.notebook.cell(streamed.cell_id)
+            if cell.source != source:
+                cell.source = source
+                self.events.emit("cell_edited", cell_id=cell.id, source=source)
+            if after_cell_id != streamed.after_cell_id:
+                self._move(cell, after_cell_id)
+        if cell_type != "code":
+            return {"cell_id": cell.id, "status": "ok"}
+        return await self._settle(cell)
+
+    async def _tool_edit_cell(
+        self, cell_id: str, source: str, streamed: _StreamingCall | None = None
+    ) -> dict[str, Any]:
+        if not self._exists(cell_id):
+            return {"status": "error", "error": str(self._not_found(cell_id))}
+        if not self._is_live(cell_id):
+            return {
+                "status": "error",
+                "error": f"cell {cell_id!r} was not written by you in this run: add a new cell "
+                "instead of changing the person's",
+            }
+        cell = self.notebook.cell(cell_id)
+        record = self.review.cells[cell_id]
+        previous = streamed.original if streamed and streamed.cell_id == cell_id else cell.source
+        if previous is not None and previous != source:
+            record.versions.append(previous)
+        cell.source = source
+        if self.config.execution == "ask":
+            self._set_state(cell, record, "proposed")
+        self.events.emit(
+            "cell_edited", cell_id=cell_id, source=source, version=len(record.versions)
+        )
+        if cell.cell_type != "code":
+            return {"cell_id": cell_id, "status": "ok"}
+        return await self._settle(cell)
+
+    async def _tool_execute_code(self, code: str) -> dict[str, Any]:
+        return self._report(await self._execute(code))
+
+    async def _tool_restart_kernel(self) -> dict[str, Any]:
+        if self.kernel:
+            await self.kernel.restart()
+        self.review.rebuild_kernel = self._rerun_cells = False
+        return {"status": "ok", "note": "the kernel restarted: all variables and imports are gone"}
+
+    async def _tool_complete_task(self, success: bool, summary: str) -> dict[str, Any]:
+        self._outcome = RunOutcome(success, "completed" if success else "gave_up", summary)
+        return {"status": "ok"}
+
+    # Cells: proposing, the person's verdicts, running.
+
+    def _propose(
+        self, cell_type: str, source: str, after_cell_id: str | None, streaming: bool = False
+    ) -> NotebookNode:
         provenance = {
             "run_id": self.run_id,
             "model": self.model.name,
             "state": self.config.cell_state,
         }
-        try:
-            cell, index = self.notebook.add(cell_type, source, provenance, after_cell_id)  # type: ignore[arg-type]
-        except CellNotFound as error:
-            return {"status": "error", "error": str(error)}
+        cell, index = self.notebook.add(cell_type, source, provenance, after_cell_id)  # type: ignore[arg-type]
+        self.review.cells[cell.id] = CellRecord(state=self.config.cell_state)
         self.events.emit(
             "cell_proposed",
             cell_id=cell.id,
@@ -194,44 +383,159 @@ class Agent:
             source=source,
             index=index,
             metadata=dict(cell.metadata),
+            streaming=streaming,
         )
-        if cell_type != "code":
-            return {"cell_id": cell.id, "status": "ok"}
+        return cell
+
+    def _move(self, cell: NotebookNode, after_cell_id: str | None) -> None:
+        self.notebook.remove(cell.id)
+        index = len(self.notebook.nb.cells)
+        if after_cell_id is not None:
+            index = self.notebook.index(after_cell_id) + 1
+        self.notebook.nb.cells.insert(index, cell)
+        self.events.emit("cell_moved", cell_id=cell.id, index=index)
+
+    def accept(self, cell_id: str) -> None:
+        record = self.review.record(cell_id)
+        self._set_state(self.notebook.cell(cell_id), record, "accepted")
+        self.events.emit("cell_accepted", cell_id=cell_id)
+        self.review.decide(cell_id, Decision("accept"))
+
+    def reject(self, cell_id: str, keep_state: bool = False) -> None:
+        """Removes the cell; unless `keep_state`, a cell that ran has its effects undone by
+        rebuilding the kernel from the remaining cells before the next execution."""
+        record = self.review.record(cell_id)
+        self.notebook.remove(cell_id)
+        record.state = "rejected"
+        rebuild = record.executed and not keep_state
+        self.review.rebuild_kernel |= rebuild
+        self.events.emit("cell_rejected", cell_id=cell_id, keep_state=keep_state)
+        if not self.review.decide(cell_id, Decision("reject")):
+            consequence = " The kernel will be rebuilt without it." if rebuild else ""
+            self.review.notes.append(
+                f"The person rejected cell {cell_id}: it is gone from the notebook.{consequence}"
+            )
+
+    def regenerate(self, cell_id: str, instruction: str = "") -> None:
+        """Asks the model to rewrite the cell in place; its current source is kept as a version.
+        Call `resume` when the run has finished."""
+        record = self.review.record(cell_id)
+        cell = self.notebook.cell(cell_id)
+        self.events.emit(
+            "cell_regenerating",
+            cell_id=cell_id,
+            instruction=instruction,
+            source=cell.source,
+            version=len(record.versions),
+        )
+        if self.review.decide(cell_id, Decision("regenerate", instruction)):
+            return
+        wish = f" The person's instruction: {instruction}" if instruction else ""
+        finish = " Then call complete_task." if self._loop_task and self._loop_task.done() else ""
+        self.review.notes.append(
+            f"The person asked you to rewrite cell {cell_id} with edit_cell.{wish}{finish}"
+        )
+
+    async def _settle(self, cell: NotebookNode) -> dict[str, Any]:
+        """Runs a code cell: at once, or in `ask` mode once the person has said yes."""
+        if self.config.execution == "ask" and self.review.cells[cell.id].state == "proposed":
+            decision = await self.review.wait(cell.id)
+            if decision.verdict == "reject":
+                return self._rejected(cell.id)
+            if decision.verdict == "regenerate":
+                wish = f": {decision.instruction}" if decision.instruction else ""
+                return {
+                    "cell_id": cell.id,
+                    "status": "not_run",
+                    "note": f"The person asked for this cell to be rewritten{wish}. "
+                    "Call edit_cell on it.",
+                }
         return {"cell_id": cell.id, **await self._run_cell(cell)}
 
-    async def _tool_edit_cell(self, cell_id: str, source: str) -> dict[str, Any]:
+    def _rejected(self, cell_id: str) -> dict[str, Any]:
+        return {
+            "cell_id": cell_id,
+            "status": "rejected",
+            "note": "The person rejected this cell: it was removed and did not run.",
+        }
+
+    def _set_state(self, cell: NotebookNode, record: CellRecord, state: CellState) -> None:
+        record.state = state
+        cell.metadata[METADATA_KEY]["state"] = state
+
+    def _exists(self, cell_id: str) -> bool:
+        return any(cell.get("id") == cell_id for cell in self.notebook.nb.cells)
+
+    def _is_live(self, cell_id: str) -> bool:
+        """A cell of this run that is still in the notebook."""
         try:
-            cell = self.notebook.cell(cell_id)
+            self.review.record(cell_id)
+        except CellGone:
+            return False
+        return self._exists(cell_id)
+
+    def _not_found(self, cell_id: str) -> CellNotFound:
+        try:
+            self.notebook.index(cell_id)
         except CellNotFound as error:
-            return {"status": "error", "error": str(error)}
-        cell.source = source
-        self.events.emit("cell_edited", cell_id=cell_id, source=source)
-        if cell.cell_type != "code":
-            return {"cell_id": cell_id, "status": "ok"}
-        return {"cell_id": cell_id, **await self._run_cell(cell)}
+            return error
+        raise AssertionError(f"{cell_id} exists")
 
-    async def _tool_execute_code(self, code: str) -> dict[str, Any]:
-        return self._report(await self.kernel.execute(code, self.config.execution_timeout_s))
-
-    async def _tool_restart_kernel(self) -> dict[str, Any]:
-        await self.kernel.restart()
-        return {"status": "ok", "note": "the kernel restarted: all variables and imports are gone"}
-
-    async def _tool_complete_task(self, success: bool, summary: str) -> dict[str, Any]:
-        self._outcome = RunOutcome(success, "completed" if success else "gave_up", summary)
-        return {"status": "ok"}
-
-    async def _run_cell(self, cell: Any) -> dict[str, Any]:
-        execution = await self.kernel.execute(cell.source, self.config.execution_timeout_s)
+    async def _run_cell(self, cell: NotebookNode) -> dict[str, Any]:
+        execution = await self._execute(cell.source, skip=cell.id)
+        record = self.review.cells[cell.id]
+        record.executed = True
         cell.outputs, cell.execution_count = execution.outputs, execution.execution_count
-        self.events.emit(
-            "cell_outputs",
-            cell_id=cell.id,
-            status=execution.status,
-            outputs=execution.outputs,
-            execution_count=execution.execution_count,
-        )
+        if record.state != "rejected":
+            self.events.emit(
+                "cell_outputs",
+                cell_id=cell.id,
+                status=execution.status,
+                outputs=execution.outputs,
+                execution_count=execution.execution_count,
+            )
         return self._report(execution)
+
+    async def _execute(self, code: str, skip: str | None = None) -> Execution:
+        kernel = await self._session()
+        if self.review.rebuild_kernel or self._rerun_cells:
+            await self._rebuild(kernel, skip, restart=self.review.rebuild_kernel)
+        return await kernel.execute(code, self.config.execution_timeout_s)
+
+    async def _session(self) -> KernelSession:
+        if self.kernel is None:
+            assert self._start_kernel is not None
+            try:
+                self.kernel = await self._start_kernel()
+            except Exception as error:
+                raise RunEnded(
+                    RunOutcome(False, "kernel_error", f"the kernel did not start: {error}")
+                ) from error
+            self._rerun_cells = any(r.executed for r in self.review.cells.values())
+        return self.kernel
+
+    async def _rebuild(self, kernel: KernelSession, skip: str | None, restart: bool) -> None:
+        """Kernel state from the run's remaining cells that ran, in notebook order."""
+        self.review.rebuild_kernel = self._rerun_cells = False
+        if restart:
+            await kernel.restart()
+        rerun = [
+            cell
+            for cell in self.notebook.nb.cells
+            if cell.cell_type == "code"
+            and cell.id != skip
+            and cell.id in self.review.cells
+            and self.review.cells[cell.id].executed
+        ]
+        for cell in rerun:
+            await kernel.execute(cell.source, self.config.execution_timeout_s)
+        self.events.emit("kernel_rebuilt", cell_ids=[cell.id for cell in rerun])
+
+    async def close(self) -> None:
+        """Shuts down the kernel the run started; a later `resume` starts another."""
+        if self.kernel and self._start_kernel:
+            kernel, self.kernel = self.kernel, None
+            await kernel.shutdown()
 
     def _report(self, execution: Execution) -> dict[str, Any]:
         if execution.restarted:

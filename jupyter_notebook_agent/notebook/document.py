@@ -85,6 +85,12 @@ class NotebookDocument:
     def remove(self, cell_id: str) -> NotebookNode:
         return self.nb.cells.pop(self.index(cell_id))
 
+    def withdraw(self, cell_id: str) -> None:
+        """Removes a cell that should never have been written, and frees its id for the next."""
+        self.remove(cell_id)
+        if cell_id == f"agent-{self._agent_cells}":
+            self._agent_cells -= 1
+
     def summary(self) -> list[dict[str, Any]]:
         """Each cell's id, type and first line: how the model sees a notebook it did not write."""
         return [

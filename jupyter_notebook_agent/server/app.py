@@ -7,12 +7,15 @@ from pathlib import Path
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
-from traitlets import Bool, Enum, Integer, Unicode
+from traitlets import Bool, Enum, Float, Integer, Unicode
 
+from ..llm import Model, load_model, parse_model_string
+from ..llm.base import ModelError
 from ..sandbox import docker_problem
 from ..sandbox.image import build_instructions, default_image, image_exists
 from ..sandbox.pool import WarmPool
-from .handlers import StatusHandler
+from .handlers import ROUTES
+from .runs import RunRegistry
 
 
 class NotebookAgent(ExtensionApp):
@@ -29,7 +32,36 @@ class NotebookAgent(ExtensionApp):
     base_url = Unicode(
         "", config=True, help="Base URL of an OpenAI-compatible endpoint; empty for OpenAI's."
     )
-    max_steps = Integer(30, config=True, help="Model turns a run may take before it fails.")
+    api_key = Unicode(
+        "",
+        config=True,
+        help="API key of the endpoint; default: $OPENAI_API_KEY. It stays in the server: never "
+        "sent to the browser, a notebook, a log or a kernel.",
+    )
+    max_steps = Integer(
+        30, config=True, help="Model turns a run may take before it fails; a request may ask fewer."
+    )
+    time_limit = Float(1800.0, config=True, help="Seconds a whole run may take.")
+    execution_timeout = Float(
+        120.0,
+        config=True,
+        help="Seconds one execution may take before it is interrupted (then the kernel restarted).",
+    )
+    max_prompt_chars = Integer(
+        100_000, config=True, help="Longest prompt or instruction a request may carry (else 413)."
+    )
+    kernel_name = Unicode(
+        "",
+        config=True,
+        help="Kernelspec the agent runs code in; default: the sandbox. Any other needs "
+        "allow_unsandboxed unless it is a sandbox too.",
+    )
+    save_interval = Float(
+        0.5,
+        config=True,
+        help="Seconds between the server's writes of a run's cells into a notebook no frontend "
+        "has open, so that a streaming cell is not a write per token.",
+    )
     execution = Enum(
         ["auto", "ask"],
         "auto",
@@ -49,9 +81,36 @@ class NotebookAgent(ExtensionApp):
     )
 
     pool: WarmPool | None = None
+    registry: RunRegistry
+
+    def initialize_settings(self) -> None:
+        self.registry = RunRegistry(
+            self.serverapp.contents_manager,
+            self.serverapp.kernel_manager,
+            log=self.log,
+            write_delay_s=self.save_interval,
+        )
 
     def initialize_handlers(self) -> None:
-        self.handlers.append((r"/notebook-agent/status", StatusHandler))
+        self.handlers.extend(ROUTES)
+
+    def make_model(self, name: str = "") -> Model:
+        """The configured model, or another `name` of the configured backend (a request may
+        pick the model, never the endpoint or the key)."""
+        backend, configured = parse_model_string(self.model)
+        if name:
+            asked, _ = parse_model_string(name)
+            if name.startswith(f"{asked}:") and asked != backend:
+                raise ModelError(
+                    f"the model {name!r} is not of the server's backend {backend!r} "
+                    "(c.NotebookAgent.model)"
+                )
+            name = name.removeprefix(f"{backend}:")
+        return load_model(
+            f"{backend}:{name or configured}",
+            base_url=self.base_url or None,
+            api_key=self.api_key or None,
+        )
 
     async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
         """Starts the warm pool where sandbox kernels can run; it never builds the image."""
@@ -69,5 +128,7 @@ class NotebookAgent(ExtensionApp):
         self.pool.start()
 
     async def stop_extension(self) -> None:
+        """Runs stop and save what they wrote, then the warm kernels go."""
+        await self.registry.close()
         if self.pool:
             await self.pool.close()

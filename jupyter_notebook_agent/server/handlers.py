@@ -1,21 +1,79 @@
-"""Thin Tornado handlers: parse, call into the core, answer JSON."""
+"""Thin Tornado handlers: parse and check the request, call into the run registry, answer JSON.
+
+Every route is written down in rest-api.yml beside this file.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import tornado.web
+import tornado.websocket
 from jupyter_core.utils import ensure_async
-from jupyter_server.base.handlers import APIHandler
+from jupyter_server.auth.decorator import ws_authenticated
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 
 from .. import __version__
-from ..llm import parse_model_string
+from ..agent import AgentConfig, Event
+from ..llm import ModelError, parse_model_string
 from ..sandbox import SandboxUnavailable, choose_kernel
+from .runs import Run, RunError, RunRegistry, RunRequest
 
 
-class StatusHandler(ExtensionHandlerMixin, APIHandler):
+class RegistryMixin(ExtensionHandlerMixin):
+    @property
+    def registry(self) -> RunRegistry:
+        return self.extensionapp.registry
+
+    def run_from(self, run_id: str) -> Run:
+        return self.registry.get(run_id)
+
+
+class AgentHandler(RegistryMixin, APIHandler):
+    """A JSON handler of this extension: RunError becomes its status and message."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc_info = kwargs.get("exc_info")
+        if exc_info and isinstance(exc_info[1], RunError):
+            self.set_status(exc_info[1].status)
+            self.finish(json.dumps({"message": str(exc_info[1])}))
+            return
+        super().write_error(status_code, **kwargs)
+
+    def body(self) -> dict[str, Any]:
+        """The request's JSON object; an empty body is an empty object."""
+        if not self.request.body:
+            return {}
+        try:
+            body = json.loads(self.request.body)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise RunError(400, f"the request body is not valid JSON: {error}") from None
+        if not isinstance(body, dict):
+            raise RunError(400, "the request body must be a JSON object")
+        return body
+
+
+def _field(
+    body: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = ...
+) -> Any:
+    """A field of the body, of the right JSON type; RunError 400 naming it otherwise."""
+    if name not in body:
+        if default is ...:
+            raise RunError(400, f"the field {name!r} is missing")
+        return default
+    value = body[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        names = {str: "a string", int: "an integer", bool: "true or false"}
+        wanted = names.get(kind, str(kind)) if isinstance(kind, type) else "of another type"
+        raise RunError(400, f"the field {name!r} must be {wanted}")
+    return value
+
+
+class StatusHandler(AgentHandler):
     """What the panel needs to know before a run: the model and whether code is sandboxed."""
 
     @tornado.web.authenticated
@@ -23,8 +81,7 @@ class StatusHandler(ExtensionHandlerMixin, APIHandler):
         app = self.extensionapp
         backend, name = parse_model_string(app.model)
         try:
-            specs = await ensure_async(self.kernel_spec_manager.get_all_specs())
-            choice = await asyncio.to_thread(choose_kernel, None, app.allow_unsandboxed, specs)
+            choice = await self.choose_kernel()
             kernel = {"name": choice.name, "sandboxed": choice.sandboxed, "problem": choice.problem}
         except SandboxUnavailable as error:
             kernel = {"name": None, "sandboxed": False, "problem": str(error)}
@@ -39,3 +96,170 @@ class StatusHandler(ExtensionHandlerMixin, APIHandler):
                 }
             )
         )
+
+    async def choose_kernel(self) -> Any:
+        specs = await ensure_async(self.kernel_spec_manager.get_all_specs())
+        app = self.extensionapp
+        return await asyncio.to_thread(
+            choose_kernel, app.kernel_name or None, app.allow_unsandboxed, specs
+        )
+
+
+class RunsHandler(StatusHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        """A notebook's runs (`?path=`), or every run, oldest first."""
+        path = self.get_query_argument("path", None)
+        runs = self.registry.for_path(path) if path is not None else self.registry.runs.values()
+        self.finish(json.dumps({"runs": [run.to_json() for run in runs]}))
+
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        app = self.extensionapp
+        body = self.body()
+        path = _field(body, "path", str).strip("/")
+        prompt = _field(body, "prompt", str)
+        if not prompt.strip():
+            raise RunError(400, "the field 'prompt' is empty")
+        if len(prompt) > app.max_prompt_chars:
+            raise RunError(
+                413, f"the prompt has {len(prompt)} characters; at most {app.max_prompt_chars}"
+            )
+        execution = _field(body, "execution", str, app.execution)
+        if execution not in ("auto", "ask"):
+            raise RunError(400, "the field 'execution' must be 'auto' or 'ask'")
+        max_steps = _field(body, "max_steps", int, app.max_steps)
+        if not 1 <= max_steps <= app.max_steps:
+            raise RunError(400, f"the field 'max_steps' must be from 1 to {app.max_steps}")
+        model = _field(body, "model", str, "")
+        self.registry.check_free(path)
+        await self.registry.read_notebook(path)  # a missing notebook is said before the rest
+        try:
+            kernel = await self.choose_kernel()
+        except SandboxUnavailable as error:
+            raise RunError(503, str(error)) from None
+        try:
+            app.make_model(model)  # a bad model is said now, not as the run's first event
+        except ModelError as error:
+            raise RunError(400 if model else 503, str(error)) from None
+        config = AgentConfig(
+            max_steps=max_steps,
+            time_limit_s=app.time_limit,
+            execution_timeout_s=app.execution_timeout,
+            execution=execution,
+        )
+        run = await self.registry.create(
+            RunRequest(path, prompt, execution, max_steps),
+            lambda: app.make_model(model),
+            kernel.name,
+            config,
+        )
+        self.set_status(201)
+        self.set_header("Location", self.request.path.rstrip("/") + "/" + run.id)
+        self.finish(json.dumps(run.to_json()))
+
+
+class RunHandler(AgentHandler):
+    @tornado.web.authenticated
+    async def get(self, run_id: str) -> None:
+        self.finish(json.dumps(self.run_from(run_id).to_json()))
+
+
+class StopHandler(AgentHandler):
+    @tornado.web.authenticated
+    async def post(self, run_id: str) -> None:
+        """Answers once the run has stopped: generation cancelled, execution interrupted."""
+        run = self.run_from(run_id)
+        await run.stop()
+        self.finish(json.dumps(run.to_json()))
+
+
+class CellHandler(AgentHandler):
+    @tornado.web.authenticated
+    async def post(self, run_id: str, cell_id: str, action: str) -> None:
+        run = self.run_from(run_id)
+        body = self.body()
+        if action not in ("accept", "reject", "regenerate"):
+            raise RunError(404, f"no cell action {action!r}: accept, reject or regenerate")
+        if action == "accept":
+            run.accept(cell_id)
+        elif action == "reject":
+            run.reject(cell_id, _field(body, "keep_state", bool, False))
+        else:
+            instruction = _field(body, "instruction", str, "")
+            if len(instruction) > self.extensionapp.max_prompt_chars:
+                raise RunError(413, "the instruction is longer than a prompt may be")
+            self.registry.regenerate(run, cell_id, instruction)
+        self.finish(json.dumps(run.to_json()))
+
+
+class EventsHandler(
+    WebSocketMixin, tornado.websocket.WebSocketHandler, RegistryMixin, JupyterHandler
+):
+    """The run's events from `?from=N` on, then live. `?role=writer` says that this client
+    applies the cells to the open notebook, so the server stops writing the file meanwhile."""
+
+    run: Run
+    role: str
+    _unsubscribe: Any = None
+
+    def set_default_headers(self) -> None:
+        """Not the JSON headers of a REST reply: this is a WebSocket."""
+
+    @ws_authenticated
+    async def get(self, run_id: str) -> None:
+        try:
+            self.run = self.run_from(run_id)
+            first = self.get_query_argument("from", "0")
+            if not first.isdigit():
+                raise RunError(400, "the query argument 'from' must be a whole number")
+            self.first = int(first)
+            self.role = self.get_query_argument("role", "viewer")
+            if self.role not in ("viewer", "writer"):
+                raise RunError(400, "the query argument 'role' must be 'viewer' or 'writer'")
+        except RunError as error:
+            raise tornado.web.HTTPError(error.status, str(error)) from None
+        await super().get(run_id)
+
+    def open(self, run_id: str) -> None:  # type: ignore[override]
+        super().open()
+        # Backlog, then live, with no await between: nothing is missed, nothing comes twice.
+        for event in self.run.events.events[self.first :]:
+            self._send(event)
+        self._unsubscribe = self.run.events.subscribe(self._send)
+        if self.role == "writer":
+            self.run.writer.frontend_attached()
+
+    def _send(self, event: Event) -> None:
+        try:
+            self.write_message(json.dumps(event))
+        except tornado.websocket.WebSocketClosedError:
+            self._stop_listening()
+
+    def on_message(self, message: str | bytes) -> None:
+        """Clients only listen; actions go over REST."""
+
+    def on_close(self) -> None:
+        self._stop_listening()
+
+    def _stop_listening(self) -> None:
+        if self._unsubscribe is None:
+            return
+        self._unsubscribe()
+        self._unsubscribe = None
+        if self.role == "writer":
+            self.run.writer.frontend_detached()
+
+
+_RUN = r"(?P<run_id>[^/]+)"
+ROUTES: list[tuple[str, type[JupyterHandler]]] = [
+    (r"/notebook-agent/status", StatusHandler),
+    (r"/notebook-agent/runs", RunsHandler),
+    (rf"/notebook-agent/runs/{_RUN}", RunHandler),
+    (rf"/notebook-agent/runs/{_RUN}/stop", StopHandler),
+    (
+        rf"/notebook-agent/runs/{_RUN}/cells/(?P<cell_id>[^/]+)/(?P<action>[a-z]+)",
+        CellHandler,
+    ),
+    (rf"/notebook-agent/runs/{_RUN}/events", EventsHandler),
+]

@@ -1,0 +1,50 @@
+"""Carrying a run's cells into a notebook that may have changed since the run read it.
+
+The person may have saved edits, added or deleted cells while the agent worked. Only the cells
+the run wrote are carried over, matched by cell id; everything else in the file stays as it is.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from nbformat import NotebookNode
+
+from .document import METADATA_KEY
+
+
+def merge_run_cells(
+    target: NotebookNode,
+    source: NotebookNode,
+    written: set[str],
+    removed: set[str],
+    run_record: dict[str, Any] | None = None,
+) -> NotebookNode:
+    """Updates `target` in place: the `written` cells as they are in `source` (replaced where
+    the ids match, otherwise placed after the nearest earlier cell both notebooks hold), the
+    `removed` ones deleted, and the run's record kept in the notebook's metadata."""
+    target.cells = [cell for cell in target.cells if cell.get("id") not in removed]
+    for position, cell in enumerate(source.cells):
+        cell_id = cell.get("id")
+        if cell_id not in written:
+            continue
+        ids = [c.get("id") for c in target.cells]
+        if cell_id in ids:
+            target.cells[ids.index(cell_id)] = copy.deepcopy(cell)
+            continue
+        index = 0
+        for earlier in reversed(source.cells[:position]):
+            if earlier.get("id") in ids:
+                index = ids.index(earlier.get("id")) + 1
+                break
+        target.cells.insert(index, copy.deepcopy(cell))
+    if run_record is not None:
+        runs = target.metadata.setdefault(METADATA_KEY, {}).setdefault("runs", [])
+        for existing in runs:
+            if existing.get("run_id") == run_record["run_id"]:
+                existing.update(run_record)
+                break
+        else:
+            runs.append(dict(run_record))
+    return target

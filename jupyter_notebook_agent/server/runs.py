@@ -1,0 +1,254 @@
+"""Runs held by the server: they outlive browser tabs, one active run per notebook.
+
+Plain asyncio and jupyter_server's managers, no Tornado: the handlers only call in here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import nbformat
+from jupyter_core.utils import ensure_async
+from jupyter_server.services.contents.manager import ContentsManager
+from jupyter_server.services.kernels.kernelmanager import MappingKernelManager
+
+from ..agent import Agent, AgentConfig, EventLog, KernelSession, RunOutcome
+from ..agent.review import ReviewError
+from ..llm import Model
+from ..notebook import NotebookDocument
+from .writer import NotebookWriter
+
+RunState = Literal["running", "finished"]
+
+
+class RunError(Exception):
+    """A request that cannot be carried out; `status` is the HTTP status that says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class RunRequest:
+    path: str
+    """API path of the notebook, relative to the server's root."""
+    prompt: str
+    execution: Literal["auto", "ask"]
+    max_steps: int
+
+
+class Run:
+    def __init__(
+        self,
+        request: RunRequest,
+        agent: Agent,
+        writer: NotebookWriter,
+        make_model: Callable[[], Model],
+    ) -> None:
+        self.id = agent.run_id
+        self.request, self.agent, self.writer = request, agent, writer
+        self.events: EventLog = agent.events
+        self.make_model = make_model
+        self.created = time.time()
+        self.state: RunState = "running"
+        self.outcome: RunOutcome | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.kernel_id: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.state == "running"
+
+    def start(self, work: Callable[[], Awaitable[RunOutcome]]) -> None:
+        self.state = "running"
+        self.task = asyncio.ensure_future(self._main(work))
+
+    async def _main(self, work: Callable[[], Awaitable[RunOutcome]]) -> None:
+        try:
+            self.outcome = await work()
+        finally:
+            # Finished once all is put away: a regenerate may start the run again right after.
+            self.writer.run_record.update(self._record() | {"state": "finished"})
+            await self.agent.close()
+            await self.agent.model.aclose()
+            self.kernel_id = None
+            await self.writer.flush()
+            self.state = "finished"
+
+    async def stop(self, summary: str = "stopped by the person") -> None:
+        """Cancels the model's answer or interrupts the execution; returns once it stopped."""
+        if self.agent.stop(summary) and self.task:
+            await asyncio.shield(self.task)
+
+    def regenerate(self, cell_id: str, instruction: str) -> None:
+        """Rewrites the cell; a finished run goes on for it, with a fresh model client."""
+        self._review(self.agent.regenerate, cell_id, instruction)
+        if not self.active:
+            self.agent.model = self.make_model()
+            self.start(self.agent.resume)
+
+    def accept(self, cell_id: str) -> None:
+        self._review(self.agent.accept, cell_id)
+
+    def reject(self, cell_id: str, keep_state: bool) -> None:
+        self._review(self.agent.reject, cell_id, keep_state)
+
+    def _review(self, verdict: Callable[..., None], cell_id: str, *args: Any) -> None:
+        try:
+            verdict(cell_id, *args)
+        except ReviewError as error:
+            raise RunError(404, str(error)) from None
+
+    def _record(self) -> dict[str, Any]:
+        """The run as the notebook's metadata keeps it."""
+        outcome = self.outcome
+        return {
+            "run_id": self.id,
+            "task": self.request.prompt,
+            "model": self.agent.model.name,
+            "state": self.state,
+            "success": outcome.success if outcome else None,
+            "reason": outcome.reason if outcome else None,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        outcome = self.outcome
+        cells = [
+            {"cell_id": cell_id, "state": record.state, "versions": record.versions}
+            for cell_id, record in self.agent.review.cells.items()
+        ]
+        return {
+            "id": self.id,
+            "path": self.request.path,
+            "prompt": self.request.prompt,
+            "model": self.agent.model.name,
+            "execution": self.request.execution,
+            "state": self.state,
+            "step": self.agent.step,
+            "max_steps": self.request.max_steps,
+            "created": self.created,
+            "events": len(self.events.events),
+            "outcome": None
+            if outcome is None
+            else {"success": outcome.success, "reason": outcome.reason, "summary": outcome.summary},
+            "cells": cells,
+        }
+
+
+class RunRegistry:
+    """Every run of this server, by id; starts them, finds them, stops them all at shutdown."""
+
+    def __init__(
+        self,
+        contents: ContentsManager,
+        kernels: MappingKernelManager,
+        *,
+        log: logging.Logger | None = None,
+        write_delay_s: float = 0.5,
+    ) -> None:
+        self.contents, self.kernels = contents, kernels
+        self.log = log or logging.getLogger(__name__)
+        self.write_delay_s = write_delay_s
+        self.runs: dict[str, Run] = {}
+
+    def get(self, run_id: str) -> Run:
+        try:
+            return self.runs[run_id]
+        except KeyError:
+            raise RunError(404, f"no run has id {run_id!r}") from None
+
+    def for_path(self, path: str) -> list[Run]:
+        return [run for run in self.runs.values() if run.request.path == path]
+
+    async def read_notebook(self, path: str) -> nbformat.NotebookNode:
+        """The notebook at an API path; RunError 400 or 404 when there is none to act on."""
+        if not path.endswith(".ipynb"):
+            raise RunError(400, f"{path!r} is not a notebook (an .ipynb file)")
+        try:
+            exists = await ensure_async(self.contents.file_exists(path))
+        except Exception as error:  # a path outside the root: the manager refuses it
+            raise RunError(404, f"no notebook at {path!r}") from error
+        if not exists:
+            raise RunError(404, f"no notebook at {path!r}")
+        model = await ensure_async(self.contents.get(path, content=True, type="notebook"))
+        return nbformat.from_dict(model["content"])
+
+    async def create(
+        self,
+        request: RunRequest,
+        make_model: Callable[[], Model],
+        kernel_name: str,
+        config: AgentConfig,
+    ) -> Run:
+        self.check_free(request.path)
+        notebook = NotebookDocument(await self.read_notebook(request.path))
+        self.check_free(request.path)  # reading the file gave another request its turn
+        events = EventLog()
+        run_id = uuid.uuid4().hex
+        record = {"run_id": run_id}
+        writer = NotebookWriter(
+            self.contents, request.path, notebook.nb, record, delay_s=self.write_delay_s
+        )
+        agent = Agent(
+            make_model(),
+            lambda: self._start_kernel(run, kernel_name),
+            notebook,
+            notebook_path=request.path,
+            config=config,
+            events=events,
+            run_id=run_id,
+        )
+        run = Run(request, agent, writer, make_model)
+        record.update(run._record())
+        events.subscribe(writer)
+        self.runs[run.id] = run
+        run.start(lambda: agent.run(request.prompt))
+        return run
+
+    def regenerate(self, run: Run, cell_id: str, instruction: str) -> None:
+        if not run.active:
+            self.check_free(run.request.path)
+        run.regenerate(cell_id, instruction)
+
+    def check_free(self, path: str) -> None:
+        for run in self.for_path(path):
+            if run.active:
+                raise RunError(409, f"run {run.id} is still working on {path}; stop it first")
+
+    async def _start_kernel(self, run: Run, kernel_name: str) -> KernelSession:
+        """Through the server's kernel manager, so that a gateway can run it; the agent handles
+        deaths and restarts itself, so the manager's auto-restart is off for it."""
+        folder = run.request.path.rpartition("/")[0]
+        kernel_id = await ensure_async(
+            self.kernels.start_kernel(kernel_name=kernel_name, path=folder)
+        )
+        run.kernel_id = kernel_id
+        manager = self.kernels.get_kernel(kernel_id)
+        manager.autorestart = False
+        manager.stop_restarter()
+
+        async def shutdown() -> None:
+            if kernel_id in self.kernels:
+                await ensure_async(self.kernels.shutdown_kernel(kernel_id, now=True))
+
+        session = KernelSession(manager, shutdown=shutdown)
+        try:
+            await session.connect()
+        except BaseException:
+            await session.shutdown()
+            raise
+        return session
+
+    async def close(self) -> None:
+        """At server shutdown: every run stops, and what it wrote is saved."""
+        await asyncio.gather(
+            *(run.stop("the server shut down") for run in self.runs.values() if run.active),
+            return_exceptions=True,
+        )

@@ -1,0 +1,118 @@
+"""The server's write path: a run's cells into its notebook file, through the ContentsManager,
+whenever no frontend has the notebook open to apply them itself.
+
+Exactly one writer at any moment: while a frontend that applies the run's events is subscribed,
+this writer stands aside; when the last one goes, it takes over and carries every cell of the
+run into the file. Writes are coalesced, so a cell streaming token by token is not a file write
+per token, and each write re-reads the file and merges by cell id, so that what the person saved
+meanwhile is kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import nbformat
+from jupyter_core.utils import ensure_async
+from jupyter_server.services.contents.manager import ContentsManager
+
+from ..agent.events import Event
+from ..notebook.merge import merge_run_cells
+
+#: Event types that change what the file should hold.
+CHANGES = {
+    "cell_proposed",
+    "cell_source_delta",
+    "cell_edited",
+    "cell_moved",
+    "cell_outputs",
+    "cell_accepted",
+    "cell_rejected",
+    "run_started",
+    "run_finished",
+}
+
+
+class NotebookWriter:
+    def __init__(
+        self,
+        contents: ContentsManager,
+        path: str,
+        notebook: nbformat.NotebookNode,
+        run_record: dict[str, Any],
+        *,
+        delay_s: float = 0.5,
+        log: logging.Logger | None = None,
+    ) -> None:
+        self.contents, self.path, self.notebook = contents, path, notebook
+        self.run_record = run_record
+        """The run's entry in the notebook's metadata, kept up to date by the run."""
+        self.delay_s = delay_s
+        self.log = log or logging.getLogger(__name__)
+        self.frontends = 0
+        self.writes = 0
+        self.written: set[str] = set()
+        self.removed: set[str] = set()
+        self._dirty = False
+        self._checkpointed = False
+        self._pending: asyncio.TimerHandle | None = None
+        self._lock = asyncio.Lock()
+
+    def __call__(self, event: Event) -> None:
+        """An event listener: notes which cells changed and schedules a write."""
+        kind = event["type"]
+        if kind not in CHANGES:
+            return
+        if cell_id := event.get("cell_id"):
+            if kind == "cell_rejected":
+                self.written.discard(cell_id)
+                self.removed.add(cell_id)
+            else:
+                self.written.add(cell_id)
+        self._dirty = True
+        if self.frontends == 0 and self._pending is None:
+            self._pending = asyncio.get_running_loop().call_later(self.delay_s, self._write_soon)
+
+    def frontend_attached(self) -> None:
+        self.frontends += 1
+
+    def frontend_detached(self) -> None:
+        """The last frontend gone, the server carries everything the run wrote into the file."""
+        self.frontends -= 1
+        if self.frontends == 0:
+            self._dirty = True
+            self._write_soon()
+
+    def _write_soon(self) -> None:
+        self._pending = None
+        task = asyncio.ensure_future(self.flush())
+        task.add_done_callback(self._report)
+
+    def _report(self, task: asyncio.Future[None]) -> None:
+        if not task.cancelled() and (error := task.exception()):
+            self.log.error("Could not write the agent's cells into %s: %s", self.path, error)
+
+    async def flush(self) -> None:
+        """Writes now what is pending, unless a frontend does the writing."""
+        if self._pending:
+            self._pending.cancel()
+            self._pending = None
+        async with self._lock:
+            if not self._dirty or self.frontends:
+                return
+            self._dirty = False
+            model = await ensure_async(self.contents.get(self.path, content=True, type="notebook"))
+            on_disk = nbformat.from_dict(model["content"])
+            if not self._checkpointed:
+                await ensure_async(self.contents.create_checkpoint(self.path))
+                self._checkpointed = True
+            merge_run_cells(on_disk, self.notebook, self.written, self.removed, self.run_record)
+            nbformat.validate(on_disk)
+            await ensure_async(
+                self.contents.save(
+                    {"type": "notebook", "format": "json", "content": on_disk}, self.path
+                )
+            )
+            self.writes += 1

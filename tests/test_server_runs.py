@@ -1,0 +1,354 @@
+"""Runs over REST and WebSocket, with the model replayed over HTTP through the real client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from jupyter_notebook_agent.llm.base import ModelTurn
+from jupyter_notebook_agent.llm.replay_server import ReplayScript, ReplayServerThread
+from jupyter_notebook_agent.notebook import METADATA_KEY
+
+from .agent_api import AgentAPI, receive_until
+from .conftest import add_cell_turn, complete, tool, turn
+
+SECRET = "sk-secret-never-shown"
+
+
+@pytest.fixture
+def replay():
+    with ReplayServerThread(ReplayScript(turns=[], model="test-model", api_key=SECRET)) as server:
+        yield server
+
+
+@pytest.fixture
+def jp_server_config(replay) -> dict[str, Any]:
+    """The extension on a replayed model, running code in a local kernel (these tests are of
+    runs; the sandbox has its own), writing files soon after each change."""
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyter_notebook_agent": True}},
+        "NotebookAgent": {
+            "warm_pool_size": 0,
+            "model": "openai:test-model",
+            "base_url": replay.base_url,
+            "api_key": SECRET,
+            "kernel_name": "python3",
+            "allow_unsandboxed": True,
+            "save_interval": 0.05,
+        },
+    }
+
+
+@pytest.fixture
+def api(jp_fetch, jp_ws_fetch) -> AgentAPI:
+    return AgentAPI(jp_fetch, jp_ws_fetch)
+
+
+def make_notebook(root: Path, name: str = "analysis.ipynb") -> str:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells.append(nbformat.v4.new_markdown_cell("# Mine", id="person-1"))
+    nbformat.write(notebook, root / name)
+    return name
+
+
+def read(root: Path, name: str) -> nbformat.NotebookNode:
+    notebook = nbformat.read(root / name, as_version=4)
+    nbformat.validate(notebook)
+    return notebook
+
+
+def agent_cells(notebook: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]:
+    return {c.id: c for c in notebook.cells if METADATA_KEY in c.metadata}
+
+
+def slow(content: str, seconds: float) -> ModelTurn:
+    """A turn whose prose streams over `seconds` when the replay keeps recorded timing."""
+    return ModelTurn(content=content, ttft_s=0.01, duration_s=seconds)
+
+
+async def test_a_whole_run_over_rest_and_websocket(api, replay, jp_root_dir, jp_serverapp):
+    replay.script.turns = [
+        turn(tool("add_cell", {"cell_type": "markdown", "source": "## Sums"}), content="Adding."),
+        add_cell_turn("total = sum(range(5))\nprint(total)"),
+        complete("The total is **10**."),
+    ]
+    path = make_notebook(jp_root_dir)
+    run = await api.start(path, "add up 0 to 4")
+    assert run["state"] == "running" and run["path"] == path
+    socket = await api.events(run["id"])
+    events = await receive_until(socket, "run_finished")
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    kinds = [e["type"] for e in events]
+    assert kinds[0] == "run_started" and kinds[-1] == "run_finished"
+    assert {"message_delta", "cell_proposed", "cell_source_delta", "cell_outputs"} <= set(kinds)
+    streamed = "".join(
+        e["text"] for e in events if e["type"] == "cell_source_delta" and e["cell_id"] == "agent-2"
+    )
+    assert streamed == "total = sum(range(5))\nprint(total)"
+    (outputs,) = [e for e in events if e["type"] == "cell_outputs"]
+    assert outputs["outputs"][0]["text"] == "10\n"
+
+    finished = await api.finished(run["id"])
+    assert finished["outcome"] == {
+        "success": True,
+        "reason": "completed",
+        "summary": "The total is **10**.",
+    }
+    listed = await api.call("GET", "runs", params={"path": path})
+    assert [r["id"] for r in listed["runs"]] == [run["id"]]
+
+    # No frontend was subscribed as the writer: the server wrote the file.
+    notebook = read(jp_root_dir, path)
+    assert [c.id for c in notebook.cells] == ["person-1", "agent-1", "agent-2"]
+    provenance = notebook.cells[2].metadata[METADATA_KEY]
+    assert provenance == {"run_id": run["id"], "model": "test-model", "state": "proposed"}
+    assert notebook.cells[2].outputs[0].text == "10\n"
+    (record,) = notebook.metadata[METADATA_KEY]["runs"]
+    assert record["run_id"] == run["id"] and record["reason"] == "completed"
+    checkpoints = await jp_serverapp.contents_manager.list_checkpoints(path)
+    assert checkpoints, "no checkpoint was made before the run's first write"
+
+    # The API key went to the model server, and nowhere else.
+    assert all(SECRET not in json.dumps(e) for e in events)
+    assert SECRET not in (jp_root_dir / path).read_text()
+    assert SECRET not in json.dumps(await api.call("GET", "status"))
+
+
+async def test_a_dropped_connection_resumes_from_its_last_event(api, replay, jp_root_dir):
+    replay.script.speed = 1
+    replay.script.turns = [
+        slow("Looking at the task first. " * 20, 1.0),
+        add_cell_turn("1 + 1"),
+        complete(),
+    ]
+    run = await api.start(make_notebook(jp_root_dir))
+    socket = await api.events(run["id"])
+    first_part = [json.loads(await socket.read_message()) for _ in range(15)]
+    socket.close()
+    await asyncio.sleep(0.3)  # events go on meanwhile
+    resumed = await api.events(run["id"], first=first_part[-1]["seq"] + 1)
+    rest = await receive_until(resumed, "run_finished")
+    seen = [e["seq"] for e in first_part + rest]
+    assert seen == list(range(len(seen))), "an event was missed or sent twice"
+    whole = await receive_until(await api.events(run["id"]), "run_finished")
+    assert first_part + rest == whole
+
+
+async def test_the_server_writes_coalesced_and_keeps_what_the_person_saved(
+    api, replay, jp_root_dir, jp_serverapp, monkeypatch
+):
+    contents = jp_serverapp.contents_manager
+    saves: list[str] = []
+    original_save = contents.save
+
+    def counting_save(model, path):
+        saves.append(path)
+        return original_save(model, path)
+
+    monkeypatch.setattr(contents, "save", counting_save)
+    long_source = "\n".join(f"value_{i} = {i} * 2" for i in range(120))
+    replay.script.turns = [add_cell_turn(long_source), complete()]
+    path = make_notebook(jp_root_dir)
+    run = await api.start(path, execution="ask")
+    socket = await api.events(run["id"])
+    events = await receive_until(socket, "cell_proposed")
+    while not (events[-1]["type"] == "tool_call"):
+        events.append(json.loads(await socket.read_message()))
+    deltas = [e for e in events if e["type"] == "cell_source_delta"]
+    assert len(deltas) > 50
+    await asyncio.sleep(0.3)
+    assert 1 <= len(saves) <= 5, f"{len(saves)} writes for {len(deltas)} streamed pieces"
+
+    # Meanwhile the person saves an edit of their own; the server's next write keeps it.
+    mine = read(jp_root_dir, path)
+    mine.cells.insert(0, nbformat.v4.new_code_cell("mine = True", id="person-2"))
+    nbformat.write(mine, jp_root_dir / path)
+    await api.call("POST", f"runs/{run['id']}/cells/agent-1/accept")
+    await api.finished(run["id"])
+    notebook = read(jp_root_dir, path)
+    assert [c.id for c in notebook.cells] == ["person-2", "person-1", "agent-1"]
+    assert notebook.cells[2].source == long_source
+    assert notebook.cells[2].metadata[METADATA_KEY]["state"] == "accepted"
+    assert notebook.cells[2].outputs == []  # assignments print nothing, but it ran:
+    assert notebook.cells[2].execution_count == 1
+
+
+async def test_a_frontend_writer_holds_the_server_off_until_it_leaves(api, replay, jp_root_dir):
+    replay.script.turns = [add_cell_turn("x = 1"), add_cell_turn("y = 2"), complete()]
+    path = make_notebook(jp_root_dir)
+    run = await api.start(path, execution="ask")
+    writer = await api.events(run["id"], role="writer")
+    await receive_until(writer, "tool_call")
+    await asyncio.sleep(0.3)
+    assert [c.id for c in read(jp_root_dir, path).cells] == ["person-1"]
+    writer.close()  # the tab closed: the server takes the writing over
+    deadline = time.monotonic() + 10
+    while "agent-1" not in agent_cells(read(jp_root_dir, path)):
+        assert time.monotonic() < deadline, "the server did not take the writing over"
+        await asyncio.sleep(0.05)
+    await api.call("POST", f"runs/{run['id']}/stop")
+
+
+async def test_accept_reject_and_regenerate_with_an_instruction(api, replay, jp_root_dir):
+    replay.script.turns = [
+        add_cell_turn("import math\nvalue = 3"),
+        add_cell_turn("print('rejected ran', value)\nvalue = 100"),
+        add_cell_turn("print(value * 2)"),
+        complete("three cells"),
+        # What the model answers to the regenerate request, after the run finished:
+        turn(tool("edit_cell", {"cell_id": "agent-3", "source": "print(value * 3)"})),
+        complete("rewritten"),
+    ]
+    path = make_notebook(jp_root_dir)
+    run = await api.start(path)
+    await api.finished(run["id"])
+    base = f"runs/{run['id']}/cells"
+    await api.call("POST", f"{base}/agent-1/accept")
+    await api.call("POST", f"{base}/agent-2/reject")
+    await api.call("POST", f"{base}/agent-3/regenerate", {"instruction": "triple it"})
+    socket = await api.events(run["id"], first=0)
+    events = await receive_until(socket, "run_finished")
+    events += await receive_until(socket, "run_finished")  # the second one: after the rewrite
+    kinds = [e["type"] for e in events]
+    assert kinds.count("run_finished") == 2
+    (regenerating,) = [e for e in events if e["type"] == "cell_regenerating"]
+    assert regenerating["instruction"] == "triple it"
+    assert regenerating["source"] == "print(value * 2)"
+    # The rebuilt kernel ran agent-1 again but not the rejected agent-2: 3 * 3 = 9, not 300.
+    (rebuilt,) = [e for e in events if e["type"] == "kernel_rebuilt"]
+    assert rebuilt["cell_ids"] == ["agent-1"]
+    last_outputs = [e for e in events if e["type"] == "cell_outputs"][-1]
+    assert last_outputs["cell_id"] == "agent-3" and last_outputs["outputs"][0]["text"] == "9\n"
+    # The model was told what the person did and asked.
+    told = json.dumps(replay.script.requests[-2]["messages"][-1])
+    assert "rejected cell agent-2" in told and "triple it" in told and "agent-3" in told
+
+    finished = await api.finished(run["id"])
+    assert finished["outcome"]["summary"] == "rewritten"
+    cells = {c["cell_id"]: c for c in finished["cells"]}
+    assert cells["agent-1"]["state"] == "accepted"
+    assert cells["agent-2"]["state"] == "rejected"
+    assert cells["agent-3"]["versions"] == ["print(value * 2)"]
+    notebook = read(jp_root_dir, path)
+    assert [c.id for c in notebook.cells] == ["person-1", "agent-1", "agent-3"]
+    assert notebook.cells[1].metadata[METADATA_KEY]["state"] == "accepted"
+    assert notebook.cells[2].source == "print(value * 3)"
+    assert notebook.cells[2].outputs[0].text == "9\n"
+
+
+async def test_in_ask_mode_code_runs_only_once_accepted(api, replay, jp_root_dir):
+    replay.script.turns = [
+        add_cell_turn("print('first')"),
+        add_cell_turn("print('second')"),
+        complete(),
+    ]
+    run = await api.start(make_notebook(jp_root_dir), execution="ask")
+    socket = await api.events(run["id"])
+    await receive_until(socket, "tool_call")
+    with pytest.raises(asyncio.TimeoutError):
+        await receive_until(socket, "cell_outputs", timeout_s=0.5)
+    base = f"runs/{run['id']}/cells"
+    await api.call("POST", f"{base}/agent-1/accept")
+    outputs = await receive_until(socket, "cell_outputs")
+    assert outputs[-1]["cell_id"] == "agent-1" and outputs[-1]["outputs"][0]["text"] == "first\n"
+    await receive_until(socket, "tool_call")
+    await api.call("POST", f"{base}/agent-2/reject")
+    rest = await receive_until(socket, "run_finished")
+    assert "cell_outputs" not in [e["type"] for e in rest]
+    (result,) = [e for e in rest if e["type"] == "tool_result"][:1]
+    assert result["result"]["status"] == "rejected"
+
+
+async def test_ten_runs_on_ten_notebooks_at_once(api, replay, jp_root_dir):
+    replay.script.turns = [add_cell_turn("import os\nprint(os.getpid())"), complete()]
+    paths = [make_notebook(jp_root_dir, f"n{i}.ipynb") for i in range(10)]
+    runs = await asyncio.gather(*(api.start(path) for path in paths))
+    conflict = await api.call("POST", "runs", {"path": paths[0], "prompt": "again"}, expect=409)
+    assert runs[0]["id"] in conflict["message"]
+    finished = await asyncio.gather(*(api.finished(run["id"], 120) for run in runs))
+    assert all(run["outcome"]["success"] for run in finished)
+    pids = set()
+    for path in paths:
+        (cell,) = agent_cells(read(jp_root_dir, path)).values()
+        pids.add(cell.outputs[0].text)
+    assert len(pids) == 10, "each run has a kernel of its own"
+
+
+async def test_stop_during_generation(api, replay, jp_root_dir):
+    replay.script.speed = 1
+    replay.script.turns = [slow("word " * 300, 30.0), complete()]
+    run = await api.start(make_notebook(jp_root_dir))
+    socket = await api.events(run["id"])
+    await receive_until(socket, "message_delta")
+    started = time.monotonic()
+    stopped = await api.call("POST", f"runs/{run['id']}/stop")
+    assert time.monotonic() - started < 1.0
+    assert stopped["state"] == "finished"
+    assert stopped["outcome"]["reason"] == "stopped"
+    assert (await receive_until(socket, "run_finished"))[-1]["reason"] == "stopped"
+
+
+async def test_stop_during_a_long_execution_interrupts_it(api, replay, jp_root_dir):
+    replay.script.turns = [add_cell_turn("import time\ntime.sleep(60)"), complete()]
+    run = await api.start(make_notebook(jp_root_dir))
+    socket = await api.events(run["id"])
+    await receive_until(socket, "tool_call")
+    await asyncio.sleep(0.5)  # the sleep is under way
+    started = time.monotonic()
+    stopped = await api.call("POST", f"runs/{run['id']}/stop")
+    assert time.monotonic() - started < 1.0
+    assert stopped["outcome"]["reason"] == "stopped"
+    # Stopping frees the notebook for the next run.
+    replay.script.turns = [complete()]
+    await api.start(run["path"])
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ("{not json", 400, "not valid JSON"),
+        ("[1, 2]", 400, "must be a JSON object"),
+        ({"prompt": "x"}, 400, "'path' is missing"),
+        ({"path": "analysis.ipynb"}, 400, "'prompt' is missing"),
+        ({"path": "analysis.ipynb", "prompt": 7}, 400, "'prompt' must be a string"),
+        ({"path": "analysis.ipynb", "prompt": "  "}, 400, "'prompt' is empty"),
+        ({"path": "analysis.ipynb", "prompt": "x", "execution": "yolo"}, 400, "'execution'"),
+        ({"path": "analysis.ipynb", "prompt": "x", "max_steps": 0}, 400, "'max_steps'"),
+        ({"path": "analysis.ipynb", "prompt": "x", "max_steps": True}, 400, "'max_steps'"),
+        ({"path": "analysis.ipynb", "prompt": "x" * 100_001}, 413, "at most 100000"),
+        ({"path": "data.csv", "prompt": "x"}, 400, "not a notebook"),
+        ({"path": "missing.ipynb", "prompt": "x"}, 404, "no notebook at"),
+        ({"path": "../outside.ipynb", "prompt": "x"}, 404, "no notebook at"),
+        ({"path": "analysis.ipynb", "prompt": "x", "model": "replay:/x"}, 400, "backend"),
+    ],
+)
+async def test_bad_requests_are_refused_with_a_clear_message(api, jp_root_dir, body, status, words):
+    make_notebook(jp_root_dir)
+    (jp_root_dir / "data.csv").write_text("a,b\n")
+    (jp_root_dir.parent / "outside.ipynb").write_text(nbformat.writes(nbformat.v4.new_notebook()))
+    answer = await api.call("POST", "runs", body, expect=status)
+    assert words in answer["message"]
+    assert (await api.call("GET", "runs"))["runs"] == []
+
+
+async def test_unknown_runs_cells_and_actions_are_404(api, replay, jp_root_dir):
+    assert "no run has id" in (await api.call("GET", "runs/nope", expect=404))["message"]
+    await api.call("POST", "runs/nope/stop", expect=404)
+    replay.script.turns = [add_cell_turn("1"), complete()]
+    run = await api.start(make_notebook(jp_root_dir))
+    await api.finished(run["id"])
+    base = f"runs/{run['id']}/cells"
+    missing = await api.call("POST", f"{base}/agent-9/accept", expect=404)
+    assert "agent-9" in missing["message"]
+    await api.call("POST", f"{base}/person-1/reject", expect=404)  # not the agent's to remove
+    bad = await api.call("POST", f"{base}/agent-1/reject", {"keep_state": "yes"}, expect=400)
+    assert "'keep_state'" in bad["message"]
+    with pytest.raises(Exception) as refused:
+        await api.events("nope")
+    assert "404" in str(refused.value)
