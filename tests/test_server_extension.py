@@ -9,6 +9,9 @@ import pytest
 from jupyter_server.utils import url_path_join
 
 from jupyter_notebook_agent.server.app import NotebookAgent
+from jupyter_notebook_agent.server.handlers import ROUTES
+
+from .agent_api import SPEC
 
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 
@@ -59,13 +62,26 @@ async def test_status_follows_the_configuration(jp_fetch):
     assert status["kernel"] == {"name": "python3-sandbox", "sandboxed": True, "problem": None}
 
 
+def route_templates(pattern: str) -> list[str]:
+    """A route's paths in the spec's notation: `{name}` per group, one path per alternative."""
+    alternatives = re.search(r"\(\?P<\w+>(\w+(?:\|\w+)+)\)", pattern)
+    if alternatives:
+        return [
+            path
+            for word in alternatives.group(1).split("|")
+            for path in route_templates(pattern.replace(alternatives.group(0), word))
+        ]
+    return [re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern)]
+
+
 def extension_routes(serverapp, base_url: str) -> list[str]:
-    """Every URL pattern this extension registered, with its regex groups filled in."""
+    """Every URL this extension registered, with its path parameters filled in."""
     (extension,) = serverapp.extension_manager.extension_apps["jupyter_notebook_agent"]
     assert isinstance(extension, NotebookAgent)
     return [
-        url_path_join(base_url, re.sub(r"\(.*?\)", "x", pattern))
+        url_path_join(base_url, re.sub(r"\{\w+\}", "x", template))
         for pattern, *_ in extension.handlers
+        for template in route_templates(pattern)
     ]
 
 
@@ -88,3 +104,12 @@ async def test_every_endpoint_requires_authentication(
         raise_error=False,
     )
     assert authorised.code == 200
+
+
+def test_every_route_is_in_the_rest_spec_and_every_spec_path_is_a_route():
+    routes = {
+        template.removeprefix("/notebook-agent")
+        for pattern, _ in ROUTES
+        for template in route_templates(pattern)
+    }
+    assert routes == set(SPEC["paths"]), "rest-api.yml and the handlers disagree"

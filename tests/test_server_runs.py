@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 import time
+import urllib.request
 from pathlib import Path
+from socket import create_server
 from typing import Any
 
 import nbformat
@@ -19,6 +24,12 @@ from .agent_api import AgentAPI, receive_until
 from .conftest import add_cell_turn, complete, tool, turn
 
 SECRET = "sk-secret-never-shown"
+TOKEN = "test-token"
+
+
+def free_port() -> int:
+    with create_server(("127.0.0.1", 0)) as probe:
+        return probe.getsockname()[1]
 
 
 @pytest.fixture
@@ -352,3 +363,80 @@ async def test_unknown_runs_cells_and_actions_are_404(api, replay, jp_root_dir):
     with pytest.raises(Exception) as refused:
         await api.events("nope")
     assert "404" in str(refused.value)
+
+
+def start_server(root: Path, port: int, replay: ReplayServerThread) -> subprocess.Popen[bytes]:
+    """A real `jupyter server` process with the extension on the replayed model."""
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            f"--ServerApp.root_dir={root}",
+            f"--ServerApp.port={port}",
+            "--ServerApp.ip=127.0.0.1",
+            "--ServerApp.open_browser=False",
+            f"--IdentityProvider.token={TOKEN}",
+            "--ServerApp.allow_root=True",
+            "--NotebookAgent.model=openai:test-model",
+            f"--NotebookAgent.base_url={replay.base_url}",
+            f"--NotebookAgent.api_key={SECRET}",
+            "--NotebookAgent.kernel_name=python3",
+            "--NotebookAgent.allow_unsandboxed=True",
+            "--NotebookAgent.warm_pool_size=0",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            rest(port, "GET", "api/status")
+            return server
+        except OSError:
+            assert server.poll() is None, server.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.1)
+
+
+def rest(port: int, method: str, path: str, body: Any = None) -> Any:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"token {TOKEN}"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_a_server_restart_mid_run_leaves_a_valid_notebook(tmp_path, replay):
+    replay.script.speed = 1
+    replay.script.turns = [add_cell_turn("x = 1"), slow("thinking " * 200, 30.0), complete()]
+    root = tmp_path / "root"
+    root.mkdir()
+    path = make_notebook(root)
+    port = free_port()
+    server = start_server(root, port, replay)
+    try:
+        run = rest(port, "POST", "notebook-agent/runs", {"path": path, "prompt": "go"})
+        deadline = time.monotonic() + 30
+        while "agent-1" not in agent_cells(read(root, path)):
+            assert time.monotonic() < deadline, "the first cell was never written"
+            time.sleep(0.05)
+        server.send_signal(signal.SIGTERM)  # mid-run: the model is still talking
+        assert server.wait(30) == 0
+    finally:
+        server.kill()
+    notebook = read(root, path)
+    assert [c.id for c in notebook.cells] == ["person-1", "agent-1"]
+    (record,) = notebook.metadata[METADATA_KEY]["runs"]
+    assert (record["run_id"], record["reason"]) == (run["id"], "stopped")
+    server = start_server(root, port, replay)
+    try:
+        model = rest(port, "GET", f"api/contents/{path}")
+        nbformat.validate(nbformat.from_dict(model["content"]))
+        assert rest(port, "GET", "notebook-agent/runs")["runs"] == []
+    finally:
+        server.terminate()
+        server.wait(30)

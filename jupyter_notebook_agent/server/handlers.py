@@ -179,8 +179,6 @@ class CellHandler(AgentHandler):
     async def post(self, run_id: str, cell_id: str, action: str) -> None:
         run = self.run_from(run_id)
         body = self.body()
-        if action not in ("accept", "reject", "regenerate"):
-            raise RunError(404, f"no cell action {action!r}: accept, reject or regenerate")
         if action == "accept":
             run.accept(cell_id)
         elif action == "reject":
@@ -258,7 +256,7 @@ ROUTES: list[tuple[str, type[JupyterHandler]]] = [
     (rf"/notebook-agent/runs/{_RUN}", RunHandler),
     (rf"/notebook-agent/runs/{_RUN}/stop", StopHandler),
     (
-        rf"/notebook-agent/runs/{_RUN}/cells/(?P<cell_id>[^/]+)/(?P<action>[a-z]+)",
+        rf"/notebook-agent/runs/{_RUN}/cells/(?P<cell_id>[^/]+)/(?P<action>accept|reject|regenerate)",
         CellHandler,
     ),
     (rf"/notebook-agent/runs/{_RUN}/events", EventsHandler),
