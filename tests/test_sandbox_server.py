@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 
 import docker
+import nbformat
 import pytest
 from jupyter_client.asynchronous.client import AsyncKernelClient
 
 from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
 from jupyter_notebook_agent.sandbox.image import ensure_image
 
-from .conftest import sandbox_writable
+from .agent_api import AgentAPI, receive_until
+from .conftest import add_cell_turn, complete, sandbox_writable
 from .test_warm_pool import filled
 
 
@@ -77,3 +79,28 @@ async def test_a_notebook_gets_a_warm_sandbox_kernel_that_interrupts_restarts_an
     listed = json.loads((await jp_fetch("api", "kernels")).body)
     assert kernel_id not in {k["id"] for k in listed}
     assert docker.from_env().containers.list(all=True, filters={"id": container.id}) == []
+
+
+async def test_a_run_over_rest_executes_in_a_warm_sandbox_kernel(
+    jp_fetch, jp_ws_fetch, jp_serverapp, jp_root_dir, replay_server, write_recording
+):
+    recording = write_recording(
+        add_cell_turn("import os, socket\nprint(os.getuid() != 0, os.getcwd())"),
+        complete(),
+    )
+    with replay_server(recording) as model_server:
+        await jp_serverapp.extension_manager.start_all_extensions()
+        (extension,) = jp_serverapp.extension_manager.extension_apps["jupyter_notebook_agent"]
+        extension.model, extension.base_url = "openai:test-model", model_server.base_url
+        extension.api_key = "sk-test"
+        warm = await filled(extension.pool)
+        folder = sandbox_writable(jp_root_dir / "project")
+        nbformat.write(nbformat.v4.new_notebook(), folder / "analysis.ipynb")
+        api = AgentAPI(jp_fetch, jp_ws_fetch)
+        run = await api.start("project/analysis.ipynb")
+        events = await receive_until(await api.events(run["id"]), "run_finished", 120)
+    (outputs,) = [e for e in events if e["type"] == "cell_outputs"]
+    assert outputs["outputs"][0]["text"] == f"True {folder}\n"
+    assert events[-1]["success"]
+    ready = [w.manager.provisioner.container.id for w in extension.pool.ready]
+    assert warm[0] not in ready  # the run claimed a warm kernel

@@ -440,3 +440,19 @@ def test_a_server_restart_mid_run_leaves_a_valid_notebook(tmp_path, replay):
     finally:
         server.terminate()
         server.wait(30)
+
+
+async def test_the_server_forgets_the_oldest_finished_runs_past_its_limit(
+    api, replay, jp_root_dir, jp_serverapp
+):
+    (extension,) = jp_serverapp.extension_manager.extension_apps["jupyter_notebook_agent"]
+    extension.registry.finished_runs_kept = 2
+    replay.script.turns = [complete()]
+    path = make_notebook(jp_root_dir)
+    ids = []
+    for _ in range(4):
+        ids.append((await api.start(path))["id"])
+        await api.finished(ids[-1])
+    listed = await api.call("GET", "runs", params={"path": path})
+    assert [run["id"] for run in listed["runs"]] == ids[-2:]
+    await api.call("GET", f"runs/{ids[0]}", expect=404)

@@ -56,6 +56,12 @@ class NotebookAgent(ExtensionApp):
         help="Kernelspec the agent runs code in; default: the sandbox. Any other needs "
         "allow_unsandboxed unless it is a sandbox too.",
     )
+    finished_runs_kept = Integer(
+        200,
+        config=True,
+        help="Finished runs the server remembers (with their events); older ones are forgotten. "
+        "What they wrote stays in the notebooks.",
+    )
     save_interval = Float(
         0.5,
         config=True,
@@ -82,13 +88,16 @@ class NotebookAgent(ExtensionApp):
 
     pool: WarmPool | None = None
     registry: RunRegistry
+    _models: dict[str, Model]
 
     def initialize_settings(self) -> None:
+        self._models = {}
         self.registry = RunRegistry(
             self.serverapp.contents_manager,
             self.serverapp.kernel_manager,
             log=self.log,
             write_delay_s=self.save_interval,
+            finished_runs_kept=self.finished_runs_kept,
         )
 
     def initialize_handlers(self) -> None:
@@ -96,7 +105,8 @@ class NotebookAgent(ExtensionApp):
 
     def make_model(self, name: str = "") -> Model:
         """The configured model, or another `name` of the configured backend (a request may
-        pick the model, never the endpoint or the key)."""
+        pick the model, never the endpoint or the key). One per name, shared by the runs:
+        making a client costs milliseconds of the server's loop, and clients are safe to share."""
         backend, configured = parse_model_string(self.model)
         if name:
             asked, _ = parse_model_string(name)
@@ -106,11 +116,12 @@ class NotebookAgent(ExtensionApp):
                     "(c.NotebookAgent.model)"
                 )
             name = name.removeprefix(f"{backend}:")
-        return load_model(
-            f"{backend}:{name or configured}",
-            base_url=self.base_url or None,
-            api_key=self.api_key or None,
-        )
+        spec = f"{backend}:{name or configured}"
+        if spec not in self._models:
+            self._models[spec] = load_model(
+                spec, base_url=self.base_url or None, api_key=self.api_key or None
+            )
+        return self._models[spec]
 
     async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
         """Starts the warm pool where sandbox kernels can run; it never builds the image."""
@@ -130,5 +141,7 @@ class NotebookAgent(ExtensionApp):
     async def stop_extension(self) -> None:
         """Runs stop and save what they wrote, then the warm kernels go."""
         await self.registry.close()
+        for model in self._models.values():
+            await model.aclose()
         if self.pool:
             await self.pool.close()

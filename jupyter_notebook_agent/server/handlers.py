@@ -139,7 +139,7 @@ class RunsHandler(StatusHandler):
         except SandboxUnavailable as error:
             raise RunError(503, str(error)) from None
         try:
-            app.make_model(model)  # a bad model is said now, not as the run's first event
+            chosen = app.make_model(model)  # a bad model is said now, not as an event
         except ModelError as error:
             raise RunError(400 if model else 503, str(error)) from None
         config = AgentConfig(
@@ -150,7 +150,7 @@ class RunsHandler(StatusHandler):
         )
         run = await self.registry.create(
             RunRequest(path, prompt, execution, max_steps),
-            lambda: app.make_model(model),
+            chosen,
             kernel.name,
             config,
         )

@@ -50,12 +50,10 @@ class Run:
         request: RunRequest,
         agent: Agent,
         writer: NotebookWriter,
-        make_model: Callable[[], Model],
     ) -> None:
         self.id = agent.run_id
         self.request, self.agent, self.writer = request, agent, writer
         self.events: EventLog = agent.events
-        self.make_model = make_model
         self.created = time.time()
         self.state: RunState = "running"
         self.outcome: RunOutcome | None = None
@@ -77,7 +75,6 @@ class Run:
             # Finished once all is put away: a regenerate may start the run again right after.
             self.writer.run_record.update(self._record() | {"state": "finished"})
             await self.agent.close()
-            await self.agent.model.aclose()
             self.kernel_id = None
             await self.writer.flush()
             self.state = "finished"
@@ -88,10 +85,9 @@ class Run:
             await asyncio.shield(self.task)
 
     def regenerate(self, cell_id: str, instruction: str) -> None:
-        """Rewrites the cell; a finished run goes on for it, with a fresh model client."""
+        """Rewrites the cell; a finished run goes on for it."""
         self._review(self.agent.regenerate, cell_id, instruction)
         if not self.active:
-            self.agent.model = self.make_model()
             self.start(self.agent.resume)
 
     def accept(self, cell_id: str) -> None:
@@ -152,10 +148,12 @@ class RunRegistry:
         *,
         log: logging.Logger | None = None,
         write_delay_s: float = 0.5,
+        finished_runs_kept: int = 200,
     ) -> None:
         self.contents, self.kernels = contents, kernels
         self.log = log or logging.getLogger(__name__)
         self.write_delay_s = write_delay_s
+        self.finished_runs_kept = finished_runs_kept
         self.runs: dict[str, Run] = {}
 
     def get(self, run_id: str) -> Run:
@@ -183,7 +181,7 @@ class RunRegistry:
     async def create(
         self,
         request: RunRequest,
-        make_model: Callable[[], Model],
+        model: Model,
         kernel_name: str,
         config: AgentConfig,
     ) -> Run:
@@ -197,7 +195,7 @@ class RunRegistry:
             self.contents, request.path, notebook.nb, record, delay_s=self.write_delay_s
         )
         agent = Agent(
-            make_model(),
+            model,
             lambda: self._start_kernel(run, kernel_name),
             notebook,
             notebook_path=request.path,
@@ -205,12 +203,18 @@ class RunRegistry:
             events=events,
             run_id=run_id,
         )
-        run = Run(request, agent, writer, make_model)
+        run = Run(request, agent, writer)
         record.update(run._record())
         events.subscribe(writer)
+        self._forget_old_runs()
         self.runs[run.id] = run
         run.start(lambda: agent.run(request.prompt))
         return run
+
+    def _forget_old_runs(self) -> None:
+        finished = [run for run in self.runs.values() if not run.active]
+        for run in finished[: max(0, len(finished) - self.finished_runs_kept + 1)]:
+            del self.runs[run.id]
 
     def regenerate(self, run: Run, cell_id: str, instruction: str) -> None:
         if not run.active:

@@ -1,0 +1,321 @@
+"""Event delivery through the server extension: a model's token to a WebSocket client.
+
+A real Jupyter server runs as a subprocess; the replay model server runs in a thread of this
+process, so the time each token is sent and the time a client receives it share one clock.
+After a warm-up round, ROUNDS times: RUNS runs start together and each streams WORDS tokens at
+TOKENS_PER_S, so tokens reach the server in bursts of RUNS, the hard case.
+
+event_latency_ms_p50: token sent by the model to message_delta received over WebSocket (target
+<= 5).
+event_latency_ms_p99: the same, 99th percentile (target <= 50).
+tokens_received: the tokens timed; one sent before its client subscribed would be a backlog,
+not a delivery, and is left out (TTFT_S makes that rare).
+event_latency_ratio: that p50 over the p50 of a baseline in the same run: the same streams read
+straight from the model server by plain SSE clients, RUNS at once, in the same rounds.
+server_cpu_percent: CPU time of the server process over the wall time of the runs, in percent
+of one core.
+The last line printed is one JSON object of the figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import nbformat
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.websocket import websocket_connect
+
+from jupyter_notebook_agent.llm.base import ModelTurn, ToolCall
+from jupyter_notebook_agent.llm.replay_server import (
+    ChatCompletionsHandler,
+    ReplayScript,
+    ReplayServerThread,
+)
+
+RUNS = 20
+WORDS = 200
+TOKENS_PER_S = 50.0
+ROUNDS = 3
+TTFT_S = 0.5
+"""Long enough for every client to have subscribed before its first token is sent."""
+MODEL = "bench-model"
+API_KEY = "sk-bench"
+TOKEN = "bench-token"
+TAG = re.compile(rb"bench-(?:run|sse)-\d+")
+
+SENT: dict[tuple[str, str], float] = {}
+"""When each token was sent: (the tag in its stream's prompt, its text) -> perf_counter."""
+
+
+def script() -> ReplayScript:
+    """Turn 1: WORDS words at TOKENS_PER_S and no tool call; turn 2, after the agent's reminder
+    to call a tool, ends the run."""
+    prose = ModelTurn(
+        content=" ".join(f"w{i:03d}" for i in range(WORDS)),
+        ttft_s=TTFT_S,
+        duration_s=TTFT_S + (WORDS - 1) / TOKENS_PER_S,
+    )
+    done = ModelTurn(
+        tool_calls=[ToolCall("c", "complete_task", '{"success": true, "summary": "ok"}')]
+    )
+    return ReplayScript(turns=[prose, done], model=MODEL, speed=1, api_key=API_KEY)
+
+
+@contextmanager
+def timed_sends() -> Iterator[None]:
+    """Records when the model server sends each token, keyed by the tag in the request's
+    prompt, so that 20 streams of the same words can be told apart."""
+    send = ChatCompletionsHandler._send
+
+    async def timed(
+        handler: ChatCompletionsHandler,
+        base: dict[str, Any],
+        choices: list[dict[str, Any]],
+        **extra: Any,
+    ) -> None:
+        text = choices[0]["delta"].get("content") if choices else None
+        tag = TAG.search(handler.request.body)
+        if text and tag:
+            SENT[tag.group().decode(), text] = time.perf_counter()
+        await send(handler, base, choices, **extra)
+
+    with mock.patch.object(ChatCompletionsHandler, "_send", timed):
+        yield
+
+
+def percentile(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system time of a process so far, from /proc (no psutil needed)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def start_server(root: Path, port: int, model_url: str) -> subprocess.Popen[bytes]:
+    """The Jupyter server with the extension on the replayed model, code in a local kernel."""
+    command = [
+        sys.executable,
+        "-m",
+        "jupyter_server",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.root_dir={root}",
+        "--ServerApp.open_browser=False",
+        "--ServerApp.jpserver_extensions={'jupyter_notebook_agent': True}",
+        f"--IdentityProvider.token={TOKEN}",
+        f"--NotebookAgent.model=openai:{MODEL}",
+        f"--NotebookAgent.base_url={model_url}",
+        f"--NotebookAgent.api_key={API_KEY}",
+        "--NotebookAgent.kernel_name=python3",
+        "--NotebookAgent.allow_unsandboxed=True",
+        "--NotebookAgent.warm_pool_size=0",
+        "--NotebookAgent.max_steps=5",
+    ]
+    if os.geteuid() == 0:
+        command.append("--allow-root")
+    env = os.environ | {"JUPYTER_RUNTIME_DIR": str(root / "runtime")}
+    with (root / "server.log").open("wb") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+
+def stop_server(server: subprocess.Popen[bytes]) -> None:
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+async def wait_ready(client: AsyncHTTPClient, url: str, server: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with {server.returncode}; see server.log")
+        try:
+            await client.fetch(f"{url}api/status", headers=auth(), request_timeout=2)
+            return
+        except (OSError, HTTPClientError):
+            await asyncio.sleep(0.2)
+    raise RuntimeError("the server did not answer /api/status within 60 s")
+
+
+def auth() -> dict[str, str]:
+    return {"Authorization": f"token {TOKEN}"}
+
+
+async def server_run(client: AsyncHTTPClient, url: str, root: Path, tag: str) -> list[float]:
+    """One run over REST, its events over WebSocket: the latency of each message_delta."""
+    name = f"{tag}.ipynb".replace("bench-", "")  # the notebook's name must not hold the tag
+    nbformat.write(nbformat.v4.new_notebook(), root / name)
+    response = await client.fetch(
+        f"{url}notebook-agent/runs",
+        method="POST",
+        headers=auth(),
+        body=json.dumps({"path": name, "prompt": f"Say the words. {tag}"}),
+    )
+    run_id = json.loads(response.body)["id"]
+    ws_url = f"ws{url.removeprefix('http')}notebook-agent/runs/{run_id}/events?from=0"
+    events = await websocket_connect(HTTPRequest(ws_url, headers=auth()))
+    opened = time.perf_counter()
+    latencies = []
+    try:
+        while True:
+            message = await asyncio.wait_for(events.read_message(), 60)
+            received = time.perf_counter()
+            if message is None:
+                raise RuntimeError(f"run {run_id}: the socket closed before run_finished")
+            event = json.loads(message)
+            if event["type"] == "message_delta":
+                sent = SENT[tag, event["text"]]
+                if sent >= opened:  # a backlog sent on subscribing would not be a fair figure
+                    latencies.append((received - sent) * 1000)
+            elif event["type"] == "run_finished":
+                if not event["success"]:
+                    raise RuntimeError(f"run {run_id} failed: {event}")
+                return latencies
+    finally:
+        events.close()
+
+
+async def sse_stream(client: AsyncHTTPClient, model_url: str, tag: str) -> list[float]:
+    """The baseline: the same prose read straight from the model server, chunk by chunk."""
+    latencies: list[float] = []
+    pending = b""
+
+    def on_chunk(chunk: bytes) -> None:
+        nonlocal pending
+        received = time.perf_counter()
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            if line.startswith(b"data: {"):
+                choices = json.loads(line[6:])["choices"]
+                text = choices[0]["delta"].get("content") if choices else None
+                if text:
+                    latencies.append((received - SENT[tag, text]) * 1000)
+
+    body = {"model": MODEL, "stream": True, "messages": [{"role": "user", "content": tag}]}
+    await client.fetch(
+        f"{model_url}/chat/completions",
+        method="POST",
+        headers={"Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"},
+        body=json.dumps(body),
+        streaming_callback=on_chunk,
+        request_timeout=60,
+    )
+    return latencies
+
+
+def summary(latencies: list[float]) -> str:
+    return f"p50 {statistics.median(latencies):.2f} ms, p99 {percentile(latencies, 99):.2f} ms"
+
+
+@dataclass
+class Round:
+    """What one round measured: latencies in ms, and the server's CPU and wall seconds."""
+
+    through_server: list[float] = field(default_factory=list)
+    baseline: list[float] = field(default_factory=list)
+    cpu_s: float = 0.0
+    wall_s: float = 0.0
+
+
+async def one_round(
+    client: AsyncHTTPClient, url: str, model_url: str, root: Path, pid: int, first: int
+) -> Round:
+    """RUNS plain SSE streams at once, then RUNS runs through the server at once."""
+    tags = range(first, first + RUNS)
+    measured = Round()
+    for latencies in await asyncio.gather(
+        *(sse_stream(client, model_url, f"bench-sse-{i}") for i in tags)
+    ):
+        measured.baseline += latencies
+    cpu_before, started = cpu_seconds(pid), time.perf_counter()
+    for latencies in await asyncio.gather(
+        *(server_run(client, url, root, f"bench-run-{i}") for i in tags)
+    ):
+        measured.through_server += latencies
+    measured.wall_s = time.perf_counter() - started
+    measured.cpu_s = cpu_seconds(pid) - cpu_before
+    return measured
+
+
+async def main() -> dict[str, float]:
+    AsyncHTTPClient.configure(None, max_clients=2 * RUNS)
+    client = AsyncHTTPClient()
+    total = Round()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        ReplayServerThread(script()) as model,
+        timed_sends(),
+    ):
+        root = Path(tmp)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}/"
+        server = start_server(root, port, model.base_url)
+        try:
+            await wait_ready(client, url, server)
+            print(f"server ready; a warm-up round of {RUNS} runs")
+            await one_round(client, url, model.base_url, root, server.pid, 0)
+            for number in range(1, ROUNDS + 1):
+                measured = await one_round(
+                    client, url, model.base_url, root, server.pid, number * RUNS
+                )
+                total.through_server += measured.through_server
+                total.baseline += measured.baseline
+                total.cpu_s += measured.cpu_s
+                total.wall_s += measured.wall_s
+                print(
+                    f"round {number}/{ROUNDS}: server {summary(measured.through_server)}; "
+                    f"sse baseline {summary(measured.baseline)}; "
+                    f"server cpu {100 * measured.cpu_s / measured.wall_s:.1f}%"
+                )
+        except BaseException:
+            print((root / "server.log").read_text()[-4000:], file=sys.stderr)
+            raise
+        finally:
+            stop_server(server)
+    through_server, baseline = total.through_server, total.baseline
+    return {
+        "runs": ROUNDS * RUNS,
+        "tokens_sent": ROUNDS * RUNS * WORDS,
+        "tokens_received": len(through_server),
+        "event_latency_ms_p50": round(statistics.median(through_server), 3),
+        "event_latency_ms_p99": round(percentile(through_server, 99), 3),
+        "event_latency_ms_max": round(max(through_server), 3),
+        "baseline_latency_ms_p50": round(statistics.median(baseline), 3),
+        "baseline_latency_ms_p99": round(percentile(baseline, 99), 3),
+        "event_latency_ratio": round(
+            statistics.median(through_server) / statistics.median(baseline), 3
+        ),
+        "server_cpu_percent": round(100 * total.cpu_s / total.wall_s, 1),
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(asyncio.run(main())))
