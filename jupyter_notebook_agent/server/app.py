@@ -145,3 +145,8 @@ class NotebookAgent(ExtensionApp):
             await model.aclose()
         if self.pool:
             await self.pool.close()
+
+
+if __name__ == "__main__":
+    # `python -m jupyter_notebook_agent.server.app --help-all` lists every setting.
+    NotebookAgent.launch_instance()
