@@ -48,20 +48,24 @@ def _error(handler: tornado.web.RequestHandler, status: int, message: str, code:
 
 
 class ChatCompletionsHandler(tornado.web.RequestHandler):
-    def initialize(self, script: ReplayScript) -> None:
-        self.script = script
+    def initialize(self, scripts: dict[str, ReplayScript]) -> None:
+        self.scripts = scripts
 
     async def post(self) -> None:
-        script = self.script
+        try:
+            body = json.loads(self.request.body)
+        except ValueError:
+            return _error(self, 400, "the request body is not JSON", "invalid_request_error")
+        model = body.get("model") if isinstance(body, dict) else None
+        script = self.scripts.get(model) if isinstance(model, str) else None
+        if script is None and len(self.scripts) > 1:
+            return _error(self, 404, f"The model `{model}` does not exist.", "model_not_found")
+        script = self.script = script or next(iter(self.scripts.values()))
         if (
             script.api_key
             and self.request.headers.get("Authorization") != f"Bearer {script.api_key}"
         ):
             return _error(self, 401, "Incorrect API key provided.", "invalid_api_key")
-        try:
-            body = json.loads(self.request.body)
-        except ValueError:
-            return _error(self, 400, "the request body is not JSON", "invalid_request_error")
         script.requests.append(body)
         script.arrival_times.append(time.monotonic())
         if script.faults:
@@ -124,18 +128,19 @@ class ChatCompletionsHandler(tornado.web.RequestHandler):
 
 
 class ModelsHandler(tornado.web.RequestHandler):
-    def initialize(self, script: ReplayScript) -> None:
-        self.script = script
+    def initialize(self, scripts: dict[str, ReplayScript]) -> None:
+        self.scripts = scripts
 
     def get(self) -> None:
-        self.finish({"object": "list", "data": [{"id": self.script.model, "object": "model"}]})
+        models = [{"id": name, "object": "model"} for name in self.scripts]
+        self.finish({"object": "list", "data": models})
 
 
-def make_app(script: ReplayScript) -> tornado.web.Application:
+def make_app(scripts: dict[str, ReplayScript]) -> tornado.web.Application:
     return tornado.web.Application(
         [
-            (r"/v1/chat/completions", ChatCompletionsHandler, {"script": script}),
-            (r"/v1/models", ModelsHandler, {"script": script}),
+            (r"/v1/chat/completions", ChatCompletionsHandler, {"scripts": scripts}),
+            (r"/v1/models", ModelsHandler, {"scripts": scripts}),
         ]
     )
 
@@ -146,10 +151,13 @@ def script_from_file(path: str | Path, **options: Any) -> ReplayScript:
 
 
 class ReplayServerThread:
-    """Serves a script on 127.0.0.1 from a thread of its own, so a test can drive a subprocess."""
+    """Serves a script on 127.0.0.1 from a thread of its own, so a test can drive a subprocess;
+    or several, each under its recorded model's name."""
 
-    def __init__(self, script: ReplayScript, port: int = 0) -> None:
-        self.script = script
+    def __init__(self, script: ReplayScript | list[ReplayScript], port: int = 0) -> None:
+        scripts = script if isinstance(script, list) else [script]
+        self.script = scripts[0]
+        self.scripts = {each.model: each for each in scripts}
         self._sockets = tornado.netutil.bind_sockets(port, "127.0.0.1")
         self.port = self._sockets[0].getsockname()[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
@@ -158,7 +166,7 @@ class ReplayServerThread:
 
     def _serve(self) -> None:
         asyncio.set_event_loop(self._loop)
-        server = tornado.httpserver.HTTPServer(make_app(self.script))
+        server = tornado.httpserver.HTTPServer(make_app(self.scripts))
         server.add_sockets(self._sockets)
         self._loop.run_forever()
         server.stop()
