@@ -456,3 +456,20 @@ async def test_the_server_forgets_the_oldest_finished_runs_past_its_limit(
     listed = await api.call("GET", "runs", params={"path": path})
     assert [run["id"] for run in listed["runs"]] == ids[-2:]
     await api.call("GET", f"runs/{ids[0]}", expect=404)
+
+
+async def test_a_frontend_that_will_write_is_waited_for(api, replay, jp_root_dir):
+    replay.script.turns = [add_cell_turn("x = 1"), complete()]
+    path = make_notebook(jp_root_dir)
+    run = await api.start(path, writer="frontend")
+    await asyncio.sleep(0.5)  # the run went on meanwhile; the server did not write
+    assert [c.id for c in read(jp_root_dir, path).cells] == ["person-1"]
+    writer = await api.events(run["id"], role="writer")
+    await receive_until(writer, "run_finished")
+    await api.finished(run["id"])
+    assert [c.id for c in read(jp_root_dir, path).cells] == ["person-1"]
+    writer.close()  # had it not saved, the server now writes what the frontend applied
+    deadline = time.monotonic() + 10
+    while "agent-1" not in agent_cells(read(jp_root_dir, path)):
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.05)

@@ -132,6 +132,9 @@ class RunsHandler(StatusHandler):
         if not 1 <= max_steps <= app.max_steps:
             raise RunError(400, f"the field 'max_steps' must be from 1 to {app.max_steps}")
         model = _field(body, "model", str, "")
+        writer = _field(body, "writer", str, "server")
+        if writer not in ("server", "frontend"):
+            raise RunError(400, "the field 'writer' must be 'server' or 'frontend'")
         self.registry.check_free(path)
         await self.registry.read_notebook(path)  # a missing notebook is said before the rest
         try:
@@ -149,7 +152,7 @@ class RunsHandler(StatusHandler):
             execution=execution,
         )
         run = await self.registry.create(
-            RunRequest(path, prompt, execution, max_steps),
+            RunRequest(path, prompt, execution, max_steps, writer == "frontend"),
             chosen,
             kernel.name,
             config,

@@ -25,6 +25,8 @@ from ..notebook import NotebookDocument
 from .writer import NotebookWriter
 
 RunState = Literal["running", "finished"]
+#: How long the server holds off writing for a frontend that said it would subscribe as writer.
+FRONTEND_GRACE_S = 10.0
 
 
 class RunError(Exception):
@@ -42,6 +44,8 @@ class RunRequest:
     prompt: str
     execution: Literal["auto", "ask"]
     max_steps: int
+    frontend_writes: bool = False
+    """The frontend that starts the run has the notebook open and will apply its cells."""
 
 
 class Run:
@@ -192,7 +196,12 @@ class RunRegistry:
         run_id = uuid.uuid4().hex
         record = {"run_id": run_id}
         writer = NotebookWriter(
-            self.contents, request.path, notebook.nb, record, delay_s=self.write_delay_s
+            self.contents,
+            request.path,
+            notebook.nb,
+            record,
+            delay_s=self.write_delay_s,
+            frontend_grace_s=FRONTEND_GRACE_S if request.frontend_writes else None,
         )
         agent = Agent(
             model,

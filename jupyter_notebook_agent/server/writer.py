@@ -44,8 +44,11 @@ class NotebookWriter:
         run_record: dict[str, Any],
         *,
         delay_s: float = 0.5,
+        frontend_grace_s: float | None = None,
         log: logging.Logger | None = None,
     ) -> None:
+        """`frontend_grace_s`: a frontend said it will write (it started the run with the
+        notebook open); the server holds off that long for it to subscribe."""
         self.contents, self.path, self.notebook = contents, path, notebook
         self.run_record = run_record
         """The run's entry in the notebook's metadata, kept up to date by the run."""
@@ -59,6 +62,11 @@ class NotebookWriter:
         self._checkpointed = False
         self._pending: asyncio.TimerHandle | None = None
         self._lock = asyncio.Lock()
+        self._reserved: asyncio.TimerHandle | None = None
+        if frontend_grace_s is not None:
+            self.frontends = 1
+            loop = asyncio.get_running_loop()
+            self._reserved = loop.call_later(frontend_grace_s, self.frontend_detached)
 
     def __call__(self, event: Event) -> None:
         """An event listener: notes which cells changed and schedules a write."""
@@ -76,10 +84,15 @@ class NotebookWriter:
             self._pending = asyncio.get_running_loop().call_later(self.delay_s, self._write_soon)
 
     def frontend_attached(self) -> None:
+        if self._reserved:  # the frontend that was expected: its place was kept
+            self._reserved.cancel()
+            self._reserved = None
+            return
         self.frontends += 1
 
     def frontend_detached(self) -> None:
         """The last frontend gone, the server carries everything the run wrote into the file."""
+        self._reserved = None
         self.frontends -= 1
         if self.frontends == 0:
             self._dirty = True
