@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -345,7 +346,11 @@ class Agent:
         if self.config.execution == "ask":
             self._set_state(cell, record, "proposed")
         self.events.emit(
-            "cell_edited", cell_id=cell_id, source=source, version=len(record.versions)
+            "cell_edited",
+            cell_id=cell_id,
+            source=source,
+            version=len(record.versions),
+            state=record.state,
         )
         if cell.cell_type != "code":
             return {"cell_id": cell_id, "status": "ok"}
@@ -382,10 +387,15 @@ class Agent:
             cell_type=cell_type,
             source=source,
             index=index,
-            metadata=dict(cell.metadata),
+            after_cell_id=self._predecessor(index),
+            metadata=copy.deepcopy(dict(cell.metadata)),  # a log entry: later changes stay out
             streaming=streaming,
         )
         return cell
+
+    def _predecessor(self, index: int) -> str | None:
+        """The id of the cell before `index`: where a notebook that changed meanwhile puts it."""
+        return self.notebook.nb.cells[index - 1].get("id") if index > 0 else None
 
     def _move(self, cell: NotebookNode, after_cell_id: str | None) -> None:
         self.notebook.remove(cell.id)
@@ -393,7 +403,8 @@ class Agent:
         if after_cell_id is not None:
             index = self.notebook.index(after_cell_id) + 1
         self.notebook.nb.cells.insert(index, cell)
-        self.events.emit("cell_moved", cell_id=cell.id, index=index)
+        after = self._predecessor(index)
+        self.events.emit("cell_moved", cell_id=cell.id, index=index, after_cell_id=after)
 
     def accept(self, cell_id: str) -> None:
         record = self.review.record(cell_id)
