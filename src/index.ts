@@ -2,63 +2,241 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-
+import {
+  ICommandPalette,
+  InputDialog,
+  Notification
+} from '@jupyterlab/apputils';
+import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { LabIcon } from '@jupyterlab/ui-components';
+import { Signal } from '@lumino/signaling';
 
-import { requestAPI } from './handler';
+import { NotebookSession } from './controller';
+import { AgentAPI } from './model/api';
+import { IAgentStatus, METADATA_KEY } from './model/events';
+import { ProposedCellMarker } from './notebook/proposedCells';
+import { AgentPanel, IPanelContext } from './panel';
 
-/**
- * What `GET {baseUrl}notebook-agent/status` answers (the fields the frontend reads).
- */
-export interface IAgentStatus {
-  version: string;
-  model: { backend: string; name: string; base_url: string | null };
-  execution: 'auto' | 'ask';
-  max_steps: number;
-  kernel: { name: string | null; sandboxed: boolean; problem: string | null };
+const PLUGIN_ID = 'jupyter-notebook-agent:plugin';
+
+/** The agent's icon: a spark over a notebook page. */
+export const agentIcon = new LabIcon({
+  name: 'jupyter-notebook-agent:agent',
+  svgstr:
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><g class="jp-icon3" fill="#616161">' +
+    '<path d="M6 2h9l5 5v15H6V2zm2 2v16h10V8h-4V4H8z"/>' +
+    '<path d="M11 10l1 2.5 2.5 1-2.5 1-1 2.5-1-2.5L7.5 13.5l2.5-1z"/></g></svg>'
+});
+
+export namespace CommandIDs {
+  export const openPanel = 'notebook-agent:open-panel';
+  export const acceptCell = 'notebook-agent:accept-cell';
+  export const rejectCell = 'notebook-agent:reject-cell';
+  export const regenerateCell = 'notebook-agent:regenerate-cell';
+  export const acceptAll = 'notebook-agent:accept-all';
+  export const rejectAll = 'notebook-agent:reject-all';
+  export const stop = 'notebook-agent:stop';
 }
 
 /**
- * The jupyter-notebook-agent frontend plugin.
+ * The side panel, the marking of proposed cells in notebooks, and their commands.
  */
 const plugin: JupyterFrontEndPlugin<void> = {
-  id: 'jupyter-notebook-agent:plugin',
+  id: PLUGIN_ID,
   description:
     'An AI agent that writes and runs cells in your Jupyter notebooks, in a sandboxed kernel.',
   autoStart: true,
-  optional: [ISettingRegistry],
-  activate: (
+  requires: [INotebookTracker, IRenderMimeRegistry],
+  optional: [ISettingRegistry, ICommandPalette],
+  activate: async (
     app: JupyterFrontEnd,
-    settingRegistry: ISettingRegistry | null
-  ): void => {
-    console.log('JupyterLab extension jupyter-notebook-agent is activated!');
+    tracker: INotebookTracker,
+    rendermime: IRenderMimeRegistry,
+    settingRegistry: ISettingRegistry | null,
+    palette: ICommandPalette | null
+  ): Promise<void> => {
+    const serverSettings = app.serviceManager.serverSettings;
+    const api = new AgentAPI(serverSettings);
+    const sessions = new Map<NotebookPanel, NotebookSession>();
+    const sessionChanged = new Signal<unknown, void>(tracker);
+
+    const context: IPanelContext & {
+      status: IAgentStatus | null;
+      statusProblem: string | null;
+      execution: 'auto' | 'ask';
+      maxSteps: number;
+      model: string;
+    } = {
+      get session() {
+        const panel = tracker.currentWidget;
+        return panel ? (sessions.get(panel) ?? null) : null;
+      },
+      sessionChanged,
+      status: null,
+      statusProblem: null,
+      execution: 'auto',
+      maxSteps: 30,
+      model: '',
+      reportError(what: string, error: unknown) {
+        const message = `${what}: ${error instanceof Error ? error.message : String(error)}`;
+        console.error(message);
+        Notification.error(message, { autoClose: 8000 });
+      },
+      openSettings() {
+        void app.commands.execute('settingeditor:open', {
+          query: 'Notebook Agent'
+        });
+      }
+    };
+
+    const panel = new AgentPanel(context, rendermime);
+    panel.title.icon = agentIcon;
+    let side: 'left' | 'right' = 'right';
 
     if (settingRegistry) {
-      settingRegistry
-        .load(plugin.id)
-        .then(settings => {
-          console.log(
-            'jupyter-notebook-agent settings loaded:',
-            settings.composite
-          );
-        })
-        .catch(reason => {
-          console.error(
-            'Failed to load settings for jupyter-notebook-agent.',
-            reason
-          );
-        });
+      try {
+        const settings = await settingRegistry.load(PLUGIN_ID);
+        const read = () => {
+          context.execution = settings.get('execution').composite as
+            'auto' | 'ask';
+          context.maxSteps = settings.get('maxSteps').composite as number;
+          context.model = settings.get('model').composite as string;
+          side = settings.get('panelSide').composite as 'left' | 'right';
+          sessionChanged.emit();
+        };
+        read();
+        settings.changed.connect(read);
+      } catch (error) {
+        console.error('Could not load the notebook agent settings.', error);
+      }
     }
+    app.shell.add(panel, side, { rank: 600 });
 
-    requestAPI<IAgentStatus>('status', {}, app.serviceManager.serverSettings)
+    api
+      .status()
       .then(status => {
-        console.log('jupyter-notebook-agent server status:', status);
+        context.status = status;
+        sessionChanged.emit();
       })
-      .catch(reason => {
-        console.error(
-          `The jupyter_notebook_agent server extension appears to be missing or failing.\n${reason}`
-        );
+      .catch(error => {
+        context.statusProblem =
+          'The notebook agent server extension does not answer: ' +
+          (error instanceof Error ? error.message : String(error));
+        sessionChanged.emit();
       });
+
+    tracker.widgetAdded.connect((_, notebook) => {
+      const session = new NotebookSession(notebook, api, serverSettings);
+      sessions.set(notebook, session);
+      /** Runs a review action; a failure is shown, and the promise keeps the buttons
+       * disabled until the server answered. */
+      const review = (
+        what: string,
+        action: () => Promise<unknown> | undefined
+      ) => action()?.catch(error => context.reportError(what, error));
+      notebook.disposed.connect(() => sessions.delete(notebook));
+      notebook.context.pathChanged.connect(() => sessionChanged.emit());
+      void notebook.context.ready.then(() => {
+        const marker = new ProposedCellMarker(notebook, {
+          accept: cellId =>
+            review('Could not accept', () => session.accept(cellId)),
+          reject: cellId =>
+            review('Could not reject', () => session.reject(cellId)),
+          regenerate: (cellId, instruction) =>
+            review('Could not regenerate', () =>
+              session.regenerate(cellId, instruction)
+            )
+        });
+        notebook.disposed.connect(() => marker.dispose());
+        return session
+          .resume()
+          .catch(error =>
+            context.reportError(
+              'Could not find the runs of this notebook',
+              error
+            )
+          );
+      });
+      sessionChanged.emit();
+    });
+    tracker.currentChanged.connect(() => sessionChanged.emit());
+
+    /** The agent cell the person is on, in the notebook in focus. */
+    const activeAgentCell = (): {
+      session: NotebookSession;
+      cellId: string;
+    } | null => {
+      const session = context.session;
+      const cell = tracker.activeCell;
+      if (!session || !cell || !cell.model.getMetadata(METADATA_KEY)) {
+        return null;
+      }
+      return { session, cellId: cell.model.id };
+    };
+    const hasRun = () =>
+      context.session?.run !== null && context.session !== null;
+
+    app.commands.addCommand(CommandIDs.openPanel, {
+      label: 'Open the Notebook Agent panel',
+      icon: agentIcon,
+      execute: () => app.shell.activateById(panel.id)
+    });
+    app.commands.addCommand(CommandIDs.acceptCell, {
+      label: 'Accept the proposed cell',
+      isEnabled: () => activeAgentCell() !== null,
+      execute: () => {
+        const found = activeAgentCell();
+        return found?.session.accept(found.cellId);
+      }
+    });
+    app.commands.addCommand(CommandIDs.rejectCell, {
+      label: 'Reject the proposed cell',
+      isEnabled: () => activeAgentCell() !== null,
+      execute: () => {
+        const found = activeAgentCell();
+        return found?.session.reject(found.cellId);
+      }
+    });
+    app.commands.addCommand(CommandIDs.regenerateCell, {
+      label: 'Regenerate the proposed cell…',
+      isEnabled: () => activeAgentCell() !== null,
+      execute: async () => {
+        const found = activeAgentCell();
+        if (!found) {
+          return;
+        }
+        const answer = await InputDialog.getText({
+          title: `Regenerate ${found.cellId}`,
+          label: 'What should change? (optional)',
+          placeholder: 'e.g. use a log scale'
+        });
+        if (answer.button.accept) {
+          await found.session.regenerate(found.cellId, answer.value ?? '');
+        }
+      }
+    });
+    app.commands.addCommand(CommandIDs.acceptAll, {
+      label: 'Accept all proposed cells',
+      isEnabled: hasRun,
+      execute: () => context.session?.acceptAll()
+    });
+    app.commands.addCommand(CommandIDs.rejectAll, {
+      label: 'Reject all proposed cells',
+      isEnabled: hasRun,
+      execute: () => context.session?.rejectAll()
+    });
+    app.commands.addCommand(CommandIDs.stop, {
+      label: 'Stop the agent',
+      isEnabled: () => context.session?.run?.running ?? false,
+      execute: () => context.session?.stop()
+    });
+    if (palette) {
+      for (const command of Object.values(CommandIDs)) {
+        palette.addItem({ command, category: 'Notebook Agent' });
+      }
+    }
   }
 };
 

@@ -1,16 +1,34 @@
-"""Server configuration for integration tests.
+"""Server configuration for the UI tests: the agent on recorded conversations, served over HTTP.
 
 !! Never use this configuration in production because it
 opens the server to the world and provide access to JupyterLab
 JavaScript objects through the global window variable.
 """
 
+from pathlib import Path
+
 from jupyterlab.galata import configure_jupyter_server
+
+from jupyter_notebook_agent.llm.replay_server import ReplayServerThread, script_from_file
 
 configure_jupyter_server(c)
 
 # CI machines and containers run the tests as root.
 c.ServerApp.allow_root = True
+
+# Each recording is a model of its own name (`ui-flow`, `ui-slow`), streamed with its recorded
+# timing by an OpenAI-compatible server in this process; a test picks one with the panel's
+# `model` setting.
+recordings = sorted((Path(__file__).parent / "recordings").glob("*.json"))
+model_server = ReplayServerThread([script_from_file(path, speed=1) for path in recordings])
+model_server.__enter__()
+c.NotebookAgent.model = "openai:ui-flow"
+c.NotebookAgent.base_url = model_server.base_url
+c.NotebookAgent.api_key = "sk-ui-tests"
+# The sandbox has tests of its own; here code runs in the local kernel, explicitly allowed.
+c.NotebookAgent.kernel_name = "python3"
+c.NotebookAgent.allow_unsandboxed = True
+c.NotebookAgent.warm_pool_size = 0
 
 # Uncomment to set server log level to debug level
 # c.ServerApp.log_level = "DEBUG"

@@ -1,33 +1,167 @@
-import { expect, test } from '@jupyterlab/galata';
+import {
+  expect,
+  galata,
+  IJupyterLabPageFixture,
+  test
+} from '@jupyterlab/galata';
+import { Locator } from '@playwright/test';
 
 /**
- * Don't load JupyterLab webpage before running the tests.
- * This is required to ensure we capture all log messages.
+ * The side panel against a real JupyterLab, the model replayed from a recording
+ * (ui-tests/recordings/) with its recorded timing. Code runs in the local kernel,
+ * as jupyter_server_test_config.py allows explicitly: the sandbox has its own tests.
  */
-test.use({ autoGoto: false });
 
-test('should activate and reach the server extension', async ({ page }) => {
-  const logs: string[] = [];
+const PLUGIN = 'jupyter-notebook-agent:plugin';
 
-  page.on('console', message => {
-    logs.push(message.text());
+/** Settings that make the panel use a recording as its model. */
+function recording(model: string): Record<string, unknown> {
+  return { ...galata.DEFAULT_SETTINGS, [PLUGIN]: { model } };
+}
+
+async function openPanel(page: IJupyterLabPageFixture): Promise<Locator> {
+  await page.evaluate(async () => {
+    await window.jupyterapp.commands.execute('notebook-agent:open-panel');
   });
+  const panel = page.locator('#jp-notebook-agent-panel');
+  await expect(panel).toBeVisible();
+  return panel;
+}
 
-  await page.goto();
+async function ask(panel: Locator, request: string): Promise<void> {
+  const box = panel.getByLabel('Request to the agent');
+  await box.fill(request);
+  await box.press('Enter');
+}
 
-  expect(
-    logs.filter(
-      s => s === 'JupyterLab extension jupyter-notebook-agent is activated!'
-    )
-  ).toHaveLength(1);
+/** The notebook cell whose input holds `text`. */
+function cellWith(page: IJupyterLabPageFixture, text: string): Locator {
+  return page
+    .locator('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell')
+    .filter({ has: page.locator('.jp-InputArea', { hasText: text }) });
+}
 
-  // The plugin then asks GET {baseUrl}notebook-agent/status and logs the answer.
-  await expect
-    .poll(() =>
-      logs.some(s => s.startsWith('jupyter-notebook-agent server status:'))
-    )
-    .toBe(true);
-  expect(logs.filter(s => s.includes('server extension appears'))).toEqual(
-    []
-  );
+/** A cell of the notebook in focus, read from its model by cell id (an off-screen cell may
+ * not be rendered), or null when it has none with that id. */
+async function modelCell(
+  page: IJupyterLabPageFixture,
+  cellId: string
+): Promise<{ source: string; outputs: string; state?: string } | null> {
+  return page.evaluate(id => {
+    const widget = window.jupyterapp.shell.currentWidget as any;
+    const cell = widget?.content?.model?.sharedModel?.cells.find(
+      (each: any) => each.getId() === id
+    );
+    if (!cell) {
+      return null;
+    }
+    const outputs = (cell.getOutputs?.() ?? [])
+      .map((output: any) => [output.text ?? ''].flat().join(''))
+      .join('');
+    const state = cell.getMetadata('notebook_agent')?.state;
+    return { source: cell.getSource(), outputs, state };
+  }, cellId);
+}
+
+/** The notebook as saved on disk, through the Contents API. */
+async function savedCells(
+  page: IJupyterLabPageFixture,
+  path: string
+): Promise<{ id: string; source: string; metadata: any }[]> {
+  const response = await page.request.get(`/api/contents/${path}?content=1`);
+  expect(response.ok()).toBe(true);
+  const model = await response.json();
+  return model.content.cells.map((cell: any) => ({
+    ...cell,
+    source: Array.isArray(cell.source) ? cell.source.join('') : cell.source
+  }));
+}
+
+test.describe('the notebook agent panel', () => {
+  test.use({ mockSettings: recording('ui-flow') });
+
+  test('cells stream in with outputs and a plot; accept, reject, regenerate', async ({
+    page,
+    tmpPath
+  }, testInfo) => {
+    const name = 'flow.ipynb';
+    await page.notebook.createNew(name);
+    const panel = await openPanel(page);
+    await expect(panel.getByText(`Notebook: ${tmpPath}/${name}`)).toBeVisible();
+    await expect(panel.getByText('Model: ui-flow')).toBeVisible();
+
+    await ask(panel, 'Add up 0 to 4, then plot something');
+    await expect(panel.getByRole('button', { name: 'Stop' })).toBeVisible();
+    // The first code cell fills in while the model writes it.
+    await expect
+      .poll(async () => (await modelCell(page, 'agent-2'))?.source ?? '', {
+        timeout: 30_000
+      })
+      .toMatch(/^total/);
+    const proposed = page.locator('.jp-Notebook .jp-NotebookAgent-proposed');
+    await expect(proposed).toHaveCount(5, { timeout: 30_000 });
+    await expect(panel.locator('.jp-NotebookAgent-outcome')).toContainText(
+      'The total is 10, with a plot.',
+      { timeout: 30_000 }
+    );
+    expect(await modelCell(page, 'agent-2')).toEqual({
+      source: 'total = sum(range(5))\nprint(total)',
+      outputs: '10\n',
+      state: 'proposed'
+    });
+    await expect(
+      page.locator('.jp-Notebook .jp-OutputArea-output img')
+    ).toHaveCount(1);
+    await panel.screenshot({ path: testInfo.outputPath('panel-light.png') });
+    await cellWith(page, 'print(total)').screenshot({
+      path: testInfo.outputPath('proposed-cell-light.png')
+    });
+
+    await cellWith(page, 'print(total)')
+      .getByRole('button', { name: 'Accept' })
+      .click();
+    await expect(proposed).toHaveCount(4);
+    await cellWith(page, 'a cell to reject')
+      .getByRole('button', { name: 'Reject' })
+      .click();
+    await expect.poll(() => modelCell(page, 'agent-4')).toBeNull();
+    await cellWith(page, 'print(total * 2)')
+      .getByRole('button', { name: 'Regenerate' })
+      .click();
+    const instruction = page.locator('.jp-Dialog input');
+    await instruction.fill('triple it');
+    await instruction.press('Enter');
+    await expect
+      .poll(() => modelCell(page, 'agent-5'), { timeout: 30_000 })
+      .toEqual({
+        source: 'print(total * 3)',
+        outputs: '30\n',
+        state: 'proposed'
+      });
+    await expect(panel.locator('.jp-NotebookAgent-outcome')).toContainText(
+      'Rewritten as asked.',
+      { timeout: 30_000 }
+    );
+
+    await page.notebook.save();
+    const cells = await savedCells(page, `${tmpPath}/${name}`);
+    const agentCells = cells.filter(cell => cell.metadata.notebook_agent);
+    expect(agentCells.map(cell => cell.id)).toEqual([
+      'agent-1',
+      'agent-2',
+      'agent-3',
+      'agent-5'
+    ]);
+    expect(agentCells[1].metadata.notebook_agent.state).toBe('accepted');
+    expect(agentCells[3].source).toBe('print(total * 3)');
+    expect(cells.some(cell => cell.source.includes('a cell to reject'))).toBe(
+      false
+    );
+
+    await page.theme.setDarkTheme();
+    await panel.screenshot({ path: testInfo.outputPath('panel-dark.png') });
+    await cellWith(page, 'print(total * 3)').screenshot({
+      path: testInfo.outputPath('proposed-cell-dark.png')
+    });
+  });
 });

@@ -1,0 +1,155 @@
+import { NotebookPanel } from '@jupyterlab/notebook';
+import { ServerConnection } from '@jupyterlab/services';
+import { IDisposable } from '@lumino/disposable';
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { AgentAPI } from './model/api';
+import { IRunInfo, RunEvent } from './model/events';
+import { RunEventStream } from './model/eventStream';
+import { RunModel } from './model/runModel';
+import { NotebookCellWriter } from './notebook/cellWriter';
+
+/**
+ * What the panel shows for one open notebook: its current run, live, and its past runs.
+ *
+ * While the notebook is open, this frontend is the writer of the run's cells into it: the run's
+ * events are applied to the notebook's own model, so cells fill in token by token and the
+ * person's typing elsewhere is kept. Closing the notebook disposes the session, and the server
+ * takes the writing over.
+ */
+export class NotebookSession implements IDisposable {
+  constructor(
+    readonly panel: NotebookPanel,
+    private readonly api: AgentAPI,
+    private readonly settings: ServerConnection.ISettings
+  ) {
+    panel.disposed.connect(() => this.dispose());
+  }
+
+  /** The notebook's path now (it follows renames). */
+  get path(): string {
+    return this.panel.context.path;
+  }
+
+  /** The run this notebook is showing, live; null before the first. */
+  get run(): RunModel | null {
+    return this._run;
+  }
+
+  get pastRuns(): IRunInfo[] {
+    return this._pastRuns;
+  }
+
+  get isDisposed(): boolean {
+    return this._isDisposed;
+  }
+
+  /** Emitted when anything the panel shows changed. */
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  /** Saves the notebook (the agent reads it from disk), then starts a run on it. */
+  async start(
+    prompt: string,
+    options: { execution?: 'auto' | 'ask'; max_steps?: number; model?: string }
+  ): Promise<void> {
+    if (this.panel.context.model.dirty) {
+      await this.panel.context.save();
+    }
+    const info = await this.api.startRun({
+      path: this.path,
+      prompt,
+      writer: 'frontend',
+      ...options
+    });
+    this.follow(info.id);
+    await this.refreshPastRuns();
+  }
+
+  /** Finds a run still going on this notebook (after a reload) and follows it. */
+  async resume(): Promise<void> {
+    await this.refreshPastRuns();
+    const active = this._pastRuns.find(run => run.state === 'running');
+    if (active && this._run?.runId !== active.id) {
+      this.follow(active.id);
+    }
+  }
+
+  async refreshPastRuns(): Promise<void> {
+    this._pastRuns = (await this.api.runs(this.path)).reverse();
+    this._changed.emit();
+  }
+
+  stop(): Promise<IRunInfo> | undefined {
+    return this._run ? this.api.stop(this._run.runId) : undefined;
+  }
+
+  accept(cellId: string): Promise<IRunInfo> | undefined {
+    return this._run ? this.api.accept(this._run.runId, cellId) : undefined;
+  }
+
+  reject(cellId: string): Promise<IRunInfo> | undefined {
+    return this._run ? this.api.reject(this._run.runId, cellId) : undefined;
+  }
+
+  regenerate(
+    cellId: string,
+    instruction: string
+  ): Promise<IRunInfo> | undefined {
+    return this._run
+      ? this.api.regenerate(this._run.runId, cellId, instruction)
+      : undefined;
+  }
+
+  async acceptAll(): Promise<void> {
+    for (const cellId of this._run?.proposedCellIds ?? []) {
+      await this.accept(cellId);
+    }
+  }
+
+  async rejectAll(): Promise<void> {
+    for (const cellId of [...(this._run?.proposedCellIds ?? [])].reverse()) {
+      await this.reject(cellId);
+    }
+  }
+
+  dispose(): void {
+    if (this._isDisposed) {
+      return;
+    }
+    this._isDisposed = true;
+    this._stream?.dispose();
+    Signal.clearData(this);
+  }
+
+  /** Subscribes to a run as the notebook's writer, from its first event: replaying the log
+   * puts each cell where it belongs, whatever the file held already. */
+  private follow(runId: string): void {
+    this._stream?.dispose();
+    const model = new RunModel({ runId });
+    const writer = new NotebookCellWriter(this.panel.model!);
+    model.changed.connect((_, event: RunEvent) => {
+      writer.apply(event);
+      if (event.type === 'run_finished') {
+        void this.panel.context.save();
+        void this.refreshPastRuns();
+      }
+      this._changed.emit();
+    });
+    this._run = model;
+    this._stream = new RunEventStream({
+      runId,
+      model,
+      settings: this.settings,
+      role: 'writer'
+    });
+    this._changed.emit();
+  }
+
+  private _run: RunModel | null = null;
+  private _stream: RunEventStream | null = null;
+  private _pastRuns: IRunInfo[] = [];
+  private _isDisposed = false;
+  private _changed = new Signal<this, void>(this);
+}

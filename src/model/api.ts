@@ -1,0 +1,77 @@
+import { ServerConnection } from '@jupyterlab/services';
+
+import { requestAPI } from '../handler';
+import { IAgentStatus, IRunInfo } from './events';
+
+/**
+ * The server extension's REST API, typed; the WebSocket lives in eventStream.ts.
+ */
+export class AgentAPI {
+  constructor(readonly settings: ServerConnection.ISettings) {}
+
+  status(): Promise<IAgentStatus> {
+    return requestAPI<IAgentStatus>('status', {}, this.settings);
+  }
+
+  startRun(options: {
+    path: string;
+    prompt: string;
+    execution?: 'auto' | 'ask';
+    max_steps?: number;
+    model?: string;
+    /** 'frontend': the caller applies the cells to the open notebook itself. */
+    writer?: 'server' | 'frontend';
+  }): Promise<IRunInfo> {
+    return this.post('runs', options);
+  }
+
+  async runs(path: string): Promise<IRunInfo[]> {
+    const query = `runs?path=${encodeURIComponent(path)}`;
+    const answer = await requestAPI<{ runs: IRunInfo[] }>(
+      query,
+      {},
+      this.settings
+    );
+    return answer.runs;
+  }
+
+  run(runId: string): Promise<IRunInfo> {
+    return requestAPI<IRunInfo>(`runs/${runId}`, {}, this.settings);
+  }
+
+  stop(runId: string): Promise<IRunInfo> {
+    return this.post(`runs/${runId}/stop`);
+  }
+
+  accept(runId: string, cellId: string): Promise<IRunInfo> {
+    return this.post(
+      `runs/${runId}/cells/${encodeURIComponent(cellId)}/accept`
+    );
+  }
+
+  reject(runId: string, cellId: string, keepState = false): Promise<IRunInfo> {
+    return this.post(
+      `runs/${runId}/cells/${encodeURIComponent(cellId)}/reject`,
+      { keep_state: keepState }
+    );
+  }
+
+  regenerate(
+    runId: string,
+    cellId: string,
+    instruction = ''
+  ): Promise<IRunInfo> {
+    return this.post(
+      `runs/${runId}/cells/${encodeURIComponent(cellId)}/regenerate`,
+      { instruction }
+    );
+  }
+
+  private post<T>(endPoint: string, body: unknown = {}): Promise<T> {
+    return requestAPI<T>(
+      endPoint,
+      { method: 'POST', body: JSON.stringify(body) },
+      this.settings
+    );
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * The run's events and REST answers, as `jupyter_notebook_agent/server/rest-api.yml`
+ * writes them down. Keep the two in step.
+ */
+
+/** Fields every event carries: `seq` counts from 0 without gaps. */
+interface IEventBase {
+  seq: number;
+}
+
+/** nbformat output, as the kernel produced it. */
+export type Output = { output_type: string; [key: string]: unknown };
+
+export type RunEvent = IEventBase &
+  (
+    | {
+        type: 'run_started';
+        run_id: string;
+        task: string;
+        model: string;
+        max_steps: number;
+        execution: 'auto' | 'ask';
+      }
+    | { type: 'step'; step: number; max_steps: number }
+    | { type: 'message_delta'; text: string }
+    | {
+        type: 'model_turn';
+        step: number;
+        content: string;
+        tool_calls: unknown[];
+        usage: {
+          prompt_tokens: number;
+          completion_tokens: number;
+          cached_tokens: number;
+        };
+        ttft_s: number;
+        duration_s: number;
+      }
+    | { type: 'tool_call'; call_id: string; name: string; arguments: string }
+    | {
+        type: 'tool_result';
+        call_id: string;
+        name: string;
+        result: Record<string, unknown>;
+        duration_s: number;
+      }
+    | {
+        type: 'cell_proposed';
+        cell_id: string;
+        cell_type: 'code' | 'markdown';
+        source: string;
+        index: number;
+        /** The cell it follows (null: first): places it in a notebook that changed meanwhile. */
+        after_cell_id: string | null;
+        metadata: Record<string, unknown>;
+        streaming: boolean;
+      }
+    | {
+        type: 'cell_source_delta';
+        cell_id: string;
+        text: string;
+        reset?: boolean;
+      }
+    | {
+        type: 'cell_edited';
+        cell_id: string;
+        source: string;
+        version?: number;
+        state?: 'proposed' | 'accepted';
+      }
+    | {
+        type: 'cell_moved';
+        cell_id: string;
+        index: number;
+        after_cell_id: string | null;
+      }
+    | {
+        type: 'cell_outputs';
+        cell_id: string;
+        status: 'ok' | 'error' | 'timeout' | 'died';
+        outputs: Output[];
+        execution_count: number | null;
+      }
+    | { type: 'cell_accepted'; cell_id: string }
+    | {
+        type: 'cell_rejected';
+        cell_id: string;
+        keep_state?: boolean;
+        reason?: string;
+      }
+    | {
+        type: 'cell_regenerating';
+        cell_id: string;
+        instruction: string;
+        source: string;
+        version: number;
+      }
+    | { type: 'kernel_rebuilt'; cell_ids: string[] }
+    | { type: 'error'; message: string }
+    | {
+        type: 'run_finished';
+        success: boolean;
+        reason: string;
+        summary: string;
+      }
+  );
+
+export type RunEventType = RunEvent['type'];
+
+/** What `GET runs/{id}` answers. */
+export interface IRunInfo {
+  id: string;
+  path: string;
+  prompt: string;
+  model: string;
+  execution: 'auto' | 'ask';
+  state: 'running' | 'finished';
+  step: number;
+  max_steps: number;
+  created: number;
+  events: number;
+  outcome: { success: boolean; reason: string; summary: string } | null;
+  cells: {
+    cell_id: string;
+    state: 'proposed' | 'accepted' | 'rejected';
+    versions: string[];
+  }[];
+}
+
+/** What `GET status` answers. */
+export interface IAgentStatus {
+  version: string;
+  model: { backend: string; name: string; base_url: string | null };
+  execution: 'auto' | 'ask';
+  max_steps: number;
+  kernel: { name: string | null; sandboxed: boolean; problem: string | null };
+}
+
+/** The key of the cell and notebook metadata the agent writes. */
+export const METADATA_KEY = 'notebook_agent';
+
+/** A cell's provenance, in its metadata under METADATA_KEY. */
+export interface ICellProvenance {
+  run_id: string;
+  model: string;
+  state: 'proposed' | 'accepted';
+}

@@ -1,0 +1,629 @@
+import type { ISharedCodeCell } from '@jupyter/ydoc';
+import type { ICodeCellModel } from '@jupyterlab/cells';
+import { NotebookModel } from '@jupyterlab/notebook';
+import {
+  acceptDialog,
+  framePromise,
+  NBTestUtils,
+  waitForDialog
+} from '@jupyterlab/testutils';
+import { Widget } from '@lumino/widgets';
+
+import { METADATA_KEY, RunEvent } from '../../model/events';
+import { NotebookCellWriter } from '../cellWriter';
+import { PROPOSED_CELL_CLASS, ProposedCellMarker } from '../proposedCells';
+
+/** An event as the test writes it: the log numbers it. */
+type EventBody = RunEvent extends infer E
+  ? E extends RunEvent
+    ? Omit<E, 'seq'>
+    : never
+  : never;
+
+/** A run's log, numbered from 0 as the server numbers it. */
+function log(...bodies: EventBody[]): RunEvent[] {
+  return bodies.map((body, seq) => ({ ...body, seq }) as RunEvent);
+}
+
+function provenance(state: 'proposed' | 'accepted') {
+  return { [METADATA_KEY]: { run_id: 'run-1', model: 'test-model', state } };
+}
+
+function proposed(
+  cellId: string,
+  index: number,
+  options: {
+    source?: string;
+    cellType?: 'code' | 'markdown';
+    /** The cell before it in the server's copy; by default one no notebook holds, so that
+     * `index` places it. */
+    after?: string | null;
+  } = {}
+): EventBody {
+  const source = options.source ?? '';
+  return {
+    type: 'cell_proposed',
+    cell_id: cellId,
+    cell_type: options.cellType ?? 'code',
+    source,
+    index,
+    after_cell_id: options.after === undefined ? 'not-here' : options.after,
+    metadata: provenance('proposed'),
+    streaming: source === ''
+  };
+}
+
+function delta(cellId: string, text: string, reset?: boolean): EventBody {
+  return reset
+    ? { type: 'cell_source_delta', cell_id: cellId, text, reset }
+    : { type: 'cell_source_delta', cell_id: cellId, text };
+}
+
+const PI_OUTPUT = { output_type: 'stream', name: 'stdout', text: '3.14159\n' };
+
+/** A whole run: cells streamed and not, outputs, an acceptance, a rejection, an edit, a move. */
+const RUN = log(
+  {
+    type: 'run_started',
+    run_id: 'run-1',
+    task: 'print pi',
+    model: 'test-model',
+    max_steps: 10,
+    execution: 'auto'
+  },
+  proposed('agent-1', 1),
+  delta('agent-1', 'import math\n'),
+  delta('agent-1', 'print(round(math.pi, 5))'),
+  {
+    type: 'cell_outputs',
+    cell_id: 'agent-1',
+    status: 'ok',
+    outputs: [PI_OUTPUT],
+    execution_count: 1
+  },
+  proposed('agent-2', 99, { source: '# Pi', cellType: 'markdown' }),
+  { type: 'cell_accepted', cell_id: 'agent-1' },
+  { type: 'cell_rejected', cell_id: 'agent-2', keep_state: false },
+  proposed('agent-3', 2, { cellType: 'markdown' }),
+  delta('agent-3', 'Draft'),
+  delta('agent-3', '', true),
+  delta('agent-3', 'Pi, to five '),
+  delta('agent-3', 'places.'),
+  {
+    type: 'cell_edited',
+    cell_id: 'agent-3',
+    source: 'Pi, to five places.',
+    version: 1
+  },
+  { type: 'cell_moved', cell_id: 'agent-3', index: 0, after_cell_id: null },
+  { type: 'run_finished', success: true, reason: 'completed', summary: 'Done.' }
+);
+
+/** A notebook with one cell of the person's, and no undo history. */
+function personNotebook(options: NotebookModel.IOptions = {}): NotebookModel {
+  const model = new NotebookModel(options);
+  model.fromJSON({
+    nbformat: 4,
+    nbformat_minor: 5,
+    metadata: {},
+    cells: [
+      {
+        id: 'person-1',
+        cell_type: 'code',
+        source: 'x = 1',
+        metadata: { tags: ['mine'] },
+        outputs: [],
+        execution_count: null
+      }
+    ]
+  });
+  model.sharedModel.clearUndoHistory();
+  return model;
+}
+
+/** What the notebook holds, cell by cell, in order. */
+function cells(model: NotebookModel) {
+  return model.sharedModel.cells.map(cell => ({
+    id: cell.getId(),
+    type: cell.cell_type,
+    source: cell.getSource(),
+    state: (cell.getMetadata(METADATA_KEY) as { state?: string } | undefined)
+      ?.state,
+    ...(cell.cell_type === 'code'
+      ? {
+          outputs: (cell as ISharedCodeCell).getOutputs(),
+          executionCount: (cell as ISharedCodeCell).execution_count
+        }
+      : {})
+  }));
+}
+
+const PERSON = {
+  id: 'person-1',
+  type: 'code',
+  source: 'x = 1',
+  state: undefined,
+  outputs: [],
+  executionCount: null
+};
+
+/** Applies the events of RUN from `from` up to (not including) `to`. */
+function applyRun(
+  writer: NotebookCellWriter,
+  from: number,
+  to = RUN.length,
+  options?: { undoable?: boolean }
+): void {
+  RUN.slice(from, to).forEach(event => writer.apply(event, options));
+}
+
+describe('NotebookCellWriter', () => {
+  it('writes a run into the notebook, phase by phase, by cell id', () => {
+    const model = personNotebook();
+    const writer = new NotebookCellWriter(model);
+
+    applyRun(writer, 0, 2);
+    expect(cells(model)).toEqual([
+      PERSON,
+      {
+        id: 'agent-1',
+        type: 'code',
+        source: '',
+        state: 'proposed',
+        outputs: [],
+        executionCount: null
+      }
+    ]);
+    expect(model.sharedModel.cells[1].getMetadata(METADATA_KEY)).toEqual(
+      provenance('proposed')[METADATA_KEY]
+    );
+
+    applyRun(writer, 2, 4);
+    expect(cells(model)[1].source).toBe(
+      'import math\nprint(round(math.pi, 5))'
+    );
+
+    applyRun(writer, 4, 5);
+    expect(cells(model)[1]).toMatchObject({
+      outputs: [PI_OUTPUT],
+      executionCount: 1
+    });
+    // The view's own model of the outputs follows the shared one.
+    expect((model.cells.get(1) as ICodeCellModel).outputs.length).toBe(1);
+
+    applyRun(writer, 5, 6);
+    expect(cells(model).map(cell => [cell.id, cell.type, cell.source])).toEqual(
+      [
+        ['person-1', 'code', 'x = 1'],
+        ['agent-1', 'code', 'import math\nprint(round(math.pi, 5))'],
+        ['agent-2', 'markdown', '# Pi']
+      ]
+    );
+
+    applyRun(writer, 6, 7);
+    expect(cells(model).map(cell => cell.state)).toEqual([
+      undefined,
+      'accepted',
+      'proposed'
+    ]);
+    expect(model.sharedModel.cells[1].getMetadata(METADATA_KEY)).toEqual(
+      provenance('accepted')[METADATA_KEY]
+    );
+
+    applyRun(writer, 7, 8);
+    expect(cells(model).map(cell => cell.id)).toEqual(['person-1', 'agent-1']);
+
+    applyRun(writer, 8, 10);
+    expect(cells(model)[2]).toEqual({
+      id: 'agent-3',
+      type: 'markdown',
+      source: 'Draft',
+      state: 'proposed'
+    });
+
+    applyRun(writer, 10, 11);
+    expect(cells(model)[2].source).toBe('');
+
+    applyRun(writer, 11, 14);
+    expect(cells(model)[2].source).toBe('Pi, to five places.');
+
+    applyRun(writer, 14);
+    expect(cells(model)).toEqual([
+      {
+        id: 'agent-3',
+        type: 'markdown',
+        source: 'Pi, to five places.',
+        state: 'proposed'
+      },
+      PERSON,
+      {
+        id: 'agent-1',
+        type: 'code',
+        source: 'import math\nprint(round(math.pi, 5))',
+        state: 'accepted',
+        outputs: [PI_OUTPUT],
+        executionCount: 1
+      }
+    ]);
+    expect(model.sharedModel.cells[1].getMetadata('tags')).toEqual(['mine']);
+  });
+
+  it('keeps what the person types mid-stream, in their cell and in the agent’s', () => {
+    const model = personNotebook();
+    const writer = new NotebookCellWriter(model);
+    applyRun(writer, 0, 3);
+    const person = model.sharedModel.cells[0];
+    person.updateSource(5, 5, '\ny = 2');
+    const agent = model.sharedModel.cells[1];
+    agent.updateSource(0, 0, '# the person’s note\n');
+
+    applyRun(writer, 3, 5);
+
+    expect(person.getSource()).toBe('x = 1\ny = 2');
+    expect(agent.getSource()).toBe(
+      '# the person’s note\nimport math\nprint(round(math.pi, 5))'
+    );
+  });
+
+  it('updates a cell proposed twice instead of adding a second', () => {
+    const model = personNotebook();
+    const writer = new NotebookCellWriter(model);
+    const first = proposed('agent-1', 1, { source: 'a = 1' });
+    const again = log(
+      first,
+      first,
+      proposed('agent-1', 0, { source: 'a = 2' })
+    );
+
+    writer.apply(again[0]);
+    writer.apply(again[1]);
+    expect(cells(model).map(cell => [cell.id, cell.source])).toEqual([
+      ['person-1', 'x = 1'],
+      ['agent-1', 'a = 1']
+    ]);
+    writer.apply(again[2]);
+
+    expect(cells(model).map(cell => [cell.id, cell.source])).toEqual([
+      ['person-1', 'x = 1'],
+      ['agent-1', 'a = 2']
+    ]);
+  });
+
+  it('skips events for a cell that is not in the notebook', () => {
+    const model = personNotebook();
+    const writer = new NotebookCellWriter(model);
+    applyRun(writer, 0, 2);
+    model.sharedModel.deleteCell(1);
+    const before = cells(model);
+
+    expect(() => applyRun(writer, 2, 8)).not.toThrow();
+    expect(() =>
+      log(
+        delta('gone', 'x'),
+        { type: 'cell_edited', cell_id: 'gone', source: 'x' },
+        { type: 'cell_moved', cell_id: 'gone', index: 0, after_cell_id: null },
+        { type: 'cell_accepted', cell_id: 'gone' },
+        { type: 'cell_rejected', cell_id: 'gone' }
+      ).forEach(event => writer.apply(event))
+    ).not.toThrow();
+
+    // agent-2 was proposed anew, then rejected; the deleted agent-1 stays deleted.
+    expect(cells(model)).toEqual(before);
+  });
+
+  it('keeps the cell ids of a notebook older than nbformat 4.5 when it is saved', () => {
+    const model = new NotebookModel();
+    model.fromJSON({
+      nbformat: 4,
+      nbformat_minor: 4,
+      metadata: {},
+      cells: [{ cell_type: 'markdown', source: '# Mine', metadata: {} }]
+    });
+    const writer = new NotebookCellWriter(model);
+
+    writer.apply(log(proposed('agent-1', 1, { source: 'a = 1' }))[0]);
+
+    const saved = model.toJSON();
+    expect(saved.nbformat_minor).toBe(5);
+    expect(saved.cells[1].id).toBe('agent-1');
+  });
+
+  describe('replaying the log from seq 0', () => {
+    it('does not rewrite the cells a notebook already holds', () => {
+      const done = personNotebook();
+      applyRun(new NotebookCellWriter(done), 0);
+      const reopened = new NotebookModel();
+      reopened.fromJSON(done.toJSON());
+      // agent-3 is written through its versions again: the log passes "Draft" first.
+      const [, person, agent1] = reopened.sharedModel.cells;
+      const changes = jest.fn();
+      person.changed.connect(changes);
+      agent1.changed.connect(changes);
+
+      applyRun(new NotebookCellWriter(reopened), 0, undefined, {
+        undoable: false
+      });
+
+      expect(cells(reopened)).toEqual(cells(done));
+      expect(changes).not.toHaveBeenCalled();
+    });
+
+    it('appends only what a half-written cell lacks, then goes on live', () => {
+      const model = personNotebook();
+      model.sharedModel.insertCell(1, {
+        id: 'agent-1',
+        cell_type: 'code',
+        source: 'import math\npr',
+        metadata: provenance('proposed')
+      });
+      const edits: unknown[] = [];
+      model.sharedModel.cells[1].changed.connect((_, change) =>
+        edits.push(change.sourceChange)
+      );
+      const writer = new NotebookCellWriter(model);
+
+      applyRun(writer, 0, 4, { undoable: false });
+
+      expect(edits).toEqual([
+        [{ retain: 14 }, { insert: 'int(round(math.pi, 5))' }]
+      ]);
+      applyRun(writer, 4);
+      expect(cells(model)).toEqual(cells(runFromScratch()));
+    });
+
+    it('adds no undo step', () => {
+      const model = personNotebook();
+      applyRun(new NotebookCellWriter(model), 0, undefined, {
+        undoable: false
+      });
+
+      expect(model.sharedModel.canUndo()).toBe(false);
+    });
+  });
+
+  describe('undo', () => {
+    it('takes a streamed cell back in one step, per-cell undo (the default)', () => {
+      const model = personNotebook();
+      const writer = new NotebookCellWriter(model);
+      applyRun(writer, 0, 7);
+      model.sharedModel.cells[0].updateSource(5, 5, '\ny = 2');
+      // Ctrl+Z in the agent's cell does not take its text back a few tokens at a time.
+      expect(model.sharedModel.cells[1].canUndo()).toBe(false);
+
+      // agent-2's insertion is the last step; agent-1's the one before.
+      model.sharedModel.undo();
+      expect(cells(model).map(cell => cell.id)).toEqual([
+        'person-1',
+        'agent-1'
+      ]);
+      model.sharedModel.undo();
+
+      expect(cells(model).map(cell => [cell.id, cell.source])).toEqual([
+        ['person-1', 'x = 1\ny = 2']
+      ]);
+      expect(model.sharedModel.canUndo()).toBe(false);
+    });
+
+    it('keeps the person’s steps apart from the agent’s, document-wide undo', () => {
+      const model = personNotebook({ disableDocumentWideUndoRedo: false });
+      const writer = new NotebookCellWriter(model);
+      const person = model.sharedModel.cells[0];
+      person.updateSource(5, 5, '\ny = 2');
+      applyRun(writer, 0, 4);
+      person.updateSource(0, 0, '# mine\n');
+      applyRun(writer, 4, 5);
+
+      model.sharedModel.undo();
+      expect(cells(model).map(cell => [cell.id, cell.source])).toEqual([
+        ['person-1', 'x = 1\ny = 2'],
+        ['agent-1', 'import math\nprint(round(math.pi, 5))']
+      ]);
+      model.sharedModel.undo();
+      expect(cells(model).map(cell => cell.id)).toEqual(['person-1']);
+      model.sharedModel.undo();
+      expect(cells(model)).toEqual([PERSON]);
+    });
+  });
+});
+
+function runFromScratch(): NotebookModel {
+  const model = personNotebook();
+  applyRun(new NotebookCellWriter(model), 0);
+  return model;
+}
+
+describe('ProposedCellMarker', () => {
+  function setUp() {
+    const model = personNotebook();
+    const notebook = NBTestUtils.createNotebook();
+    notebook.model = model;
+    Widget.attach(notebook, document.body);
+    const actions = {
+      accept: jest.fn(),
+      reject: jest.fn(),
+      regenerate: jest.fn()
+    };
+    const marker = new ProposedCellMarker(notebook, actions);
+    const writer = new NotebookCellWriter(model);
+    return { model, notebook, actions, marker, writer };
+  }
+
+  function buttons(notebook: ReturnType<typeof setUp>['notebook'], i: number) {
+    return Array.from(
+      notebook.widgets[i].node.querySelectorAll<HTMLButtonElement>(
+        '.jp-NotebookAgent-proposedToolbar button'
+      )
+    );
+  }
+
+  it('marks proposed cells, with buttons that call the actions', async () => {
+    const { notebook, actions, marker, writer } = setUp();
+    applyRun(writer, 0, 6);
+
+    expect(
+      notebook.widgets.map(cell => cell.hasClass(PROPOSED_CELL_CLASS))
+    ).toEqual([false, true, true]);
+    const [accept, reject, regenerate] = buttons(notebook, 1);
+    expect([accept, reject, regenerate].map(b => b.textContent)).toEqual([
+      'Accept',
+      'Reject',
+      'Regenerate…'
+    ]);
+    expect(buttons(notebook, 0)).toEqual([]);
+
+    accept.click();
+    reject.click();
+    expect(actions.accept).toHaveBeenCalledWith('agent-1');
+    expect(actions.reject).toHaveBeenCalledWith('agent-1');
+
+    const regenerated = new Promise(resolve =>
+      actions.regenerate.mockImplementation((...args) => resolve(args))
+    );
+    regenerate.click();
+    await waitForDialog();
+    const instruction =
+      document.querySelector<HTMLInputElement>('.jp-Dialog input')!;
+    instruction.value = ' plot it on a log scale ';
+    await acceptDialog();
+    expect(await regenerated).toEqual(['agent-1', 'plot it on a log scale']);
+
+    marker.dispose();
+    notebook.dispose();
+  });
+
+  it('follows acceptance, rejection and moves', () => {
+    const { notebook, marker, writer } = setUp();
+    applyRun(writer, 0, 6);
+
+    applyRun(writer, 6, 7);
+    expect(notebook.widgets[1].hasClass(PROPOSED_CELL_CLASS)).toBe(false);
+    expect(buttons(notebook, 1)).toEqual([]);
+
+    applyRun(writer, 7);
+    expect(
+      notebook.widgets.map(cell => [
+        cell.model.id,
+        cell.hasClass(PROPOSED_CELL_CLASS),
+        buttons(notebook, notebook.widgets.indexOf(cell)).length
+      ])
+    ).toEqual([
+      ['agent-3', true, 3],
+      ['person-1', false, 0],
+      ['agent-1', false, 0]
+    ]);
+
+    marker.dispose();
+    expect(notebook.widgets[0].hasClass(PROPOSED_CELL_CLASS)).toBe(false);
+    expect(buttons(notebook, 0)).toEqual([]);
+    notebook.dispose();
+  });
+
+  it('disables the buttons while an action is pending', async () => {
+    const { notebook, actions, marker, writer } = setUp();
+    applyRun(writer, 0, 2);
+    let settle = () => {};
+    actions.accept.mockReturnValue(
+      new Promise<void>(resolve => (settle = resolve))
+    );
+
+    buttons(notebook, 1)[0].click();
+    expect(buttons(notebook, 1).map(button => button.disabled)).toEqual([
+      true,
+      true,
+      true
+    ]);
+    settle();
+    await framePromise();
+    expect(buttons(notebook, 1).map(button => button.disabled)).toEqual([
+      false,
+      false,
+      false
+    ]);
+
+    notebook.dispose();
+    expect(marker.isDisposed).toBe(true);
+  });
+});
+
+describe('placing cells in a notebook the person changed', () => {
+  it('puts a cell after its neighbour, wherever the neighbour now is', () => {
+    const model = personNotebook();
+    const writer = new NotebookCellWriter(model);
+    const events = log(
+      proposed('agent-1', 1, { source: 'a = 1', after: 'person-1' }),
+      proposed('agent-2', 2, { source: 'b = 2', after: 'agent-1' })
+    );
+    writer.apply(events[0]);
+    // The person adds two cells on top meanwhile: the server's index 2 is stale now.
+    model.sharedModel.insertCells(0, [
+      { cell_type: 'code', source: 'new_1', id: 'person-2' },
+      { cell_type: 'code', source: 'new_2', id: 'person-3' }
+    ]);
+    writer.apply(events[1]);
+    expect(cells(model).map(cell => cell.id)).toEqual([
+      'person-2',
+      'person-3',
+      'person-1',
+      'agent-1',
+      'agent-2'
+    ]);
+  });
+
+  it('marks an edited cell proposed again when the server says so', () => {
+    const model = personNotebook();
+    const writer = new NotebookCellWriter(model);
+    for (const event of log(
+      proposed('agent-1', 1, { source: 'a = 1', after: 'person-1' }),
+      { type: 'cell_accepted', cell_id: 'agent-1' },
+      {
+        type: 'cell_edited',
+        cell_id: 'agent-1',
+        source: 'a = 2',
+        version: 1,
+        state: 'proposed'
+      }
+    )) {
+      writer.apply(event);
+    }
+    expect(cells(model)[1]).toMatchObject({
+      source: 'a = 2',
+      state: 'proposed'
+    });
+  });
+});
+
+describe('outputs of a cell that runs again', () => {
+  it('replaces a stream output, never merges the old into the new', () => {
+    const model = personNotebook();
+    const writer = new NotebookCellWriter(model);
+    const stream = (text: string) => ({
+      output_type: 'stream',
+      name: 'stdout',
+      text
+    });
+    for (const event of log(
+      proposed('agent-1', 1, { source: 'print(20)', after: 'person-1' }),
+      {
+        type: 'cell_outputs',
+        cell_id: 'agent-1',
+        status: 'ok',
+        outputs: [stream('20\n')],
+        execution_count: 1
+      },
+      {
+        type: 'cell_outputs',
+        cell_id: 'agent-1',
+        status: 'ok',
+        outputs: [stream('30\n')],
+        execution_count: 2
+      }
+    )) {
+      writer.apply(event);
+    }
+    const cell = model.cells.get(1) as ICodeCellModel;
+    expect(cell.outputs.toJSON()).toEqual([stream('30\n')]);
+    expect(
+      (model.sharedModel.cells[1] as ISharedCodeCell).getOutputs()
+    ).toEqual([stream('30\n')]);
+  });
+});

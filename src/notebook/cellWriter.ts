@@ -1,0 +1,294 @@
+import type { ISharedCell, ISharedCodeCell, YNotebook } from '@jupyter/ydoc';
+import type * as nbformat from '@jupyterlab/nbformat';
+import type { INotebookModel } from '@jupyterlab/notebook';
+import { JSONExt, PartialJSONValue } from '@lumino/coreutils';
+
+import { ICellProvenance, METADATA_KEY, RunEvent } from '../model/events';
+
+type CellProposed = Extract<RunEvent, { type: 'cell_proposed' }>;
+
+/**
+ * Writes an agent run's cells into the notebook open in JupyterLab, from the run's events.
+ *
+ * While this frontend is the run's writer the server leaves the file alone, so each event is
+ * applied here, to the notebook's shared model, by nbformat cell id: the person's cells are
+ * never touched, and an event for a cell the person deleted is skipped.
+ *
+ * Catching up: a frontend that subscribes late replays the run's log from seq 0 through `apply`;
+ * there is no separate reconcile. cell_proposed inserts a cell the notebook lacks and, for one
+ * it already holds (the server wrote it into the file), only fills in missing metadata and
+ * follows the log without writing while the cell's source still starts with what the log has
+ * built so far. So the text of cells the notebook already holds is not rewritten token by token,
+ * and a cell the server wrote half of gets only the rest appended. A cell the log rejects later
+ * is inserted and deleted again. Streamed text is not idempotent: a reconnect must resume from
+ * the event after the last one applied, or replay from seq 0.
+ *
+ * Undo: a live cell_proposed is one step of its own on the notebook's undo stack (capturing is
+ * stopped on either side, so it never merges with an edit of the person's made within the
+ * undo manager's 500 ms window). Everything else is written with this writer as the Yjs
+ * transaction's origin, which no undo manager tracks: streamed text, edits, outputs,
+ * acceptance, moves, rejection. Undoing the step removes the cell with all that was written
+ * into it since (Yjs deletes a type's content with it), so one streamed cell is one step.
+ * A Y.UndoManager cannot add later transactions to an earlier step; tracking each delta would
+ * instead put it in the cell's own undo stack (JupyterLab's default per-cell undo) or merge it
+ * with the person's typing (document-wide undo), and undo would peel the agent's text off a
+ * few tokens at a time. @jupyter/ydoc moves a cell by copying it, so a moved cell is no longer
+ * undoable. Events applied with `undoable: false` (a replayed backlog) add no step.
+ */
+export class NotebookCellWriter {
+  constructor(model: INotebookModel) {
+    // What JupyterLab's notebook models share; ISharedNotebook lacks the undo manager and the
+    // nbformat_minor setter this needs.
+    this._notebook = model.sharedModel as YNotebook;
+  }
+
+  /**
+   * Applies one event of the run; events that do not change cells are ignored.
+   *
+   * @param options.undoable - whether a cell it inserts is a step the person can undo
+   *   (default true); false for events replayed from the log, which the person did not see.
+   */
+  apply(
+    event: RunEvent,
+    { undoable = true }: { undoable?: boolean } = {}
+  ): void {
+    switch (event.type) {
+      case 'cell_proposed':
+        this._propose(event, undoable);
+        break;
+      case 'cell_source_delta':
+        this._write(event.cell_id, cell =>
+          this._append(cell, event.text, event.reset ?? false)
+        );
+        break;
+      case 'cell_edited':
+        this._write(event.cell_id, cell => {
+          this._logSources.delete(event.cell_id);
+          setSource(cell, event.source);
+          if (event.state) {
+            setState(cell, event.state);
+          }
+        });
+        break;
+      case 'cell_moved':
+        this._write(event.cell_id, (_, index) => {
+          // Where it goes once it is out of the way: after its neighbour when that is here.
+          const after = event.after_cell_id;
+          const neighbour = after === null ? -1 : this._indexOf(after);
+          const target =
+            after === null || neighbour >= 0
+              ? neighbour + (neighbour >= 0 && neighbour < index ? 1 : 0)
+              : clamp(event.index, this._notebook.cells.length - 1);
+          if (target !== index) {
+            this._notebook.moveCell(index, Math.max(0, target));
+          }
+        });
+        break;
+      case 'cell_outputs':
+        // Old outputs go in a transaction of their own: JupyterLab's code cell model, told of
+        // a stream output replaced by another in one change, merges the two into the new one.
+        this._write(event.cell_id, cell =>
+          clearOutputsUnless(cell, event.outputs as nbformat.IOutput[])
+        );
+        this._write(event.cell_id, cell =>
+          setOutputs(
+            cell,
+            event.outputs as nbformat.IOutput[],
+            event.execution_count
+          )
+        );
+        break;
+      case 'cell_accepted':
+        this._write(event.cell_id, cell => accept(cell));
+        break;
+      case 'cell_rejected':
+        this._logSources.delete(event.cell_id);
+        this._write(event.cell_id, (_, index) =>
+          this._notebook.deleteCell(index)
+        );
+        break;
+    }
+  }
+
+  /** Inserts the cell, or brings one the notebook holds already in line with the event. */
+  private _propose(event: CellProposed, undoable: boolean): void {
+    if (this._indexOf(event.cell_id) >= 0) {
+      this._write(event.cell_id, cell => {
+        // What the cell holds came from a later point of the log than this event, or from
+        // the person: the event only fills in what is missing.
+        for (const [key, value] of Object.entries(event.metadata)) {
+          if (cell.getMetadata(key) === undefined) {
+            cell.setMetadata(key, value as PartialJSONValue);
+          }
+        }
+        this._followLog(cell, event.source);
+      });
+      return;
+    }
+    const insert = (): void => {
+      this._keepCellIds();
+      this._notebook.insertCell(
+        this._placeOf(event.after_cell_id, event.index),
+        {
+          id: event.cell_id,
+          cell_type: event.cell_type,
+          source: event.source,
+          metadata: event.metadata as nbformat.IBaseCellMetadata
+        }
+      );
+    };
+    if (!undoable) {
+      this._notebook.transact(insert, false, this);
+      return;
+    }
+    this._notebook.undoManager.stopCapturing();
+    insert();
+    this._notebook.undoManager.stopCapturing();
+  }
+
+  /**
+   * Cell ids are how the run finds its cells, in this notebook and in the file the server merges
+   * into once no frontend writes; nbformat keeps them from 4.5 on, and @jupyter/ydoc drops them
+   * when it serializes an older notebook.
+   */
+  private _keepCellIds(): void {
+    if (this._notebook.nbformat === 4 && this._notebook.nbformat_minor < 5) {
+      this._notebook.nbformat_minor = 5;
+    }
+  }
+
+  private _append(cell: ISharedCell, text: string, reset: boolean): void {
+    const logSource = this._logSources.get(cell.getId());
+    if (logSource !== undefined) {
+      this._followLog(cell, (reset ? '' : logSource) + text);
+      return;
+    }
+    const end = cell.getSource().length;
+    cell.updateSource(reset ? 0 : end, end, text);
+  }
+
+  /**
+   * For a cell the notebook held before the log proposed it: writes nothing while its source
+   * still starts with `logSource` (the log has not caught up with the file yet), and otherwise
+   * rewrites it to `logSource` (an append where the log has got past the file), from when on
+   * deltas are appended as usual.
+   */
+  private _followLog(cell: ISharedCell, logSource: string): void {
+    const source = cell.getSource();
+    if (source !== logSource && source.startsWith(logSource)) {
+      this._logSources.set(cell.getId(), logSource);
+      return;
+    }
+    this._logSources.delete(cell.getId());
+    setSource(cell, logSource);
+  }
+
+  /** Runs `change` on the cell with that id, untracked by undo; skips a cell that is gone. */
+  private _write(
+    cellId: string,
+    change: (cell: ISharedCell, index: number) => void
+  ): void {
+    const index = this._indexOf(cellId);
+    if (index >= 0) {
+      this._notebook.transact(
+        () => change(this._notebook.cells[index], index),
+        false,
+        this
+      );
+    }
+  }
+
+  /** Right after `after` where the notebook holds it, else the server's index, clamped: the
+   * person may have added or removed cells since the run read the notebook. */
+  private _placeOf(after: string | null, index: number): number {
+    if (after === null) {
+      return 0;
+    }
+    const neighbour = this._indexOf(after);
+    return neighbour >= 0
+      ? neighbour + 1
+      : clamp(index, this._notebook.cells.length);
+  }
+
+  private _indexOf(cellId: string): number {
+    return this._notebook.cells.findIndex(cell => cell.getId() === cellId);
+  }
+
+  private readonly _notebook: YNotebook;
+  /** Cells the notebook held before the log proposed them, with the source the log has built
+   * for each so far; a cell leaves once the notebook's source and the log's meet. */
+  private readonly _logSources = new Map<string, string>();
+}
+
+/** `index` within 0..max: the server counts positions in its own copy of the notebook, which
+ * may hold fewer cells than the open one, or more. */
+function clamp(index: number, max: number): number {
+  return Math.max(0, Math.min(index, max));
+}
+
+/**
+ * Rewrites the cell's source from the first character that differs only: a source that grows
+ * is appended to, and a cursor before the change keeps its place.
+ */
+function setSource(cell: ISharedCell, source: string): void {
+  const current = cell.getSource();
+  if (current === source) {
+    return;
+  }
+  let start = 0;
+  while (start < current.length && current[start] === source[start]) {
+    start++;
+  }
+  // Yjs counts UTF-16 units: never split a surrogate pair.
+  if (start > 0 && isHighSurrogate(current.charCodeAt(start - 1))) {
+    start--;
+  }
+  cell.updateSource(start, current.length, source.slice(start));
+}
+
+function isHighSurrogate(code: number): boolean {
+  return code >= 0xd800 && code <= 0xdbff;
+}
+
+function clearOutputsUnless(
+  cell: ISharedCell,
+  outputs: nbformat.IOutput[]
+): void {
+  const code = cell as ISharedCodeCell;
+  if (
+    cell.cell_type === 'code' &&
+    code.getOutputs().length &&
+    !JSONExt.deepEqual(code.getOutputs(), outputs)
+  ) {
+    code.setOutputs([]);
+  }
+}
+
+function setOutputs(
+  cell: ISharedCell,
+  outputs: nbformat.IOutput[],
+  executionCount: number | null
+): void {
+  // The person may have turned the cell into markdown.
+  if (cell.cell_type !== 'code') {
+    return;
+  }
+  const code = cell as ISharedCodeCell;
+  if (!JSONExt.deepEqual(code.getOutputs(), outputs)) {
+    code.setOutputs(outputs);
+  }
+  code.execution_count = executionCount;
+}
+
+function accept(cell: ISharedCell): void {
+  setState(cell, 'accepted');
+}
+
+function setState(cell: ISharedCell, state: ICellProvenance['state']): void {
+  const provenance = cell.getMetadata(METADATA_KEY) as
+    ICellProvenance | undefined;
+  // A person who deleted the provenance meant it: nothing to mark.
+  if (provenance && provenance.state !== state) {
+    cell.setMetadata(METADATA_KEY, { ...provenance, state });
+  }
+}

@@ -1,0 +1,192 @@
+import { InputDialog } from '@jupyterlab/apputils';
+import type { Cell, ICellModel } from '@jupyterlab/cells';
+import type { Notebook, NotebookPanel } from '@jupyterlab/notebook';
+import {
+  ITranslator,
+  nullTranslator,
+  TranslationBundle
+} from '@jupyterlab/translation';
+import type { IDisposable } from '@lumino/disposable';
+import { Signal } from '@lumino/signaling';
+import { PanelLayout, Widget } from '@lumino/widgets';
+
+import { ICellProvenance, METADATA_KEY } from '../model/events';
+
+/** The class of a cell the agent proposed and the person has not accepted yet. */
+export const PROPOSED_CELL_CLASS = 'jp-NotebookAgent-proposed';
+
+const TOOLBAR_CLASS = 'jp-NotebookAgent-proposedToolbar';
+
+/**
+ * What the buttons of a proposed cell do; the marker knows nothing of how. A returned promise
+ * keeps the cell's buttons disabled until it settles, so a click cannot be sent twice.
+ */
+export interface IProposedCellActions {
+  accept(cellId: string): void | Promise<unknown>;
+  reject(cellId: string): void | Promise<unknown>;
+  regenerate(cellId: string, instruction: string): void | Promise<unknown>;
+}
+
+/**
+ * Keeps every cell of a notebook whose metadata says `notebook_agent.state: 'proposed'` marked
+ * with PROPOSED_CELL_CLASS and topped with an Accept / Reject / Regenerate toolbar, as cells come
+ * and go and their metadata changes. It follows the notebook's model at construction.
+ */
+export class ProposedCellMarker implements IDisposable {
+  constructor(
+    widget: Notebook | NotebookPanel,
+    private readonly _actions: IProposedCellActions,
+    translator: ITranslator = nullTranslator
+  ) {
+    this._trans = translator.load('jupyter_notebook_agent');
+    this._notebook = 'content' in widget ? widget.content : widget;
+    this._notebook.model?.cells.changed.connect(this._update, this);
+    this._notebook.disposed.connect(this.dispose, this);
+    this._update();
+  }
+
+  get isDisposed(): boolean {
+    return this._isDisposed;
+  }
+
+  /** Removes every marking and stops following the notebook. */
+  dispose(): void {
+    if (this._isDisposed) {
+      return;
+    }
+    this._isDisposed = true;
+    Signal.disconnectReceiver(this);
+    // A disposed notebook took its cells, and their toolbars, with it.
+    if (!this._notebook.isDisposed) {
+      for (const cell of this._notebook.widgets) {
+        this._mark(cell, false);
+      }
+    }
+  }
+
+  private _update(): void {
+    for (const cell of this._notebook.widgets) {
+      // Connecting again is a no-op: each cell model is followed once.
+      cell.model.metadataChanged.connect(this._update, this);
+      this._mark(cell, isProposed(cell.model));
+    }
+  }
+
+  private _mark(cell: Cell, proposed: boolean): void {
+    cell.toggleClass(PROPOSED_CELL_CLASS, proposed);
+    // In the cell's own layout, first, as JupyterLab's cell toolbar: the layout keeps it in
+    // place when a windowed notebook detaches and attaches the cell.
+    const layout = cell.layout as PanelLayout;
+    const toolbar = layout.widgets.find(
+      child => child instanceof ProposedCellToolbar
+    );
+    if (proposed && !toolbar) {
+      layout.insertWidget(
+        0,
+        new ProposedCellToolbar(cell.model, this._actions, this._trans)
+      );
+    } else if (!proposed) {
+      toolbar?.dispose();
+    }
+  }
+
+  private readonly _notebook: Notebook;
+  private readonly _trans: TranslationBundle;
+  private _isDisposed = false;
+}
+
+function isProposed(model: ICellModel): boolean {
+  const provenance = model.getMetadata(METADATA_KEY) as
+    Partial<ICellProvenance> | undefined;
+  return provenance?.state === 'proposed';
+}
+
+/** Accept, Reject and Regenerate for one proposed cell: real buttons, so Tab reaches them and
+ * Enter or Space presses them. */
+class ProposedCellToolbar extends Widget {
+  constructor(
+    private readonly _cell: ICellModel,
+    private readonly _actions: IProposedCellActions,
+    private readonly _trans: TranslationBundle
+  ) {
+    super();
+    this.addClass(TOOLBAR_CLASS);
+    this.node.setAttribute('role', 'toolbar');
+    this.node.setAttribute('aria-label', _trans.__('Proposed by the agent'));
+    // Keys pressed on the buttons are theirs: Enter would otherwise reach the notebook's
+    // shortcuts and put the cell in edit mode.
+    this.node.setAttribute('data-lm-suppress-shortcuts', 'true');
+    const label = document.createElement('span');
+    label.className = `${TOOLBAR_CLASS}-label`;
+    label.textContent = _trans.__('Proposed by the agent');
+    this.node.append(
+      label,
+      this._button(
+        _trans.__('Accept'),
+        _trans.__('Keep this cell'),
+        'jp-mod-accept',
+        () => _actions.accept(_cell.id)
+      ),
+      this._button(
+        _trans.__('Reject'),
+        _trans.__('Remove this cell'),
+        'jp-mod-reject',
+        () => _actions.reject(_cell.id)
+      ),
+      this._button(
+        _trans.__('Regenerate…'),
+        _trans.__('Ask the agent to rewrite this cell'),
+        'jp-mod-regenerate',
+        () => this._regenerate()
+      )
+    );
+  }
+
+  private _button(
+    label: string,
+    title: string,
+    modifier: string,
+    action: () => void | Promise<unknown>
+  ): HTMLButtonElement {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.className = `${TOOLBAR_CLASS}-button ${modifier}`;
+    button.textContent = label;
+    button.title = title;
+    button.addEventListener('click', () => this._run(action));
+    return button;
+  }
+
+  private async _regenerate(): Promise<void> {
+    const answer = await InputDialog.getText({
+      title: this._trans.__('Regenerate the cell'),
+      label: this._trans.__(
+        'What should change? Leave empty to just try again.'
+      ),
+      placeholder: this._trans.__('e.g. plot it on a log scale'),
+      okLabel: this._trans.__('Regenerate')
+    });
+    if (answer.button.accept) {
+      await this._actions.regenerate(this._cell.id, answer.value?.trim() ?? '');
+    }
+  }
+
+  private _run(action: () => void | Promise<unknown>): void {
+    const pending = action();
+    if (!pending) {
+      return;
+    }
+    this._setBusy(true);
+    pending
+      .catch(reason =>
+        console.error('Notebook agent: the cell action failed', reason)
+      )
+      .finally(() => this._setBusy(false));
+  }
+
+  private _setBusy(busy: boolean): void {
+    this.node.querySelectorAll('button').forEach(button => {
+      button.disabled = busy;
+    });
+  }
+}
