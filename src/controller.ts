@@ -63,16 +63,23 @@ export class NotebookSession implements IDisposable {
       writer: 'frontend',
       ...options
     });
-    this.follow(info.id);
+    this.follow(info);
     await this.refreshPastRuns();
   }
 
-  /** Finds a run still going on this notebook (after a reload) and follows it. */
+  /**
+   * Follows the notebook's latest run again once it is opened (after a reload, say). While
+   * no frontend wrote, the server wrote the file; a run still going may have written it after
+   * this notebook was loaded, so an unchanged notebook is reloaded from disk once this frontend
+   * holds the writing.
+   */
   async resume(): Promise<void> {
     await this.refreshPastRuns();
-    const active = this._pastRuns.find(run => run.state === 'running');
-    if (active && this._run?.runId !== active.id) {
-      this.follow(active.id);
+    const latest = this._pastRuns[0];
+    if (latest && this._run?.runId !== latest.id) {
+      const reload =
+        latest.state === 'running' && !this.panel.context.model.dirty;
+      this.follow(latest, reload);
     }
   }
 
@@ -123,27 +130,51 @@ export class NotebookSession implements IDisposable {
     Signal.clearData(this);
   }
 
-  /** Subscribes to a run as the notebook's writer, from its first event: replaying the log
-   * puts each cell where it belongs, whatever the file held already. */
-  private follow(runId: string): void {
+  /**
+   * Subscribes to a run as the notebook's writer, from its first event: replaying the log
+   * puts each cell where it belongs, whatever the file held already. Events the run had
+   * before (its backlog) are applied without undo steps: the person never saw them happen.
+   * With `reload`, events wait until the notebook is reloaded from disk, once connected.
+   */
+  private follow(info: IRunInfo, reload = false): void {
     this._stream?.dispose();
-    const model = new RunModel({ runId });
+    const model = new RunModel({ runId: info.id });
     const writer = new NotebookCellWriter(this.panel.model!);
-    model.changed.connect((_, event: RunEvent) => {
-      writer.apply(event);
+    const apply = (event: RunEvent): void => {
+      writer.apply(event, { undoable: event.seq >= info.events });
       if (event.type === 'run_finished') {
         void this.panel.context.save();
         void this.refreshPastRuns();
       }
       this._changed.emit();
-    });
+    };
+    let waiting: RunEvent[] | null = reload ? [] : null;
+    model.changed.connect((_, event: RunEvent) =>
+      waiting ? waiting.push(event) : apply(event)
+    );
     this._run = model;
     this._stream = new RunEventStream({
-      runId,
+      runId: info.id,
       model,
       settings: this.settings,
       role: 'writer'
     });
+    if (waiting) {
+      // Once connected, the server writes no more: what is on disk then is its last word.
+      const stream = this._stream;
+      const reloadOnce = (): void => {
+        if (!stream.connected) {
+          return;
+        }
+        stream.connectionChanged.disconnect(reloadOnce);
+        void this.panel.context.revert().finally(() => {
+          const backlog = waiting ?? [];
+          waiting = null;
+          backlog.forEach(apply);
+        });
+      };
+      stream.connectionChanged.connect(reloadOnce);
+    }
     this._changed.emit();
   }
 

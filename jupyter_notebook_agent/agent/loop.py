@@ -192,13 +192,18 @@ class Agent:
     async def _query(self, step: int) -> ModelTurn:
         turn: ModelTurn | None = None
         calls: dict[int, _StreamingCall] = {}
-        async for item in self.model.stream(self.messages, TOOLS):
-            if isinstance(item, TextDelta):
-                self.events.emit("message_delta", text=item.text)
-            elif isinstance(item, ToolCallDelta):
-                self._stream_call(calls.setdefault(item.index, _StreamingCall()), item)
-            elif isinstance(item, ModelTurn):
-                turn = item
+        try:
+            async for item in self.model.stream(self.messages, TOOLS):
+                if isinstance(item, TextDelta):
+                    self.events.emit("message_delta", text=item.text)
+                elif isinstance(item, ToolCallDelta):
+                    self._stream_call(calls.setdefault(item.index, _StreamingCall()), item)
+                elif isinstance(item, ModelTurn):
+                    turn = item
+        except BaseException:  # stopped, or the model failed: half-written cells go
+            for call in calls.values():
+                self._withdraw(call, "the model stopped before it finished writing this cell")
+            raise
         if turn is None:
             raise ModelError(f"model {self.model.name} ended its answer without a turn")
         # The assembled turn lists its calls in index order, with their ids filled in.

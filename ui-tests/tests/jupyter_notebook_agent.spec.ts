@@ -165,3 +165,75 @@ test.describe('the notebook agent panel', () => {
     });
   });
 });
+
+test.describe('a run that goes on while the person does other things', () => {
+  test.use({ mockSettings: recording('ui-slow') });
+
+  /** Starts the slow recording on a new notebook; returns once its first cell streams. */
+  async function startSlowRun(
+    page: IJupyterLabPageFixture,
+    name: string
+  ): Promise<Locator> {
+    await page.notebook.createNew(name);
+    const panel = await openPanel(page);
+    await ask(panel, 'Square some numbers, slowly');
+    await expect
+      .poll(async () => (await modelCell(page, 'agent-1'))?.source ?? '', {
+        timeout: 30_000
+      })
+      .toMatch(/^step_0/);
+    return panel;
+  }
+
+  test('Stop ends the run and takes back the half-written cell', async ({ page }) => {
+    const panel = await startSlowRun(page, 'stop.ipynb');
+    await panel.getByRole('button', { name: 'Stop' }).click();
+    await expect(panel.locator('.jp-NotebookAgent-outcome')).toContainText(
+      'Ended: stopped'
+    );
+    await expect(panel.getByRole('button', { name: 'Stop' })).toHaveCount(0);
+    await expect.poll(() => modelCell(page, 'agent-1')).toBeNull();
+  });
+
+  test('a reload mid-run resubscribes and the run goes on', async ({ page }) => {
+    await startSlowRun(page, 'reload.ipynb');
+    await page.evaluate(() => window.location.reload());
+    // JupyterLab restores the open notebook; the agent finds the run going on in it.
+    await expect(
+      page.locator('.jp-NotebookPanel:not(.lm-mod-hidden)')
+    ).toBeVisible({ timeout: 30_000 });
+    const panel = await openPanel(page);
+    await expect(panel.getByText('Square some numbers, slowly')).toBeVisible({
+      timeout: 30_000
+    });
+    await expect(panel.getByRole('button', { name: 'Stop' })).toBeVisible();
+    const full = Array.from(
+      { length: 40 },
+      (_, i) => `step_${i} = ${i} ** 2  # squares, one line at a time`
+    ).join('\n');
+    await expect
+      .poll(async () => (await modelCell(page, 'agent-1'))?.source, {
+        timeout: 30_000
+      })
+      .toBe(full);
+  });
+
+  test('switching notebooks mid-run never sends cells to the wrong one', async ({
+    page
+  }) => {
+    await startSlowRun(page, 'first.ipynb');
+    await page.notebook.createNew('second.ipynb');
+    await page.notebook.activate('second.ipynb');
+    const panel = await openPanel(page);
+    await expect(panel.getByText(/Notebook: .*second\.ipynb/)).toBeVisible();
+    await page.waitForTimeout(3000); // the first run streams on meanwhile
+    expect(await modelCell(page, 'agent-1')).toBeNull();
+    await page.notebook.activate('first.ipynb');
+    await expect(panel.getByText(/Notebook: .*first\.ipynb/)).toBeVisible();
+    await expect
+      .poll(async () => (await modelCell(page, 'agent-1'))?.source.split('\n').length, {
+        timeout: 30_000
+      })
+      .toBe(40);
+  });
+});
