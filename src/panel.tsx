@@ -153,6 +153,15 @@ function Header(props: { context: IPanelContext }): JSX.Element {
           </button>
         </div>
       )}
+      {status?.model.problem ? (
+        <div className="jp-NotebookAgent-warning jp-NotebookAgent-no-model">
+          No model is ready: {status.model.problem}. Configure one in the
+          server&apos;s settings, or pick another model of its endpoint in{' '}
+          <button className="jp-mod-styled" onClick={context.openSettings}>
+            Settings
+          </button>
+        </div>
+      ) : null}
       {kernel?.problem && !kernel.sandboxed ? (
         <div className="jp-NotebookAgent-warning">{kernel.problem}</div>
       ) : null}

@@ -21,7 +21,12 @@ async def test_status_names_the_model_and_the_sandbox_and_never_the_key(jp_fetch
     response = await jp_fetch("notebook-agent", "status")
     body = response.body.decode()
     status = json.loads(body)
-    assert status["model"] == {"backend": "openai", "name": "gpt-4o-mini", "base_url": None}
+    assert status["model"] == {
+        "backend": "openai",
+        "name": "gpt-4o-mini",
+        "base_url": None,
+        "problem": None,
+    }
     assert status["execution"] == "auto" and status["max_steps"] == 30
     assert status["kernel"] == {"name": "python3-sandbox", "sandboxed": True, "problem": None}
     assert "sk-secret" not in body
@@ -57,6 +62,7 @@ async def test_status_follows_the_configuration(jp_fetch):
         "backend": "openai",
         "name": "qwen2.5-coder:7b",
         "base_url": "http://127.0.0.1:8000/v1",
+        "problem": None,
     }
     assert (status["execution"], status["max_steps"]) == ("ask", 12)
     assert status["kernel"] == {"name": "python3-sandbox", "sandboxed": True, "problem": None}
@@ -113,3 +119,11 @@ def test_every_route_is_in_the_rest_spec_and_every_spec_path_is_a_route():
         for template in route_templates(pattern)
     }
     assert routes == set(SPEC["paths"]), "rest-api.yml and the handlers disagree"
+
+
+async def test_status_says_how_to_configure_a_model_it_cannot_use(jp_fetch, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    status = json.loads((await jp_fetch("notebook-agent", "status")).body)
+    assert "no API key" in status["model"]["problem"]
+    assert "OPENAI_API_KEY" in status["model"]["problem"]

@@ -118,9 +118,15 @@ class NotebookAgent(ExtensionApp):
             name = name.removeprefix(f"{backend}:")
         spec = f"{backend}:{name or configured}"
         if spec not in self._models:
-            self._models[spec] = load_model(
-                spec, base_url=self.base_url or None, api_key=self.api_key or None
-            )
+            try:
+                self._models[spec] = load_model(
+                    spec, base_url=self.base_url or None, api_key=self.api_key or None
+                )
+            except ModelError as error:
+                raise ModelError(
+                    f"{error} (the server's settings: c.NotebookAgent.model, "
+                    "c.NotebookAgent.base_url, c.NotebookAgent.api_key)"
+                ) from None
         return self._models[spec]
 
     async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:

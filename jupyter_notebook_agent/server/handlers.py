@@ -85,11 +85,21 @@ class StatusHandler(AgentHandler):
             kernel = {"name": choice.name, "sandboxed": choice.sandboxed, "problem": choice.problem}
         except SandboxUnavailable as error:
             kernel = {"name": None, "sandboxed": False, "problem": str(error)}
+        try:
+            app.make_model()
+            problem = None
+        except ModelError as error:
+            problem = str(error)
         self.finish(
             json.dumps(
                 {
                     "version": __version__,
-                    "model": {"backend": backend, "name": name, "base_url": app.base_url or None},
+                    "model": {
+                        "backend": backend,
+                        "name": name,
+                        "base_url": app.base_url or None,
+                        "problem": problem,
+                    },
                     "execution": app.execution,
                     "max_steps": app.max_steps,
                     "kernel": kernel,

@@ -130,7 +130,13 @@ export interface IRunInfo {
 /** What `GET status` answers. */
 export interface IAgentStatus {
   version: string;
-  model: { backend: string; name: string; base_url: string | null };
+  model: {
+    backend: string;
+    name: string;
+    base_url: string | null;
+    /** Why no run can use the model, and how to fix it; null when it can. */
+    problem: string | null;
+  };
   execution: 'auto' | 'ask';
   max_steps: number;
   kernel: { name: string | null; sandboxed: boolean; problem: string | null };
