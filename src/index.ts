@@ -10,6 +10,7 @@ import {
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Signal } from '@lumino/signaling';
 
@@ -20,6 +21,9 @@ import { ProposedCellMarker } from './notebook/proposedCells';
 import { AgentPanel, IPanelContext } from './panel';
 
 const PLUGIN_ID = 'jupyter-notebook-agent:plugin';
+
+/** The commands take no arguments. */
+const NO_ARGS = { args: { type: 'object' as const, properties: {} } };
 
 /** The agent's icon: a spark over a notebook page. */
 export const agentIcon = new LabIcon({
@@ -49,14 +53,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
     'An AI agent that writes and runs cells in your Jupyter notebooks, in a sandboxed kernel.',
   autoStart: true,
   requires: [INotebookTracker, IRenderMimeRegistry],
-  optional: [ISettingRegistry, ICommandPalette],
+  optional: [ISettingRegistry, ICommandPalette, ITranslator],
   activate: async (
     app: JupyterFrontEnd,
     tracker: INotebookTracker,
     rendermime: IRenderMimeRegistry,
     settingRegistry: ISettingRegistry | null,
-    palette: ICommandPalette | null
+    palette: ICommandPalette | null,
+    translator: ITranslator | null
   ): Promise<void> => {
+    const trans = (translator ?? nullTranslator).load('jupyter_notebook_agent');
     const serverSettings = app.serviceManager.serverSettings;
     const api = new AgentAPI(serverSettings);
     const sessions = new Map<NotebookPanel, NotebookSession>();
@@ -74,6 +80,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         return panel ? (sessions.get(panel) ?? null) : null;
       },
       sessionChanged,
+      trans,
       status: null,
       statusProblem: null,
       execution: 'auto',
@@ -139,16 +146,24 @@ const plugin: JupyterFrontEndPlugin<void> = {
       notebook.disposed.connect(() => sessions.delete(notebook));
       notebook.context.pathChanged.connect(() => sessionChanged.emit());
       void notebook.context.ready.then(() => {
-        const marker = new ProposedCellMarker(notebook, {
-          accept: cellId =>
-            review('Could not accept', () => session.accept(cellId)),
-          reject: cellId =>
-            review('Could not reject', () => session.reject(cellId)),
-          regenerate: (cellId, instruction) =>
-            review('Could not regenerate', () =>
-              session.regenerate(cellId, instruction)
-            )
-        });
+        const marker = new ProposedCellMarker(
+          notebook,
+          {
+            accept: cellId =>
+              review(trans.__('Could not accept'), () =>
+                session.accept(cellId)
+              ),
+            reject: cellId =>
+              review(trans.__('Could not reject'), () =>
+                session.reject(cellId)
+              ),
+            regenerate: (cellId, instruction) =>
+              review(trans.__('Could not regenerate'), () =>
+                session.regenerate(cellId, instruction)
+              )
+          },
+          translator ?? nullTranslator
+        );
         notebook.disposed.connect(() => marker.dispose());
         return session
           .resume()
@@ -179,12 +194,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
       context.session?.run !== null && context.session !== null;
 
     app.commands.addCommand(CommandIDs.openPanel, {
-      label: 'Open the Notebook Agent panel',
+      label: trans.__('Open the Notebook Agent panel'),
+      describedBy: NO_ARGS,
       icon: agentIcon,
       execute: () => app.shell.activateById(panel.id)
     });
     app.commands.addCommand(CommandIDs.acceptCell, {
-      label: 'Accept the proposed cell',
+      label: trans.__('Accept the proposed cell'),
+      describedBy: NO_ARGS,
       isEnabled: () => activeAgentCell() !== null,
       execute: () => {
         const found = activeAgentCell();
@@ -192,7 +209,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
     app.commands.addCommand(CommandIDs.rejectCell, {
-      label: 'Reject the proposed cell',
+      label: trans.__('Reject the proposed cell'),
+      describedBy: NO_ARGS,
       isEnabled: () => activeAgentCell() !== null,
       execute: () => {
         const found = activeAgentCell();
@@ -200,7 +218,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
     app.commands.addCommand(CommandIDs.regenerateCell, {
-      label: 'Regenerate the proposed cell…',
+      label: trans.__('Regenerate the proposed cell…'),
+      describedBy: NO_ARGS,
       isEnabled: () => activeAgentCell() !== null,
       execute: async () => {
         const found = activeAgentCell();
@@ -208,9 +227,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
           return;
         }
         const answer = await InputDialog.getText({
-          title: `Regenerate ${found.cellId}`,
-          label: 'What should change? (optional)',
-          placeholder: 'e.g. use a log scale'
+          title: trans.__('Regenerate %1', found.cellId),
+          label: trans.__('What should change? (optional)'),
+          placeholder: trans.__('e.g. use a log scale')
         });
         if (answer.button.accept) {
           await found.session.regenerate(found.cellId, answer.value ?? '');
@@ -218,23 +237,26 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
     app.commands.addCommand(CommandIDs.acceptAll, {
-      label: 'Accept all proposed cells',
+      label: trans.__('Accept all proposed cells'),
+      describedBy: NO_ARGS,
       isEnabled: hasRun,
       execute: () => context.session?.acceptAll()
     });
     app.commands.addCommand(CommandIDs.rejectAll, {
-      label: 'Reject all proposed cells',
+      label: trans.__('Reject all proposed cells'),
+      describedBy: NO_ARGS,
       isEnabled: hasRun,
       execute: () => context.session?.rejectAll()
     });
     app.commands.addCommand(CommandIDs.stop, {
-      label: 'Stop the agent',
+      label: trans.__('Stop the agent'),
+      describedBy: NO_ARGS,
       isEnabled: () => context.session?.run?.running ?? false,
       execute: () => context.session?.stop()
     });
     if (palette) {
       for (const command of Object.values(CommandIDs)) {
-        palette.addItem({ command, category: 'Notebook Agent' });
+        palette.addItem({ command, category: trans.__('Notebook Agent') });
       }
     }
   }

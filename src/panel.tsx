@@ -1,4 +1,5 @@
 import { IRenderMimeRegistry, MimeModel } from '@jupyterlab/rendermime';
+import { TranslationBundle } from '@jupyterlab/translation';
 import { ReactWidget, UseSignal } from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
 import { ISignal, Signal } from '@lumino/signaling';
@@ -14,6 +15,7 @@ export interface IPanelContext {
   readonly session: NotebookSession | null;
   /** Emitted when the notebook in focus changes. */
   readonly sessionChanged: ISignal<unknown, void>;
+  readonly trans: TranslationBundle;
   readonly status: IAgentStatus | null;
   readonly statusProblem: string | null;
   readonly execution: 'auto' | 'ask';
@@ -33,7 +35,7 @@ export class AgentPanel extends ReactWidget {
     super();
     this.addClass('jp-NotebookAgent-panel');
     this.id = 'jp-notebook-agent-panel';
-    this.title.caption = 'Notebook agent';
+    this.title.caption = context.trans.__('Notebook agent');
   }
 
   /** Emitted every second while a run goes on, so the elapsed time ticks. */
@@ -76,14 +78,16 @@ function SessionView(props: {
   ticked: ISignal<AgentPanel, void>;
 }): JSX.Element {
   const { context } = props;
+  const { trans } = context;
   const session = context.session;
   return (
     <div className="jp-NotebookAgent-body">
       <Header context={context} />
       {session === null ? (
         <p className="jp-NotebookAgent-empty">
-          Open a notebook, then ask the agent for what you need: it writes cells
-          into that notebook and runs them in a sandboxed kernel.
+          {trans.__(
+            'Open a notebook, then ask the agent for what you need: it writes cells into that notebook and runs them in a sandboxed kernel.'
+          )}
         </p>
       ) : (
         <UseSignal signal={session.changed}>
@@ -100,12 +104,12 @@ function SessionView(props: {
                 />
               ) : (
                 <p className="jp-NotebookAgent-empty">
-                  Describe a task, e.g. “load sales.csv and plot revenue by
-                  month”. Cells the agent proposes appear in the notebook, where
-                  you accept, reject or regenerate each one.
+                  {trans.__(
+                    'Describe a task, e.g. “load sales.csv and plot revenue by month”. Cells the agent proposes appear in the notebook, where you accept, reject or regenerate each one.'
+                  )}
                 </p>
               )}
-              <PastRuns session={session} />
+              <PastRuns session={session} trans={trans} />
             </>
           )}
         </UseSignal>
@@ -116,19 +120,23 @@ function SessionView(props: {
 
 function Header(props: { context: IPanelContext }): JSX.Element {
   const { context } = props;
+  const { trans } = context;
   const status = context.status;
   const kernel = status?.kernel;
   return (
     <div className="jp-NotebookAgent-header">
       <div className="jp-NotebookAgent-target">
         {context.session
-          ? `Notebook: ${context.session.path}`
-          : 'No notebook open'}
+          ? trans.__('Notebook: %1', context.session.path)
+          : trans.__('No notebook open')}
       </div>
       {status ? (
         <div className="jp-NotebookAgent-status">
-          <span className="jp-NotebookAgent-model" title="The model in use">
-            Model: {context.model || status.model.name}
+          <span
+            className="jp-NotebookAgent-model"
+            title={trans.__('The model in use')}
+          >
+            {trans.__('Model: %1', context.model || status.model.name)}
           </span>
           <span
             className={
@@ -139,26 +147,29 @@ function Header(props: { context: IPanelContext }): JSX.Element {
             title={kernel?.problem ?? ''}
           >
             {kernel?.sandboxed
-              ? 'Sandbox on'
+              ? trans.__('Sandbox on')
               : kernel?.name
-                ? 'Sandbox off: code runs on this machine'
-                : 'No sandbox: code cannot run'}
+                ? trans.__('Sandbox off: code runs on this machine')
+                : trans.__('No sandbox: code cannot run')}
           </span>
         </div>
       ) : (
         <div className="jp-NotebookAgent-error">
-          {context.statusProblem ?? 'Asking the server for its status…'}{' '}
+          {context.statusProblem ??
+            trans.__('Asking the server for its status…')}{' '}
           <button className="jp-mod-styled" onClick={context.openSettings}>
-            Settings
+            {trans.__('Settings')}
           </button>
         </div>
       )}
       {status?.model.problem ? (
         <div className="jp-NotebookAgent-warning jp-NotebookAgent-no-model">
-          No model is ready: {status.model.problem}. Configure one in the
-          server&apos;s settings, or pick another model of its endpoint in{' '}
+          {trans.__(
+            "No model is ready: %1. Configure one in the server's settings, or pick another model of its endpoint in",
+            status.model.problem
+          )}{' '}
           <button className="jp-mod-styled" onClick={context.openSettings}>
-            Settings
+            {trans.__('Settings')}
           </button>
         </div>
       ) : null}
@@ -190,7 +201,7 @@ function RequestBox(props: {
       });
       setPrompt('');
     } catch (error) {
-      context.reportError('Could not start the run', error);
+      context.reportError(context.trans.__('Could not start the run'), error);
     } finally {
       setSending(false);
     }
@@ -199,8 +210,10 @@ function RequestBox(props: {
     <div className="jp-NotebookAgent-request">
       <textarea
         className="jp-NotebookAgent-prompt"
-        aria-label="Request to the agent"
-        placeholder="Ask the agent… (Enter sends, Shift+Enter for a new line)"
+        aria-label={context.trans.__('Request to the agent')}
+        placeholder={context.trans.__(
+          'Ask the agent… (Enter sends, Shift+Enter for a new line)'
+        )}
         value={prompt}
         rows={3}
         disabled={busy}
@@ -217,7 +230,7 @@ function RequestBox(props: {
         disabled={busy || !prompt.trim()}
         onClick={() => void send()}
       >
-        Send
+        {context.trans.__('Send')}
       </button>
     </div>
   );
@@ -231,6 +244,7 @@ function RunView(props: {
   ticked: ISignal<AgentPanel, void>;
 }): JSX.Element {
   const { run, session, context } = props;
+  const { trans } = context;
   const act = (what: string, action: () => Promise<unknown> | undefined) => {
     void action()?.catch(error => context.reportError(what, error));
   };
@@ -239,19 +253,19 @@ function RunView(props: {
     <div className="jp-NotebookAgent-run">
       <div className="jp-NotebookAgent-task">{run.task}</div>
       <div className="jp-NotebookAgent-progress" aria-live="polite">
-        <span>
-          Step {run.step} of {run.maxSteps}
-        </span>
+        <span>{trans.__('Step %1 of %2', run.step, run.maxSteps)}</span>
         <UseSignal signal={props.ticked}>
           {() => <span>{formatSeconds(run.elapsedMs(Date.now()) / 1000)}</span>}
         </UseSignal>
-        <span>{run.tokens} tokens</span>
+        <span>{trans._n('%1 token', '%1 tokens', run.tokens)}</span>
         {run.running ? (
           <button
             className="jp-mod-styled jp-mod-warn jp-NotebookAgent-stop"
-            onClick={() => act('Could not stop the run', () => session.stop())}
+            onClick={() =>
+              act(trans.__('Could not stop the run'), () => session.stop())
+            }
           >
-            Stop
+            {trans.__('Stop')}
           </button>
         ) : null}
       </div>
@@ -261,19 +275,23 @@ function RunView(props: {
       {proposed > 0 ? (
         <div className="jp-NotebookAgent-review">
           <span>
-            {proposed} proposed cell{proposed === 1 ? '' : 's'}
+            {trans._n('%1 proposed cell', '%1 proposed cells', proposed)}
           </span>
           <button
             className="jp-mod-styled jp-mod-accept"
-            onClick={() => act('Could not accept', () => session.acceptAll())}
+            onClick={() =>
+              act(trans.__('Could not accept'), () => session.acceptAll())
+            }
           >
-            Accept all
+            {trans.__('Accept all')}
           </button>
           <button
             className="jp-mod-styled jp-mod-reject"
-            onClick={() => act('Could not reject', () => session.rejectAll())}
+            onClick={() =>
+              act(trans.__('Could not reject'), () => session.rejectAll())
+            }
           >
-            Reject all
+            {trans.__('Reject all')}
           </button>
         </div>
       ) : null}
@@ -298,7 +316,9 @@ function RunView(props: {
           }
         >
           <strong>
-            {run.outcome.success ? 'Done' : `Ended: ${run.outcome.reason}`}
+            {run.outcome.success
+              ? trans.__('Done')
+              : trans.__('Ended: %1', run.outcome.reason)}
           </strong>
           <Markdown text={run.outcome.summary} rendermime={props.rendermime} />
         </div>
@@ -307,7 +327,10 @@ function RunView(props: {
   );
 }
 
-function PastRuns(props: { session: NotebookSession }): JSX.Element | null {
+function PastRuns(props: {
+  session: NotebookSession;
+  trans: TranslationBundle;
+}): JSX.Element | null {
   const current = props.session.run?.runId;
   const finished = props.session.pastRuns.filter(
     run => run.outcome && run.id !== current
@@ -317,7 +340,9 @@ function PastRuns(props: { session: NotebookSession }): JSX.Element | null {
   }
   return (
     <details className="jp-NotebookAgent-history">
-      <summary>Earlier runs on this notebook ({finished.length})</summary>
+      <summary>
+        {props.trans.__('Earlier runs on this notebook (%1)', finished.length)}
+      </summary>
       <ul>
         {finished.map(run => (
           <li key={run.id} title={run.outcome?.summary}>
