@@ -218,6 +218,51 @@ test.describe('a run that goes on while the person does other things', () => {
       .toBe(full);
   });
 
+  test('the person types in their own cell while the agent streams', async ({
+    page
+  }) => {
+    await startSlowRun(page, 'typing.ipynb');
+    await page.notebook.enterCellEditingMode(0);
+    await page.keyboard.type('mine = 42');
+    await expect
+      .poll(
+        async () => (await modelCell(page, 'agent-1'))?.source.split('\n').length,
+        { timeout: 30_000 }
+      )
+      .toBe(40);
+    const first = await page.evaluate(() => {
+      const widget = window.jupyterapp.shell.currentWidget as any;
+      return widget.content.model.sharedModel.cells[0].getSource();
+    });
+    expect(first).toBe('mine = 42');
+  });
+
+  test('closing the notebook mid-run hands the writing to the server', async ({
+    page,
+    tmpPath
+  }) => {
+    await startSlowRun(page, 'close.ipynb');
+    await page.notebook.save();
+    await page.notebook.close(true);
+    await page.waitForTimeout(2000); // the server writes the cells meanwhile
+    await page.evaluate(async path => {
+      await window.jupyterapp.commands.execute('docmanager:open', { path });
+    }, `${tmpPath}/close.ipynb`);
+    await expect(
+      page.locator('.jp-NotebookPanel:not(.lm-mod-hidden)')
+    ).toBeVisible();
+    await expect
+      .poll(() => modelCell(page, 'agent-1'), { timeout: 30_000 })
+      .toMatchObject({ state: 'proposed' });
+    await expect
+      .poll(
+        async () => (await modelCell(page, 'agent-1'))?.source.split('\n').length,
+        { timeout: 30_000 }
+      )
+      .toBe(40);
+    await expect(page.locator('.jp-Notebook .jp-NotebookAgent-proposed')).toHaveCount(1);
+  });
+
   test('switching notebooks mid-run never sends cells to the wrong one', async ({
     page
   }) => {
