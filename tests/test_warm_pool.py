@@ -14,6 +14,7 @@ from traitlets.config import Config
 from jupyter_notebook_agent.agent import KernelSession
 from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
 from jupyter_notebook_agent.sandbox.pool import WarmPool
+from jupyter_notebook_agent.sandbox.provisioner import LABEL, OWNER
 
 from .conftest import sandbox_writable
 from .test_sandbox import stdout
@@ -97,3 +98,12 @@ async def test_old_kernels_are_replaced_and_closing_removes_the_unclaimed(root):
     with pytest.raises(docker.errors.NotFound):
         docker.from_env().containers.get(replaced[0])
     assert WarmPool.current is None
+
+
+async def test_closing_while_kernels_start_leaves_no_container(root):
+    pool = WarmPool(root, size=2)
+    pool.start()
+    await asyncio.sleep(0.3)  # both starts are under way, their containers being created
+    await pool.close()
+    mine = {"label": f"{LABEL}.owner={OWNER}"}
+    assert docker.from_env().containers.list(all=True, filters=mine) == []

@@ -56,6 +56,7 @@ class WarmPool:
         self._starting: set[asyncio.Task[None]] = set()
         self._recycler: asyncio.Task[None] | None = None
         self._grown = asyncio.Event()
+        self._closed = False
 
     @property
     def image(self) -> str:
@@ -68,6 +69,8 @@ class WarmPool:
         self._recycler = asyncio.create_task(self._recycle())
 
     def refill(self) -> None:
+        if self._closed:
+            return
         for _ in range(self.size - len(self.ready) - len(self._starting)):
             task = asyncio.create_task(self._start_one())
             self._starting.add(task)
@@ -124,13 +127,16 @@ class WarmPool:
         await warm.manager.shutdown_kernel(now=True)
 
     async def close(self) -> None:
-        """Stops refilling and removes every kernel not yet claimed."""
+        """Stops refilling and removes every kernel not yet claimed. Starts under way are let
+        finish, then removed: cancelled midway, the engine would still create their containers,
+        with nothing left to remove them."""
+        self._closed = True
         if WarmPool.current is self:
             WarmPool.current = None
-        tasks = [*self._starting, *([self._recycler] if self._recycler else [])]
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if self._recycler:
+            self._recycler.cancel()
+            await asyncio.gather(self._recycler, return_exceptions=True)
+        await asyncio.gather(*self._starting, return_exceptions=True)
         for warm in self.ready:
             await self._discard(warm)
         self.ready.clear()
