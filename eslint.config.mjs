@@ -28,6 +28,13 @@ export default defineConfig([
   },
   jupyterPlugin.configs.recommended,
   {
+    // Benchmark scripts run in Node and hand functions to the browser page.
+    files: ['bench/*.mjs'],
+    languageOptions: {
+      globals: { ...globals.browser, ...globals.node }
+    }
+  },
+  {
     files: ['**/*.ts', '**/*.tsx'],
     languageOptions: {
       globals: {
