@@ -1,3 +1,4 @@
+import { Notification } from '@jupyterlab/apputils';
 import { NotebookPanel } from '@jupyterlab/notebook';
 import { ServerConnection } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
@@ -141,7 +142,11 @@ export class NotebookSession implements IDisposable {
     const model = new RunModel({ runId: info.id });
     const writer = new NotebookCellWriter(this.panel.model!);
     const apply = (event: RunEvent): void => {
-      writer.apply(event, { undoable: event.seq >= info.events });
+      const live = event.seq >= info.events;
+      writer.apply(event, { undoable: live });
+      if (event.type === 'error' && live) {
+        Notification.error(event.message, { autoClose: 8000 });
+      }
       if (event.type === 'run_finished') {
         void this.panel.context.save();
         void this.refreshPastRuns();
