@@ -23,10 +23,7 @@ import asyncio
 import json
 import os
 import re
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,7 +35,8 @@ from typing import Any
 from unittest import mock
 
 import nbformat
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from serving import API_KEY, TOKEN, free_port, percentile, start_jupyter, stop, wait_ready
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from jupyter_notebook_agent.llm.base import ModelTurn, ToolCall
@@ -55,8 +53,6 @@ ROUNDS = 3
 TTFT_S = 0.5
 """Long enough for every client to have subscribed before its first token is sent."""
 MODEL = "bench-model"
-API_KEY = "sk-bench"
-TOKEN = "bench-token"
 TAG = re.compile(rb"bench-(?:run|sse)-\d+")
 
 SENT: dict[tuple[str, str], float] = {}
@@ -99,70 +95,10 @@ def timed_sends() -> Iterator[None]:
         yield
 
 
-def percentile(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def cpu_seconds(pid: int) -> float:
     """User and system time of a process so far, from /proc (no psutil needed)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def start_server(root: Path, port: int, model_url: str) -> subprocess.Popen[bytes]:
-    """The Jupyter server with the extension on the replayed model, code in a local kernel."""
-    command = [
-        sys.executable,
-        "-m",
-        "jupyter_server",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.root_dir={root}",
-        "--ServerApp.open_browser=False",
-        "--ServerApp.jpserver_extensions={'jupyter_notebook_agent': True}",
-        f"--IdentityProvider.token={TOKEN}",
-        f"--NotebookAgent.model=openai:{MODEL}",
-        f"--NotebookAgent.base_url={model_url}",
-        f"--NotebookAgent.api_key={API_KEY}",
-        "--NotebookAgent.kernel_name=python3",
-        "--NotebookAgent.allow_unsandboxed=True",
-        "--NotebookAgent.warm_pool_size=0",
-        "--NotebookAgent.max_steps=5",
-    ]
-    if os.geteuid() == 0:
-        command.append("--allow-root")
-    env = os.environ | {"JUPYTER_RUNTIME_DIR": str(root / "runtime")}
-    with (root / "server.log").open("wb") as log:
-        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-
-
-def stop_server(server: subprocess.Popen[bytes]) -> None:
-    server.send_signal(signal.SIGTERM)
-    try:
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
-
-
-async def wait_ready(client: AsyncHTTPClient, url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if server.poll() is not None:
-            raise RuntimeError(f"the server exited with {server.returncode}; see server.log")
-        try:
-            await client.fetch(f"{url}api/status", headers=auth(), request_timeout=2)
-            return
-        except (OSError, HTTPClientError):
-            await asyncio.sleep(0.2)
-    raise RuntimeError("the server did not answer /api/status within 60 s")
 
 
 def auth() -> dict[str, str]:
@@ -172,7 +108,7 @@ def auth() -> dict[str, str]:
 async def server_run(client: AsyncHTTPClient, url: str, root: Path, tag: str) -> list[float]:
     """One run over REST, its events over WebSocket: the latency of each message_delta."""
     name = f"{tag}.ipynb".replace("bench-", "")  # the notebook's name must not hold the tag
-    nbformat.write(nbformat.v4.new_notebook(), root / name)
+    nbformat.write(nbformat.v4.new_notebook(), root / "notebooks" / name)
     response = await client.fetch(
         f"{url}notebook-agent/runs",
         method="POST",
@@ -277,9 +213,11 @@ async def main() -> dict[str, float]:
         root = Path(tmp)
         port = free_port()
         url = f"http://127.0.0.1:{port}/"
-        server = start_server(root, port, model.base_url)
+        server = start_jupyter(
+            "jupyter_server", root, port, MODEL, model.base_url, "--NotebookAgent.max_steps=5"
+        )
         try:
-            await wait_ready(client, url, server)
+            await asyncio.to_thread(wait_ready, url, server)
             print(f"server ready; a warm-up round of {RUNS} runs")
             await one_round(client, url, model.base_url, root, server.pid, 0)
             for number in range(1, ROUNDS + 1):
@@ -299,7 +237,7 @@ async def main() -> dict[str, float]:
             print((root / "server.log").read_text()[-4000:], file=sys.stderr)
             raise
         finally:
-            stop_server(server)
+            stop(server)
     through_server, baseline = total.through_server, total.baseline
     return {
         "runs": ROUNDS * RUNS,

@@ -25,18 +25,13 @@ The last line printed is one JSON object of the figures.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,6 +39,7 @@ from typing import Any
 from unittest import mock
 
 import nbformat
+from serving import API_KEY, TOKEN, free_port, percentile, start_jupyter, stop, wait_ready
 
 from jupyter_notebook_agent.llm.base import ModelTurn, ToolCall
 from jupyter_notebook_agent.llm.replay import ARGUMENT_CHUNK
@@ -59,8 +55,6 @@ ROUNDS = 3
 TTFT_S = 1.0
 """Long enough for the panel to have subscribed before the first token is sent."""
 MODEL = "bench-ui"
-API_KEY = "sk-bench"
-TOKEN = "bench-token"
 PROMPT = "Write the cell."
 TAG = re.compile(rb"bench-ui-\d+")
 MARKER = re.compile(r"v(\d{3}) = 1\d{6}")
@@ -122,80 +116,6 @@ def timed_sends() -> Iterator[None]:
         yield
 
 
-def percentile(values: list[float], q: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def start_lab(root: Path, port: int, model_url: str) -> subprocess.Popen[bytes]:
-    """JupyterLab with the extension on the replayed model, code in a local kernel."""
-    command = [
-        sys.executable,
-        "-m",
-        "jupyterlab",
-        "--ServerApp.ip=127.0.0.1",
-        f"--ServerApp.port={port}",
-        "--ServerApp.port_retries=0",
-        f"--IdentityProvider.token={TOKEN}",
-        "--ServerApp.open_browser=False",
-        f"--ServerApp.root_dir={root / 'notebooks'}",
-        "--LabApp.expose_app_in_browser=True",
-        f"--LabApp.workspaces_dir={root / 'workspaces'}",
-        f"--LabApp.user_settings_dir={root / 'settings'}",
-        "--LabApp.news_url=None",
-        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-        f"--NotebookAgent.model=openai:{MODEL}",
-        f"--NotebookAgent.base_url={model_url}",
-        f"--NotebookAgent.api_key={API_KEY}",
-        "--NotebookAgent.kernel_name=python3",
-        "--NotebookAgent.allow_unsandboxed=True",
-        "--NotebookAgent.warm_pool_size=0",
-    ]
-    if os.geteuid() == 0:
-        command.append("--allow-root")
-    env = os.environ | {"JUPYTER_RUNTIME_DIR": str(root / "runtime")}
-    with (root / "lab.log").open("wb") as log:
-        return subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
-        )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Ends the process and its kernels (its own session): SIGTERM, then SIGKILL."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    try:
-        os.killpg(process.pid, signal.SIGKILL)  # any kernel left in its process group
-    except ProcessLookupError:
-        pass
-
-
-def wait_ready(url: str, lab: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    request = urllib.request.Request(
-        f"{url}api/status", headers={"Authorization": f"token {TOKEN}"}
-    )
-    while time.monotonic() < deadline:
-        if lab.poll() is not None:
-            raise RuntimeError(f"jupyter lab exited with {lab.returncode}; see lab.log")
-        try:
-            with urllib.request.urlopen(request, timeout=2):
-                return
-        except (OSError, urllib.error.URLError):
-            time.sleep(0.2)
-    raise RuntimeError("jupyter lab did not answer /api/status within 60 s")
-
-
 def browse(url: str, notebooks: list[str]) -> list[dict[str, Any]]:
     """Runs the Node script over the notebooks, one round each; round i's tag is bench-ui-i."""
     node = shutil.which("node")
@@ -230,7 +150,7 @@ def main() -> dict[str, float]:
         timed_sends(),
     ):
         root = Path(tmp)
-        (root / "notebooks").mkdir()
+        (root / "notebooks").mkdir(exist_ok=True)
         notebooks = [f"round-{i}.ipynb" for i in range(ROUNDS + 1)]  # round 0 is the warm-up
         for name in notebooks:
             notebook = nbformat.v4.new_notebook()
@@ -242,13 +162,24 @@ def main() -> dict[str, float]:
             nbformat.write(notebook, root / "notebooks" / name)
         port = free_port()
         url = f"http://127.0.0.1:{port}/"
-        lab = start_lab(root, port, model.base_url)
+        lab = start_jupyter(
+            "jupyterlab",
+            root,
+            port,
+            MODEL,
+            model.base_url,
+            "--LabApp.expose_app_in_browser=True",
+            f"--LabApp.workspaces_dir={root / 'workspaces'}",
+            f"--LabApp.user_settings_dir={root / 'settings'}",
+            "--LabApp.news_url=None",
+            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        )
         try:
             wait_ready(url, lab)
             print(f"jupyter lab ready on port {port}; a warm-up round, then {ROUNDS} rounds")
             rounds = browse(url, notebooks)
         except BaseException:
-            print((root / "lab.log").read_text()[-4000:], file=sys.stderr)
+            print((root / "server.log").read_text()[-4000:], file=sys.stderr)
             raise
         finally:
             stop(lab)

@@ -1,0 +1,94 @@
+"""What the benchmarks that drive a real Jupyter server share: a free port, the server process
+with the extension on a replayed model, its readiness, its end, and percentiles."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+TOKEN = "bench-token"
+API_KEY = "sk-bench"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def percentile(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def start_jupyter(
+    app: str, work: Path, port: int, model: str, model_url: str, *extra: str
+) -> subprocess.Popen[bytes]:
+    """`app` (jupyter_server or jupyterlab) with the extension on the replayed `model`, code in
+    a local kernel, in a process group of its own. Notebooks are served from work/notebooks;
+    the log goes to work/server.log."""
+    (work / "notebooks").mkdir(exist_ok=True)
+    command = [
+        sys.executable,
+        "-m",
+        app,
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--ServerApp.root_dir={work / 'notebooks'}",
+        "--ServerApp.open_browser=False",
+        "--ServerApp.jpserver_extensions={'jupyter_notebook_agent': True}",
+        f"--IdentityProvider.token={TOKEN}",
+        f"--NotebookAgent.model=openai:{model}",
+        f"--NotebookAgent.base_url={model_url}",
+        f"--NotebookAgent.api_key={API_KEY}",
+        "--NotebookAgent.kernel_name=python3",
+        "--NotebookAgent.allow_unsandboxed=True",
+        "--NotebookAgent.warm_pool_size=0",
+        *extra,
+    ]
+    if os.geteuid() == 0:
+        command.append("--allow-root")
+    env = os.environ | {"JUPYTER_RUNTIME_DIR": str(work / "runtime")}
+    with (work / "server.log").open("wb") as log:
+        return subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+
+
+def wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
+    request = urllib.request.Request(
+        f"{url}api/status", headers={"Authorization": f"token {TOKEN}"}
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with {server.returncode}; see server.log")
+        try:
+            with urllib.request.urlopen(request, timeout=2):
+                return
+        except (OSError, urllib.error.URLError):
+            time.sleep(0.2)
+    raise RuntimeError("the server did not answer /api/status within 60 s")
+
+
+def stop(server: subprocess.Popen[bytes]) -> None:
+    """Ends the server and its kernels (its own process group): SIGTERM, then SIGKILL."""
+    if server.poll() is None:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    try:
+        os.killpg(server.pid, signal.SIGKILL)  # any kernel left in its process group
+    except ProcessLookupError:
+        pass
