@@ -284,7 +284,7 @@ class Agent:
         if cell_type not in ("code", "markdown"):
             return False  # unknown until after the source: the cell appears when the call ends
         after = string_field(arguments, "after_cell_id")
-        if after is not None and not self._exists(after):
+        if after is not None and not self.notebook.has(after):
             after = None
         cell = self._propose(cell_type, "", after, streaming=True)
         call.cell_id, call.after_cell_id = cell.id, after
@@ -312,10 +312,10 @@ class Agent:
         after_cell_id: str | None = None,
         streamed: _StreamingCall | None = None,
     ) -> dict[str, Any]:
-        if after_cell_id is not None and not self._exists(after_cell_id):
+        if after_cell_id is not None and (missing := self._missing(after_cell_id)):
             if streamed:
                 self._withdraw(streamed, f"no cell has id {after_cell_id!r}")
-            return {"status": "error", "error": str(self._not_found(after_cell_id))}
+            return missing
         if streamed is None or streamed.cell_id is None:
             cell = self._propose(cell_type, source, after_cell_id)
         else:
@@ -334,8 +334,8 @@ class Agent:
     async def _tool_edit_cell(
         self, cell_id: str, source: str, streamed: _StreamingCall | None = None
     ) -> dict[str, Any]:
-        if not self._exists(cell_id):
-            return {"status": "error", "error": str(self._not_found(cell_id))}
+        if missing := self._missing(cell_id):
+            return missing
         if not self._is_live(cell_id):
             return {
                 "status": "error",
@@ -479,8 +479,14 @@ class Agent:
         record.state = state
         cell.metadata[METADATA_KEY]["state"] = state
 
-    def _exists(self, cell_id: str) -> bool:
-        return any(cell.get("id") == cell_id for cell in self.notebook.nb.cells)
+    def _missing(self, cell_id: str) -> dict[str, Any] | None:
+        """What the model reads about a cell id the notebook lacks (the ids it has); None when
+        the notebook has it."""
+        try:
+            self.notebook.index(cell_id)
+        except CellNotFound as error:
+            return {"status": "error", "error": str(error)}
+        return None
 
     def _is_live(self, cell_id: str) -> bool:
         """A cell of this run that is still in the notebook."""
@@ -488,14 +494,7 @@ class Agent:
             self.review.record(cell_id)
         except CellGone:
             return False
-        return self._exists(cell_id)
-
-    def _not_found(self, cell_id: str) -> CellNotFound:
-        try:
-            self.notebook.index(cell_id)
-        except CellNotFound as error:
-            return error
-        raise AssertionError(f"{cell_id} exists")
+        return self.notebook.has(cell_id)
 
     async def _run_cell(self, cell: NotebookNode) -> dict[str, Any]:
         execution = await self._execute(cell.source, skip=cell.id)

@@ -53,9 +53,6 @@ class Review:
             raise CellGone(f"cell {cell_id!r} is not a cell of this run that is still there")
         return record
 
-    def waiting_on(self, cell_id: str) -> bool:
-        return cell_id in self._waiting
-
     async def wait(self, cell_id: str) -> Decision:
         """Until the person decides on the cell (`ask` mode)."""
         future = asyncio.get_running_loop().create_future()

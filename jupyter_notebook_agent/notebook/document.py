@@ -64,6 +64,9 @@ class NotebookDocument:
         ids = ", ".join(cell.get("id", "?") for cell in self.nb.cells) or "none"
         raise CellNotFound(f"no cell has id {cell_id!r}; the notebook's cell ids: {ids}")
 
+    def has(self, cell_id: str) -> bool:
+        return any(cell.get("id") == cell_id for cell in self.nb.cells)
+
     def cell(self, cell_id: str) -> NotebookNode:
         return self.nb.cells[self.index(cell_id)]
 

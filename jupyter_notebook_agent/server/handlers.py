@@ -20,7 +20,7 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from .. import __version__
 from ..agent import AgentConfig, Event
 from ..llm import ModelError, parse_model_string
-from ..sandbox import SandboxUnavailable, choose_kernel
+from ..sandbox import KernelChoice, SandboxUnavailable, choose_kernel
 from .runs import Run, RunError, RunRegistry, RunRequest
 
 
@@ -44,6 +44,14 @@ class AgentHandler(RegistryMixin, APIHandler):
             return
         super().write_error(status_code, **kwargs)
 
+    async def choose_kernel(self) -> KernelChoice:
+        """The kernel a run gets now; SandboxUnavailable says why there is none."""
+        specs = await ensure_async(self.kernel_spec_manager.get_all_specs())
+        app = self.extensionapp
+        return await asyncio.to_thread(
+            choose_kernel, app.kernel_name or None, app.allow_unsandboxed, specs
+        )
+
     def body(self) -> dict[str, Any]:
         """The request's JSON object; an empty body is an empty object."""
         if not self.request.body:
@@ -57,19 +65,27 @@ class AgentHandler(RegistryMixin, APIHandler):
         return body
 
 
+_KINDS = {str: "a string", int: "an integer", bool: "true or false"}
+
+
 def _field(
-    body: dict[str, Any], name: str, kind: type | tuple[type, ...], default: Any = ...
+    body: dict[str, Any],
+    name: str,
+    kind: type,
+    default: Any = ...,
+    choices: tuple[str, ...] = (),
 ) -> Any:
-    """A field of the body, of the right JSON type; RunError 400 naming it otherwise."""
+    """A field of the body, of the right JSON type (and one of `choices`, where given);
+    RunError 400 naming it otherwise."""
     if name not in body:
         if default is ...:
             raise RunError(400, f"the field {name!r} is missing")
         return default
     value = body[name]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        names = {str: "a string", int: "an integer", bool: "true or false"}
-        wanted = names.get(kind, str(kind)) if isinstance(kind, type) else "of another type"
-        raise RunError(400, f"the field {name!r} must be {wanted}")
+        raise RunError(400, f"the field {name!r} must be {_KINDS[kind]}")
+    if choices and value not in choices:
+        raise RunError(400, f"the field {name!r} must be {' or '.join(map(repr, choices))}")
     return value
 
 
@@ -107,15 +123,8 @@ class StatusHandler(AgentHandler):
             )
         )
 
-    async def choose_kernel(self) -> Any:
-        specs = await ensure_async(self.kernel_spec_manager.get_all_specs())
-        app = self.extensionapp
-        return await asyncio.to_thread(
-            choose_kernel, app.kernel_name or None, app.allow_unsandboxed, specs
-        )
 
-
-class RunsHandler(StatusHandler):
+class RunsHandler(AgentHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
         """A notebook's runs (`?path=`), or every run, oldest first."""
@@ -135,18 +144,14 @@ class RunsHandler(StatusHandler):
             raise RunError(
                 413, f"the prompt has {len(prompt)} characters; at most {app.max_prompt_chars}"
             )
-        execution = _field(body, "execution", str, app.execution)
-        if execution not in ("auto", "ask"):
-            raise RunError(400, "the field 'execution' must be 'auto' or 'ask'")
+        execution = _field(body, "execution", str, app.execution, ("auto", "ask"))
         max_steps = _field(body, "max_steps", int, app.max_steps)
         if not 1 <= max_steps <= app.max_steps:
             raise RunError(400, f"the field 'max_steps' must be from 1 to {app.max_steps}")
         model = _field(body, "model", str, "")
-        writer = _field(body, "writer", str, "server")
-        if writer not in ("server", "frontend"):
-            raise RunError(400, "the field 'writer' must be 'server' or 'frontend'")
+        writer = _field(body, "writer", str, "server", ("server", "frontend"))
         self.registry.check_free(path)
-        await self.registry.read_notebook(path)  # a missing notebook is said before the rest
+        notebook = await self.registry.read_notebook(path)  # said before the kernel, the model
         try:
             kernel = await self.choose_kernel()
         except SandboxUnavailable as error:
@@ -161,8 +166,9 @@ class RunsHandler(StatusHandler):
             execution_timeout_s=app.execution_timeout,
             execution=execution,
         )
-        run = await self.registry.create(
+        run = self.registry.create(
             RunRequest(path, prompt, execution, max_steps, writer == "frontend"),
+            notebook,
             chosen,
             kernel.name,
             config,

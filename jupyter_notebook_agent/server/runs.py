@@ -17,6 +17,7 @@ import nbformat
 from jupyter_core.utils import ensure_async
 from jupyter_server.services.contents.manager import ContentsManager
 from jupyter_server.services.kernels.kernelmanager import MappingKernelManager
+from tornado.web import HTTPError
 
 from ..agent import Agent, AgentConfig, EventLog, KernelSession, RunOutcome
 from ..agent.review import ReviewError
@@ -62,7 +63,6 @@ class Run:
         self.state: RunState = "running"
         self.outcome: RunOutcome | None = None
         self.task: asyncio.Task[None] | None = None
-        self.kernel_id: str | None = None
 
     @property
     def active(self) -> bool:
@@ -79,7 +79,6 @@ class Run:
             # Finished once all is put away: a regenerate may start the run again right after.
             self.writer.run_record.update(self._record() | {"state": "finished"})
             await self.agent.close()
-            self.kernel_id = None
             await self.writer.flush()
             self.state = "finished"
 
@@ -174,39 +173,41 @@ class RunRegistry:
         if not path.endswith(".ipynb"):
             raise RunError(400, f"{path!r} is not a notebook (an .ipynb file)")
         try:
-            exists = await ensure_async(self.contents.file_exists(path))
-        except Exception as error:  # a path outside the root: the manager refuses it
-            raise RunError(404, f"no notebook at {path!r}") from error
-        if not exists:
-            raise RunError(404, f"no notebook at {path!r}")
-        model = await ensure_async(self.contents.get(path, content=True, type="notebook"))
+            model = await ensure_async(self.contents.get(path, content=True, type="notebook"))
+        except HTTPError as error:  # missing, outside the root, or not readable as a notebook
+            if error.status_code == 404:
+                raise RunError(404, f"no notebook at {path!r}") from None
+            raise RunError(400, f"{path!r} cannot be read: {error.log_message}") from None
         return nbformat.from_dict(model["content"])
 
-    async def create(
+    def create(
         self,
         request: RunRequest,
+        notebook: nbformat.NotebookNode,
         model: Model,
         kernel_name: str,
         config: AgentConfig,
     ) -> Run:
+        """Starts a run on the notebook as `read_notebook` gave it; 409 while another run is
+        active there (checked again here: the caller awaited since its own check)."""
         self.check_free(request.path)
-        notebook = NotebookDocument(await self.read_notebook(request.path))
-        self.check_free(request.path)  # reading the file gave another request its turn
+        document = NotebookDocument(notebook)
         events = EventLog()
         run_id = uuid.uuid4().hex
         record = {"run_id": run_id}
         writer = NotebookWriter(
             self.contents,
             request.path,
-            notebook.nb,
+            document.nb,
             record,
             delay_s=self.write_delay_s,
             frontend_grace_s=FRONTEND_GRACE_S if request.frontend_writes else None,
         )
+        folder = request.path.rpartition("/")[0]
         agent = Agent(
             model,
-            lambda: self._start_kernel(run, kernel_name),
-            notebook,
+            lambda: self._start_kernel(kernel_name, folder),
+            document,
             notebook_path=request.path,
             config=config,
             events=events,
@@ -235,14 +236,12 @@ class RunRegistry:
             if run.active:
                 raise RunError(409, f"run {run.id} is still working on {path}; stop it first")
 
-    async def _start_kernel(self, run: Run, kernel_name: str) -> KernelSession:
+    async def _start_kernel(self, kernel_name: str, folder: str) -> KernelSession:
         """Through the server's kernel manager, so that a gateway can run it; the agent handles
         deaths and restarts itself, so the manager's auto-restart is off for it."""
-        folder = run.request.path.rpartition("/")[0]
         kernel_id = await ensure_async(
             self.kernels.start_kernel(kernel_name=kernel_name, path=folder)
         )
-        run.kernel_id = kernel_id
         manager = self.kernels.get_kernel(kernel_id)
         manager.autorestart = False
         manager.stop_restarter()

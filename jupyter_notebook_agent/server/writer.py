@@ -55,7 +55,6 @@ class NotebookWriter:
         self.delay_s = delay_s
         self.log = log or logging.getLogger(__name__)
         self.frontends = 0
-        self.writes = 0
         self.written: set[str] = set()
         self.removed: set[str] = set()
         self._dirty = False
@@ -128,4 +127,3 @@ class NotebookWriter:
                     {"type": "notebook", "format": "json", "content": on_disk}, self.path
                 )
             )
-            self.writes += 1
