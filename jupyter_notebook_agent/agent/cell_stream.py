@@ -7,8 +7,15 @@ import json
 import re
 
 _KEY = r'"{}"\s*:\s*'
-#: An escape cut off by the end of the text so far: a lone backslash or a short \\u sequence.
-_CUT_ESCAPE = re.compile(r"(?<!\\)(\\\\)*\\(u[0-9a-fA-F]{0,3})?$")
+#: The closing quote of a JSON string: one not escaped by an odd run of backslashes.
+_STRING_END = re.compile(r'(?<!\\)(?:\\\\)*"')
+#: What must wait for more text at the end of what arrived: a lone backslash, a short \u
+#: escape, or the high half of a surrogate pair, which decodes only with its low half.
+_SHORT_U = r"u[0-9a-fA-F]{0,3}"
+_HIGH_SURROGATE = r"u[dD][89abAB][0-9a-fA-F]{2}"
+_HELD_BACK = re.compile(
+    rf"(?<!\\)(?:\\\\)*((?:\\(?:{_SHORT_U}|{_HIGH_SURROGATE}(?:\\(?:{_SHORT_U})?)?)?)?)$"
+)
 
 
 def string_field(arguments: str, key: str) -> str | None:
@@ -21,31 +28,39 @@ def string_field(arguments: str, key: str) -> str | None:
 
 class SourceStream:
     """Feeds on the growing arguments text of one call; `feed` returns the source text that
-    became readable since the last call ("" when none did)."""
+    became readable since the last call ("" when none did). Each piece of the arguments is
+    decoded once: the work grows with the source, not with its square."""
 
     def __init__(self) -> None:
         self.arguments = ""
         self.source = ""
         self.started = False
         """The `source` field has begun, so its cell can be shown."""
-        self._start: int | None = None
+        self._next: int | None = None
+        """Where in `arguments` the source's text not yet decoded begins."""
+        self._ended = False
 
     def feed(self, chunk: str) -> str:
         self.arguments += chunk
-        if self._start is None:
+        if self._ended:
+            return ""
+        if self._next is None:
             match = re.search(_KEY.format("source") + '"', self.arguments)
             if match is None:
                 return ""
-            self._start, self.started = match.end(), True
-        raw = self.arguments[self._start :]
-        end = re.search(r'(?<!\\)(\\\\)*"', raw)
-        if end:
-            raw = raw[: end.end() - 1]
+            self._next, self.started = match.end(), True
+        raw = self.arguments[self._next :]
+        if end := _STRING_END.search(raw):
+            raw, self._ended = raw[: end.end() - 1], True
         else:
-            raw = _CUT_ESCAPE.sub(lambda m: m.group(1) or "", raw)
+            held = _HELD_BACK.search(raw)
+            assert held is not None  # at the least, the empty end of `raw` matches
+            raw = raw[: held.start(1)]
         try:
-            decoded = json.loads(f'"{raw}"')
+            new = json.loads(f'"{raw}"')
         except json.JSONDecodeError:
-            return ""  # a malformed escape: the whole call will be refused and the model told
-        new, self.source = decoded[len(self.source) :], decoded
+            self._ended = True  # a malformed escape: the call will be refused, the model told
+            return ""
+        self._next += len(raw)
+        self.source += new
         return new
