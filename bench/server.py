@@ -27,21 +27,26 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import nbformat
-from serving import API_KEY, TOKEN, free_port, percentile, start_jupyter, stop, wait_ready
+from serving import (
+    API_KEY,
+    TOKEN,
+    free_port,
+    percentile,
+    sends_stamped,
+    start_jupyter,
+    stop,
+    wait_ready,
+)
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from jupyter_notebook_agent.llm.base import ModelTurn, ToolCall
 from jupyter_notebook_agent.llm.replay_server import (
-    ChatCompletionsHandler,
     ReplayScript,
     ReplayServerThread,
 )
@@ -59,6 +64,11 @@ SENT: dict[tuple[str, str], float] = {}
 """When each token was sent: (the tag in its stream's prompt, its text) -> perf_counter."""
 
 
+def prose(delta: dict[str, Any]) -> list[str]:
+    """The text a chunk of a prose turn carries: one token."""
+    return [delta["content"]] if delta.get("content") else []
+
+
 def script() -> ReplayScript:
     """Turn 1: WORDS words at TOKENS_PER_S and no tool call; turn 2, after the agent's reminder
     to call a tool, ends the run."""
@@ -71,28 +81,6 @@ def script() -> ReplayScript:
         tool_calls=[ToolCall("c", "complete_task", '{"success": true, "summary": "ok"}')]
     )
     return ReplayScript(turns=[prose, done], model=MODEL, speed=1, api_key=API_KEY)
-
-
-@contextmanager
-def timed_sends() -> Iterator[None]:
-    """Records when the model server sends each token, keyed by the tag in the request's
-    prompt, so that 20 streams of the same words can be told apart."""
-    send = ChatCompletionsHandler._send
-
-    async def timed(
-        handler: ChatCompletionsHandler,
-        base: dict[str, Any],
-        choices: list[dict[str, Any]],
-        **extra: Any,
-    ) -> None:
-        text = choices[0]["delta"].get("content") if choices else None
-        tag = TAG.search(handler.request.body)
-        if text and tag:
-            SENT[tag.group().decode(), text] = time.perf_counter()
-        await send(handler, base, choices, **extra)
-
-    with mock.patch.object(ChatCompletionsHandler, "_send", timed):
-        yield
 
 
 def cpu_seconds(pid: int) -> float:
@@ -208,7 +196,7 @@ async def main() -> dict[str, float]:
     with (
         tempfile.TemporaryDirectory() as tmp,
         ReplayServerThread(script()) as model,
-        timed_sends(),
+        sends_stamped(SENT, TAG, prose, time.perf_counter),
     ):
         root = Path(tmp)
         port = free_port()

@@ -1,9 +1,11 @@
 """What the benchmarks that drive a real Jupyter server share: a free port, the server process
-with the extension on a replayed model, its readiness, its end, and percentiles."""
+with the extension on a replayed model, its readiness, its end, the times the model sent its
+tokens, and percentiles."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import statistics
@@ -12,7 +14,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+from unittest import mock
+
+from jupyter_notebook_agent.llm.replay_server import ChatCompletionsHandler
 
 TOKEN = "bench-token"
 API_KEY = "sk-bench"
@@ -92,3 +100,32 @@ def stop(server: subprocess.Popen[bytes]) -> None:
         os.killpg(server.pid, signal.SIGKILL)  # any kernel left in its process group
     except ProcessLookupError:
         pass
+
+
+@contextmanager
+def sends_stamped(
+    sent: dict[tuple[str, str], float],
+    tag: re.Pattern[bytes],
+    tokens: Callable[[dict[str, Any]], Iterable[str]],
+    clock: Callable[[], float],
+) -> Iterator[None]:
+    """While open, the replay server stamps with `clock` each token it sends, into `sent`:
+    (the `tag` found in the request, so that streams of the same words are told apart; each
+    token `tokens` finds in a chunk's delta) -> the time it was sent."""
+    send = ChatCompletionsHandler._send
+
+    async def stamped(
+        handler: ChatCompletionsHandler,
+        base: dict[str, Any],
+        choices: list[dict[str, Any]],
+        **extra: Any,
+    ) -> None:
+        found = tag.search(handler.request.body)
+        if choices and found:
+            now = clock()
+            for token in tokens(choices[0]["delta"]):
+                sent[found.group().decode(), token] = now
+        await send(handler, base, choices, **extra)
+
+    with mock.patch.object(ChatCompletionsHandler, "_send", stamped):
+        yield

@@ -32,19 +32,24 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import nbformat
-from serving import API_KEY, TOKEN, free_port, percentile, start_jupyter, stop, wait_ready
+from serving import (
+    API_KEY,
+    TOKEN,
+    free_port,
+    percentile,
+    sends_stamped,
+    start_jupyter,
+    stop,
+    wait_ready,
+)
 
 from jupyter_notebook_agent.llm.base import ModelTurn, ToolCall
 from jupyter_notebook_agent.llm.replay import ARGUMENT_CHUNK
 from jupyter_notebook_agent.llm.replay_server import (
-    ChatCompletionsHandler,
     ReplayScript,
     ReplayServerThread,
 )
@@ -62,6 +67,13 @@ HERE = Path(__file__).resolve().parent
 
 SENT: dict[tuple[str, str], float] = {}
 """When each marker was sent: (the tag in its run's prompt, the marker) -> ms since the epoch."""
+
+
+def sent_markers(delta: dict[str, Any]) -> list[str]:
+    """The source lines a chunk of the add_cell call's arguments carries."""
+    calls = delta.get("tool_calls") or []
+    arguments = calls[0]["function"].get("arguments", "") if calls else ""
+    return [found.group() for found in MARKER.finditer(arguments)]
 
 
 def arguments() -> str:
@@ -91,29 +103,6 @@ def script() -> ReplayScript:
         tool_calls=[ToolCall("c2", "complete_task", '{"success": true, "summary": "ok"}')]
     )
     return ReplayScript(turns=[cell, done], model=MODEL, speed=1, api_key=API_KEY)
-
-
-@contextmanager
-def timed_sends() -> Iterator[None]:
-    """Records when the model server sends each marker, keyed by the tag in the prompt."""
-    send = ChatCompletionsHandler._send
-
-    async def timed(
-        handler: ChatCompletionsHandler,
-        base: dict[str, Any],
-        choices: list[dict[str, Any]],
-        **extra: Any,
-    ) -> None:
-        calls = choices[0]["delta"].get("tool_calls") if choices else None
-        tag = TAG.search(handler.request.body)
-        if calls and tag:
-            now = time.time() * 1000
-            for found in MARKER.finditer(calls[0]["function"].get("arguments", "")):
-                SENT[tag.group().decode(), found.group()] = now
-        await send(handler, base, choices, **extra)
-
-    with mock.patch.object(ChatCompletionsHandler, "_send", timed):
-        yield
 
 
 def browse(url: str, notebooks: list[str]) -> list[dict[str, Any]]:
@@ -147,7 +136,7 @@ def main() -> dict[str, float]:
     with (
         tempfile.TemporaryDirectory() as tmp,
         ReplayServerThread(script()) as model,
-        timed_sends(),
+        sends_stamped(SENT, TAG, sent_markers, lambda: time.time() * 1000),
     ):
         root = Path(tmp)
         (root / "notebooks").mkdir(exist_ok=True)
