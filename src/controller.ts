@@ -5,7 +5,12 @@ import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
 import { AgentAPI } from './model/api';
-import { IRunInfo, RunEvent } from './model/events';
+import {
+  ICellProvenance,
+  IRunInfo,
+  METADATA_KEY,
+  RunEvent
+} from './model/events';
 import { RunEventStream } from './model/eventStream';
 import { RunModel } from './model/runModel';
 import { NotebookCellWriter } from './notebook/cellWriter';
@@ -94,20 +99,32 @@ export class NotebookSession implements IDisposable {
   }
 
   accept(cellId: string): Promise<IRunInfo> | undefined {
-    return this._run ? this.api.accept(this._run.runId, cellId) : undefined;
+    const runId = this.runOf(cellId);
+    return runId ? this.api.accept(runId, cellId) : undefined;
   }
 
   reject(cellId: string): Promise<IRunInfo> | undefined {
-    return this._run ? this.api.reject(this._run.runId, cellId) : undefined;
+    const runId = this.runOf(cellId);
+    return runId ? this.api.reject(runId, cellId) : undefined;
   }
 
   regenerate(
     cellId: string,
     instruction: string
   ): Promise<IRunInfo> | undefined {
-    return this._run
-      ? this.api.regenerate(this._run.runId, cellId, instruction)
-      : undefined;
+    const runId = this.runOf(cellId);
+    return runId ? this.api.regenerate(runId, cellId, instruction) : undefined;
+  }
+
+  /** The run that wrote the cell, as its provenance says: an earlier run's cell may still
+   * be proposed. The run shown, for a cell the notebook does not hold yet. */
+  private runOf(cellId: string): string | undefined {
+    const cell = this.panel.model?.sharedModel.cells.find(
+      each => each.getId() === cellId
+    );
+    const provenance = cell?.getMetadata(METADATA_KEY) as
+      ICellProvenance | undefined;
+    return provenance?.run_id ?? this._run?.runId;
   }
 
   async acceptAll(): Promise<void> {

@@ -2,11 +2,7 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import {
-  ICommandPalette,
-  InputDialog,
-  Notification
-} from '@jupyterlab/apputils';
+import { ICommandPalette, Notification } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
@@ -17,7 +13,10 @@ import { Signal } from '@lumino/signaling';
 import { NotebookSession } from './controller';
 import { AgentAPI } from './model/api';
 import { IAgentStatus, METADATA_KEY } from './model/events';
-import { ProposedCellMarker } from './notebook/proposedCells';
+import {
+  askForInstruction,
+  ProposedCellMarker
+} from './notebook/proposedCells';
 import { AgentPanel, IPanelContext } from './panel';
 
 const PLUGIN_ID = 'jupyter-notebook-agent:plugin';
@@ -190,8 +189,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
       return { session, cellId: cell.model.id };
     };
-    const hasRun = () =>
-      context.session?.run !== null && context.session !== null;
+    const hasRun = () => !!context.session?.run;
+    /** A command on the agent cell the person is on. */
+    const cellCommand = (
+      label: string,
+      act: (session: NotebookSession, cellId: string) => unknown
+    ) => ({
+      label,
+      describedBy: NO_ARGS,
+      isEnabled: () => activeAgentCell() !== null,
+      execute: () => {
+        const found = activeAgentCell();
+        return found ? act(found.session, found.cellId) : undefined;
+      }
+    });
 
     app.commands.addCommand(CommandIDs.openPanel, {
       label: trans.__('Open the Notebook Agent panel'),
@@ -199,43 +210,30 @@ const plugin: JupyterFrontEndPlugin<void> = {
       icon: agentIcon,
       execute: () => app.shell.activateById(panel.id)
     });
-    app.commands.addCommand(CommandIDs.acceptCell, {
-      label: trans.__('Accept the proposed cell'),
-      describedBy: NO_ARGS,
-      isEnabled: () => activeAgentCell() !== null,
-      execute: () => {
-        const found = activeAgentCell();
-        return found?.session.accept(found.cellId);
-      }
-    });
-    app.commands.addCommand(CommandIDs.rejectCell, {
-      label: trans.__('Reject the proposed cell'),
-      describedBy: NO_ARGS,
-      isEnabled: () => activeAgentCell() !== null,
-      execute: () => {
-        const found = activeAgentCell();
-        return found?.session.reject(found.cellId);
-      }
-    });
-    app.commands.addCommand(CommandIDs.regenerateCell, {
-      label: trans.__('Regenerate the proposed cell…'),
-      describedBy: NO_ARGS,
-      isEnabled: () => activeAgentCell() !== null,
-      execute: async () => {
-        const found = activeAgentCell();
-        if (!found) {
-          return;
+    app.commands.addCommand(
+      CommandIDs.acceptCell,
+      cellCommand(trans.__('Accept the proposed cell'), (session, cellId) =>
+        session.accept(cellId)
+      )
+    );
+    app.commands.addCommand(
+      CommandIDs.rejectCell,
+      cellCommand(trans.__('Reject the proposed cell'), (session, cellId) =>
+        session.reject(cellId)
+      )
+    );
+    app.commands.addCommand(
+      CommandIDs.regenerateCell,
+      cellCommand(
+        trans.__('Regenerate the proposed cell…'),
+        async (session, cellId) => {
+          const instruction = await askForInstruction(trans);
+          if (instruction !== null) {
+            await session.regenerate(cellId, instruction);
+          }
         }
-        const answer = await InputDialog.getText({
-          title: trans.__('Regenerate %1', found.cellId),
-          label: trans.__('What should change? (optional)'),
-          placeholder: trans.__('e.g. use a log scale')
-        });
-        if (answer.button.accept) {
-          await found.session.regenerate(found.cellId, answer.value ?? '');
-        }
-      }
-    });
+      )
+    );
     app.commands.addCommand(CommandIDs.acceptAll, {
       label: trans.__('Accept all proposed cells'),
       describedBy: NO_ARGS,

@@ -101,6 +101,22 @@ function isProposed(model: ICellModel): boolean {
   return provenance?.state === 'proposed';
 }
 
+/**
+ * What the person wants changed in a cell to regenerate: '' to just try again, null when
+ * they cancelled. The toolbar's button and the palette's command both ask this way.
+ */
+export async function askForInstruction(
+  trans: TranslationBundle
+): Promise<string | null> {
+  const answer = await InputDialog.getText({
+    title: trans.__('Regenerate the cell'),
+    label: trans.__('What should change? Leave empty to just try again.'),
+    placeholder: trans.__('e.g. plot it on a log scale'),
+    okLabel: trans.__('Regenerate')
+  });
+  return answer.button.accept ? (answer.value?.trim() ?? '') : null;
+}
+
 /** Accept, Reject and Regenerate for one proposed cell: real buttons, so Tab reaches them and
  * Enter or Space presses them. */
 class ProposedCellToolbar extends Widget {
@@ -158,16 +174,9 @@ class ProposedCellToolbar extends Widget {
   }
 
   private async _regenerate(): Promise<void> {
-    const answer = await InputDialog.getText({
-      title: this._trans.__('Regenerate the cell'),
-      label: this._trans.__(
-        'What should change? Leave empty to just try again.'
-      ),
-      placeholder: this._trans.__('e.g. plot it on a log scale'),
-      okLabel: this._trans.__('Regenerate')
-    });
-    if (answer.button.accept) {
-      await this._actions.regenerate(this._cell.id, answer.value?.trim() ?? '');
+    const instruction = await askForInstruction(this._trans);
+    if (instruction !== null) {
+      await this._actions.regenerate(this._cell.id, instruction);
     }
   }
 
