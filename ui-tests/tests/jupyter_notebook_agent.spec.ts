@@ -168,6 +168,8 @@ test.describe('the notebook agent panel', () => {
 
 test.describe('a run that goes on while the person does other things', () => {
   test.use({ mockSettings: recording('ui-slow') });
+  // The slow recording streams for about 30 s: room for it and a busy CI machine.
+  test.describe.configure({ timeout: 120_000 });
 
   /** Starts the slow recording on a new notebook; returns once its first cell streams. */
   async function startSlowRun(
@@ -266,8 +268,9 @@ test.describe('a run that goes on while the person does other things', () => {
   test('switching notebooks mid-run never sends cells to the wrong one', async ({
     page
   }) => {
-    await startSlowRun(page, 'first.ipynb');
+    // Both notebooks exist before the run: creating one under load is not what is tested.
     await page.notebook.createNew('second.ipynb');
+    await startSlowRun(page, 'first.ipynb');
     await page.notebook.activate('second.ipynb');
     const panel = await openPanel(page);
     await expect(panel.getByText(/Notebook: .*second\.ipynb/)).toBeVisible();
