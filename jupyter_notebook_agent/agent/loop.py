@@ -15,7 +15,7 @@ from nbformat import NotebookNode
 from ..llm.base import Model, ModelError, ModelTurn, TextDelta, ToolCall, ToolCallDelta
 from ..notebook.document import METADATA_KEY, CellNotFound, CellState, NotebookDocument
 from ..notebook.outputs import digest
-from .cell_stream import SourceStream, string_field
+from ..partial_json import FieldStream, string_field
 from .events import EventLog
 from .kernel import Execution, KernelSession
 from .prompt import SYSTEM_PROMPT, task_message
@@ -71,7 +71,7 @@ class _StreamingCall:
     """A tool call still arriving; a cell call gets its cell shown as its source streams."""
 
     name: str = ""
-    source: SourceStream = field(default_factory=SourceStream)
+    source: FieldStream = field(default_factory=lambda: FieldStream("source"))
     cell_id: str | None = None
     after_cell_id: str | None = None
     original: str | None = None

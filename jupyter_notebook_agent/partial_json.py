@@ -1,5 +1,6 @@
-"""A cell's source as the model writes it: read out of a tool call's JSON arguments, token by
-token, before the call is complete, so that the notebook can show the cell filling in."""
+"""String fields read out of JSON while it streams, token by token, before it is complete: a
+cell's source out of a tool call's arguments (so the notebook shows the cell filling in), or the
+prose of a local model's grammar-constrained answer."""
 
 from __future__ import annotations
 
@@ -26,32 +27,36 @@ def string_field(arguments: str, key: str) -> str | None:
     return json.loads(f'"{match.group(1)}"') if match else None
 
 
-class SourceStream:
-    """Feeds on the growing arguments text of one call; `feed` returns the source text that
-    became readable since the last call ("" when none did). Each piece of the arguments is
-    decoded once: the work grows with the source, not with its square."""
+class FieldStream:
+    """Feeds on the growing text of one JSON object; `feed` returns the text of its string field
+    `key` that became readable since the last call ("" when none did). Each piece is decoded
+    once: the work grows with the field, not with its square."""
 
-    def __init__(self) -> None:
+    def __init__(self, key: str) -> None:
+        self.key = key
         self.arguments = ""
-        self.source = ""
+        """All the JSON text fed so far."""
+        self.value = ""
+        """The field's text decoded so far."""
         self.started = False
-        """The `source` field has begun, so its cell can be shown."""
+        """The field has begun (a cell can be shown)."""
+        self.ended = False
+        """The field's closing quote has arrived (or it was malformed)."""
         self._next: int | None = None
-        """Where in `arguments` the source's text not yet decoded begins."""
-        self._ended = False
+        """Where in `arguments` the field's text not yet decoded begins."""
 
     def feed(self, chunk: str) -> str:
         self.arguments += chunk
-        if self._ended:
+        if self.ended:
             return ""
         if self._next is None:
-            match = re.search(_KEY.format("source") + '"', self.arguments)
+            match = re.search(_KEY.format(re.escape(self.key)) + '"', self.arguments)
             if match is None:
                 return ""
             self._next, self.started = match.end(), True
         raw = self.arguments[self._next :]
         if end := _STRING_END.search(raw):
-            raw, self._ended = raw[: end.end() - 1], True
+            raw, self.ended = raw[: end.end() - 1], True
         else:
             held = _HELD_BACK.search(raw)
             assert held is not None  # at the least, the empty end of `raw` matches
@@ -59,8 +64,8 @@ class SourceStream:
         try:
             new = json.loads(f'"{raw}"')
         except json.JSONDecodeError:
-            self._ended = True  # a malformed escape: the call will be refused, the model told
+            self.ended = True  # a malformed escape: the call will be refused, the model told
             return ""
         self._next += len(raw)
-        self.source += new
+        self.value += new
         return new
