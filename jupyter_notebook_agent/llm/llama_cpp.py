@@ -1,0 +1,434 @@
+"""A GGUF model run in this process by llama.cpp (the optional extra `[local]`).
+
+Tool calls are forced into valid JSON by a grammar (see tool_grammar.py), so weak models that
+cannot call tools still can. Generation runs in a worker thread, off the event loop; one turn at a
+time per model, since a llama.cpp context serves one sequence. The history is append-only, so each
+step's prompt begins with the previous one and llama.cpp's KV cache serves that prefix: a step
+evaluates only what it appended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import ctypes
+import json
+import logging
+import re
+import threading
+import time
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .base import ModelError, StreamItem, TurnAssembler, Usage
+from .hub import PREFIX as HUB_PREFIX
+from .hub import HubFile
+from .tiny_model import CHATML_TEMPLATE
+from .tool_grammar import AnswerReader, answer_grammar, answer_instructions, answer_text
+
+log = logging.getLogger(__name__)
+
+ANSWERS_KEPT = 1024
+"""Answers remembered as written, for the histories that show them again."""
+
+INSTALL_HINT = (
+    "the llama.cpp backend needs the extra [local]: pip install 'jupyter-notebook-agent[local]' "
+    "(it builds llama.cpp; see the README for GPU builds)"
+)
+
+
+@dataclass
+class LlamaCppOptions:
+    """How a local model is run."""
+
+    n_ctx: int = 8192
+    """Tokens of context: the whole conversation of a run must fit."""
+    threads: int | None = None
+    """CPU threads; None lets llama.cpp choose."""
+    gpu_layers: int = -1
+    """Layers to offload to the GPU: -1 all (when the build can offload), 0 none."""
+    max_tokens: int = 4096
+    """Tokens one answer may take."""
+    temperature: float = 0.2
+    """Sampling temperature: low, for code."""
+    seed: int | None = None
+    """A fixed sampling seed makes runs repeatable; None draws one."""
+
+
+def resolve_path(name: str) -> Path:
+    """The GGUF file a model name means: a path, or `hf:OWNER/REPO/FILE.gguf` in the hub's cache.
+    Nothing is downloaded here."""
+    if name.startswith(HUB_PREFIX):
+        hub_file = HubFile.parse(name)
+        path = hub_file.cached()
+        if path is None:
+            raise ModelError(
+                f"{hub_file} is not downloaded yet: run `jupyter-notebook-agent model download "
+                f"{hub_file}` (or use the panel's download button)"
+            )
+        return path
+    path = Path(name).expanduser()
+    if not path.is_file():
+        raise ModelError(f"no model file at {path}: give the path of a .gguf file")
+    return path
+
+
+def check_gguf(path: Path) -> dict[str, Any]:
+    """The file's metadata, read without loading the weights; ModelError when the file is not
+    a whole GGUF model (an interrupted download, say)."""
+    import gguf
+
+    try:
+        reader = gguf.GGUFReader(path)
+    except ValueError as error:
+        if "magic" in str(error):
+            raise ModelError(f"{path} is not a GGUF model file") from None
+        raise ModelError(
+            f"{path} is truncated or damaged ({path.stat().st_size} bytes; an interrupted "
+            f"download?): {error}"
+        ) from None
+    return {name: field.contents() for name, field in reader.fields.items() if _scalar(field)}
+
+
+def _scalar(field: Any) -> bool:
+    """Strings and numbers; the vocabulary's long arrays are left out."""
+    return len(field.types) == 1
+
+
+class LlamaCppModel:
+    """Streams turns from a local GGUF model, with grammar-constrained tool calls."""
+
+    def __init__(self, name: str, options: LlamaCppOptions | None = None) -> None:
+        try:
+            import llama_cpp  # noqa: F401
+        except ImportError:
+            raise ModelError(INSTALL_HINT) from None
+        self.name = name
+        self.options = options or LlamaCppOptions()
+        self.path = resolve_path(name)
+        self.metadata = check_gguf(self.path)
+        self.offload: Offload | None = None
+        """Where the layers went, once the model is loaded."""
+        self._llama: Any = None
+        self._lock = threading.Lock()
+        self._grammars: dict[str, str] = {}
+        self._answers: OrderedDict[tuple[str, str, str], str] = OrderedDict()
+        """Answers as the model wrote them, by (message, tool, arguments): the history shows
+        the model its own text again, escapes and all, so the prompt's prefix stays the same."""
+        self._last: _Transcript | None = None
+
+    async def stream(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+    ) -> AsyncIterator[StreamItem]:
+        started = time.perf_counter()
+        ttft = 0.0
+        pieces = _Handoff(asyncio.get_running_loop())
+        stop = threading.Event()
+        worker = asyncio.create_task(
+            asyncio.to_thread(self._generate, messages, tools, pieces.put, stop)
+        )
+        reader, assembler = AnswerReader(), TurnAssembler()
+        try:
+            while (piece := await pieces.get()) is not None:
+                ttft = ttft or time.perf_counter() - started
+                for delta in reader.feed(piece):
+                    assembler.add(delta)
+                    yield delta
+            usage, self._last = await worker
+            for delta in reader.finish():
+                assembler.add(delta)
+                yield delta
+        finally:
+            stop.set()
+            # The turn is over only when llama.cpp has stopped, so Stop means stopped.
+            await asyncio.wait([worker])
+            if not worker.cancelled():
+                worker.exception()  # seen here when the turn ended some other way
+        turn = assembler.turn(usage, ttft, time.perf_counter() - started)
+        for call in turn.tool_calls:
+            self._answers[(turn.content, call.name, call.arguments)] = reader.text
+            while len(self._answers) > ANSWERS_KEPT:
+                self._answers.popitem(last=False)
+        yield turn
+
+    def _generate(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        emit: Any,
+        stop: threading.Event,
+    ) -> tuple[Usage, _Transcript | None]:
+        """In a worker thread: evaluate the prompt, sample the answer, emit its text piece by
+        piece (then None). Returns the turn's token counts, and the prompt and answer as text
+        and tokens, which the next step's prompt will begin with."""
+        import llama_cpp
+
+        try:
+            with self._lock:
+                if stop.is_set():
+                    return Usage(), None
+                llama = self._load()
+                prompt, tokens = self._prompt(llama, messages, tools)
+                cached = _reused_prefix(llama, tokens)
+                decode = codecs.getincrementaldecoder("utf-8")(errors="replace")
+                answer: list[str] = []
+                generated: list[int] = []
+                vocab = llama._model.vocab
+                budget = min(self.options.max_tokens, llama.n_ctx() - len(tokens))
+                with _abortable(llama, stop) as prompt_evaluated:
+                    for token in llama.generate(
+                        tokens,
+                        grammar=self._grammar(llama, tools),
+                        temp=self.options.temperature,
+                        repeat_penalty=1.0,
+                    ):
+                        prompt_evaluated()
+                        if stop.is_set() or llama_cpp.llama_vocab_is_eog(vocab, token):
+                            break
+                        generated.append(token)
+                        if text := decode.decode(llama.detokenize([token])):
+                            answer.append(text)
+                            emit(text)
+                        if len(generated) >= budget:
+                            break
+                if tail := decode.decode(b"", final=True):
+                    answer.append(tail)
+                    emit(tail)
+                usage = Usage(len(tokens), len(generated), cached)
+                return usage, _Transcript(prompt + "".join(answer), tokens + generated)
+        except RuntimeError as error:
+            if stop.is_set():  # llama.cpp aborted the prompt's evaluation on purpose
+                return Usage(), None
+            raise ModelError(f"llama.cpp failed on {self.name}: {error}") from error
+        finally:
+            emit(None)
+
+    def _load(self) -> Any:
+        """Loads the weights on first use, offloading to the GPU where the build can."""
+        if self._llama is None:
+            self._llama, self.offload = load_llama(self.path, self.options)
+        return self._llama
+
+    def _prompt(
+        self, llama: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+    ) -> tuple[str, list[int]]:
+        """The prompt as text and tokens. When it goes on from the last prompt and answer, those
+        keep the tokens llama.cpp evaluated and sampled (tokenizing the answer's text again
+        might split it otherwise), so the KV cache serves all of them."""
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        template = self.metadata.get("tokenizer.chat_template")
+        if not template:
+            log.warning("%s has no chat template; using chatml", self.path.name)
+            template = CHATML_TEMPLATE
+        formatter = Jinja2ChatFormatter(
+            template,
+            eos_token=llama._model.token_get_text(llama.token_eos()),
+            bos_token=llama._model.token_get_text(llama.token_bos()),
+        )
+        try:
+            prompt = formatter(messages=chat_messages(messages, tools, self._answers)).prompt
+        except Exception as error:
+            raise ModelError(f"the chat template of {self.path.name} failed: {error}") from error
+
+        def tokenize(text: str) -> list[int]:
+            return llama.tokenize(text.encode(), add_bos=False, special=True)
+
+        last = self._last
+        if last is not None and prompt.startswith(last.text):
+            tokens = last.tokens + tokenize(prompt[len(last.text) :])
+        else:
+            tokens = tokenize(prompt)
+        if len(tokens) >= llama.n_ctx() - 16:
+            raise ModelError(
+                f"the conversation ({len(tokens)} tokens) no longer fits the context of "
+                f"{llama.n_ctx()} tokens: raise n_ctx (c.LlamaCpp.n_ctx, --n-ctx)"
+            )
+        return prompt, tokens
+
+    def _grammar(self, llama: Any, tools: list[dict[str, Any]]) -> Any:
+        """The grammar of an answer calling one of `tools`, checked by llama.cpp once (it
+        would crash sampling with a grammar it cannot parse)."""
+        import llama_cpp
+        from llama_cpp import LlamaGrammar
+
+        key = json.dumps(tools, sort_keys=True)
+        if key not in self._grammars:
+            grammar = answer_grammar(tools)
+            check = llama_cpp.llama_sampler_init_grammar(
+                llama._model.vocab, grammar.encode(), b"root"
+            )
+            if not check:
+                raise ModelError(f"llama.cpp cannot parse the grammar of these tools:\n{grammar}")
+            llama_cpp.llama_sampler_free(check)
+            self._grammars[key] = grammar
+        return LlamaGrammar.from_string(self._grammars[key], verbose=False)
+
+    async def aclose(self) -> None:
+        with self._lock:
+            if self._llama is not None:
+                self._llama.close()
+                self._llama = None
+
+
+@dataclass
+class _Transcript:
+    """A prompt and its answer, as text and as the tokens llama.cpp evaluated and sampled."""
+
+    text: str
+    tokens: list[int]
+
+
+def chat_messages(
+    messages: list[dict[str, Any]],
+    tools: list[dict[str, Any]],
+    written: Mapping[tuple[str, str, str], str],
+) -> list[dict[str, str]]:
+    """The agent's OpenAI-style history as plain chat for any template: the tools described in
+    the system prompt, each answer as the JSON the model wrote (`written`, where it is known),
+    tool results as user turns, and turns of one role in a row merged (some templates insist
+    that roles alternate)."""
+    plain: list[dict[str, str]] = []
+    for message in messages:
+        role, content = message["role"], message.get("content") or ""
+        if role == "system":
+            content += answer_instructions(tools)
+        elif role == "assistant":
+            answers = []
+            for call in message.get("tool_calls") or []:
+                name, arguments = call["function"]["name"], call["function"]["arguments"]
+                key = (content, name, arguments)
+                answers.append(written.get(key) or answer_text(content, name, arguments))
+            content = "".join(answers) or content
+        elif role == "tool":
+            role, content = "user", f"Tool result: {content}"
+        if plain and plain[-1]["role"] == role:
+            plain[-1]["content"] += "\n\n" + content
+        else:
+            plain.append({"role": role, "content": content})
+    return plain
+
+
+def _reused_prefix(llama: Any, tokens: list[int]) -> int:
+    """How many of `tokens` the KV cache holds already (as llama-cpp's generate reuses them:
+    at least one token is always evaluated, for fresh logits)."""
+    common = 0
+    for held, token in zip(llama._input_ids.tolist(), tokens, strict=False):
+        if held != token:
+            break
+        common += 1
+    return min(common, len(tokens) - 1)
+
+
+@contextmanager
+def _abortable(llama: Any, stop: threading.Event) -> Iterator[Any]:
+    """Lets `stop` abort llama.cpp inside the prompt's evaluation, which can take seconds. The
+    check runs in llama.cpp's compute loop, so it is removed once the prompt is evaluated (the
+    caller says when); from then on, the caller checks `stop` between tokens."""
+    import llama_cpp
+
+    context = llama._ctx.ctx
+    check = llama_cpp.ggml_abort_callback(lambda _: stop.is_set())
+    llama_cpp.llama_set_abort_callback(context, check, None)
+    removed = False
+
+    def prompt_evaluated() -> None:
+        nonlocal removed
+        if not removed:
+            llama_cpp.llama_set_abort_callback(context, llama_cpp.ggml_abort_callback(), None)
+            removed = True
+
+    try:
+        yield prompt_evaluated
+    finally:
+        prompt_evaluated()
+
+
+class _Handoff:
+    """Text pieces from the worker thread to the event loop: the loop is woken once per batch,
+    not once per token."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._items: deque[str | None] = deque()
+        self._lock = threading.Lock()
+        self._ready = asyncio.Event()
+
+    def put(self, item: str | None) -> None:
+        with self._lock:
+            was_empty = not self._items
+            self._items.append(item)
+        if was_empty:
+            self._loop.call_soon_threadsafe(self._ready.set)
+
+    async def get(self) -> str | None:
+        while True:
+            with self._lock:
+                if self._items:
+                    return self._items.popleft()
+                self._ready.clear()
+            await self._ready.wait()
+
+
+@dataclass
+class Offload:
+    """Where a loaded model's layers run."""
+
+    layers: int
+    on_gpu: int
+    note: str = ""
+    """Why the GPU was not used, when it was not."""
+
+
+_OFFLOADED = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
+
+
+def load_llama(path: Path, options: LlamaCppOptions) -> tuple[Any, Offload]:
+    """A llama_cpp.Llama on every layer the GPU can take; if GPU initialisation fails, the CPU,
+    with one clear log line."""
+    import llama_cpp
+
+    gpu_layers = options.gpu_layers if llama_cpp.llama_supports_gpu_offload() else 0
+    note = "" if gpu_layers else "this llama.cpp build cannot offload to a GPU"
+    try:
+        llama, lines = _load(path, options, gpu_layers)
+    except ValueError as error:
+        if not gpu_layers:
+            raise ModelError(f"llama.cpp could not load {path}: {error}") from error
+        note = f"GPU initialisation failed ({error})"
+        log.warning("%s: %s; running on the CPU", path.name, note)
+        llama, lines = _load(path, options, 0)
+    found = _OFFLOADED.search(lines)
+    layers = llama_cpp.llama_model_n_layer(llama._model.model) + 1
+    on_gpu = int(found.group(1)) if found else 0
+    return llama, Offload(int(found.group(2)) if found else layers, on_gpu, note)
+
+
+def _load(path: Path, options: LlamaCppOptions, gpu_layers: int) -> tuple[Any, str]:
+    """Loads with llama.cpp's log captured (it says how many layers went to the GPU)."""
+    import llama_cpp
+    from llama_cpp import _logger
+
+    lines: list[str] = []
+
+    @llama_cpp.llama_log_callback
+    def capture(level: int, text: bytes, user_data: Any) -> None:
+        lines.append(text.decode(errors="replace"))
+
+    llama_cpp.llama_log_set(capture, ctypes.c_void_p(0))
+    try:
+        llama = llama_cpp.Llama(
+            str(path),
+            n_ctx=options.n_ctx,
+            n_threads=options.threads,
+            n_gpu_layers=gpu_layers,
+            seed=llama_cpp.LLAMA_DEFAULT_SEED if options.seed is None else options.seed,
+            verbose=False,
+        )
+    finally:
+        llama_cpp.llama_log_set(_logger.llama_log_callback, ctypes.c_void_p(0))
+    return llama, "".join(lines)

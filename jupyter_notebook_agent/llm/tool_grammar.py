@@ -1,0 +1,218 @@
+"""Tool calls that are valid JSON by construction, for models that cannot call tools natively.
+
+Every answer is one JSON object, `{"message": "...", "tool": "NAME", "arguments": {...}}`, and a
+GBNF grammar built from the tools' JSON schemas lets the sampler pick only tokens that keep it so:
+the arguments match their tool's schema. The envelope has no free whitespace, so the answer can be
+read as it streams: the message as prose, then the call. JSON strings exclude raw control
+characters (JSON forbids them, and a sampler left free to pick them does).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ..partial_json import FieldStream
+from .base import TextDelta, ToolCallDelta
+
+MESSAGE_KEY, TOOL_KEY, ARGUMENTS_KEY = "message", "tool", "arguments"
+_OPEN = f'{{"{MESSAGE_KEY}": '
+_BEFORE_TOOL = f', "{TOOL_KEY}": '
+_BEFORE_ARGUMENTS = f', "{ARGUMENTS_KEY}": '
+
+_PRIMITIVES = {
+    "string": r'"\"" char* "\""',
+    "char": r'[^"\\\x00-\x1F\x7F] | "\\" (["\\/bfnrt] | "u" hex hex hex hex)',
+    "hex": "[0-9a-fA-F]",
+    "boolean": '"true" | "false"',
+    "null": '"null"',
+    "integer": '"-"? ("0" | [1-9] [0-9]*)',
+    "number": 'integer ("." [0-9]+)? ([eE] [-+]? [0-9]+)?',
+    "value": "object | array | string | number | boolean | null",
+    "object": '"{" (string ": " value (", " string ": " value)*)? "}"',
+    "array": '"[" (value (", " value)*)? "]"',
+}
+_NEEDS = {
+    "string": ["char"],
+    "char": ["hex"],
+    "number": ["integer"],
+    "object": ["value"],
+    "array": ["value"],
+    "value": list(_PRIMITIVES),
+}
+
+
+def literal(text: str) -> str:
+    """`text` as a GBNF string literal."""
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    return '"' + escaped.replace("\n", "\\n").replace("\r", "\\r").replace("\t", "\\t") + '"'
+
+
+class _GrammarBuilder:
+    """Turns JSON schemas into GBNF rules: the subset tool schemas use (objects, strings, enums,
+    numbers, booleans, arrays, anyOf); any other schema admits any JSON value."""
+
+    def __init__(self) -> None:
+        self.rules: dict[str, str] = {}
+
+    def primitive(self, name: str) -> str:
+        if name not in self.rules:
+            self.rules[name] = _PRIMITIVES[name]
+            for needed in _NEEDS.get(name, []):
+                self.primitive(needed)
+        return name
+
+    def rule(self, name: str, body: str) -> str:
+        self.rules[name] = body
+        return name
+
+    def schema(self, schema: dict[str, Any], name: str) -> str:
+        """The name of a rule for values of `schema`, made under `name`."""
+        if "const" in schema:
+            return self.rule(name, literal(json.dumps(schema["const"])))
+        if "enum" in schema:
+            return self.rule(name, " | ".join(literal(json.dumps(v)) for v in schema["enum"]))
+        if options := schema.get("anyOf") or schema.get("oneOf"):
+            parts = [self.schema(option, f"{name}-{i}") for i, option in enumerate(options)]
+            return self.rule(name, " | ".join(parts))
+        kind = schema.get("type")
+        if isinstance(kind, list):
+            parts = [self.schema({**schema, "type": k}, f"{name}-{k}") for k in kind]
+            return self.rule(name, " | ".join(parts))
+        if kind == "object" and "properties" in schema:
+            return self.object(schema, name)
+        if kind == "array" and isinstance(schema.get("items"), dict):
+            item = self.schema(schema["items"], f"{name}-item")
+            return self.rule(name, f'"[" ({item} (", " {item})*)? "]"')
+        if kind in ("string", "boolean", "null", "integer", "number", "object", "array"):
+            return self.primitive(kind)
+        return self.primitive("value")
+
+    def object(self, schema: dict[str, Any], name: str) -> str:
+        """Properties in their declared order, required ones always, optional ones maybe."""
+        required = set(schema.get("required", []))
+        members = []
+        for key, value in schema["properties"].items():
+            value_rule = self.schema(value, f"{name}-{key.replace('_', '-')}")
+            member = f"{literal(json.dumps(key) + ': ')} {value_rule}"
+            members.append((member, key in required))
+        return self.rule(name, f'"{{" {self._members(members)} "}}"')
+
+    @staticmethod
+    def _members(members: list[tuple[str, bool]]) -> str:
+        """Members joined by ", ", any optional one left out: after the first present member,
+        each further one is `", " member` (or nothing when optional)."""
+
+        def after_first(rest: list[tuple[str, bool]]) -> str:
+            return " ".join(f'(", " {member})' + ("" if needed else "?") for member, needed in rest)
+
+        choices = []
+        for position, (member, needed) in enumerate(members):
+            choices.append(f"{member} {after_first(members[position + 1 :])}".strip())
+            if needed:
+                break
+        else:
+            choices.append("")  # every member optional: the empty object too
+        if len(choices) == 1:
+            return choices[0]
+        return "(" + " | ".join(f"({choice})" if choice else '""' for choice in choices) + ")"
+
+
+def answer_grammar(tools: list[dict[str, Any]]) -> str:
+    """The GBNF grammar of one answer that calls one of `tools` (OpenAI function schemas)."""
+    builder = _GrammarBuilder()
+    calls = []
+    for tool in tools:
+        function = tool["function"]
+        name = function["name"]
+        arguments = builder.schema(
+            function.get("parameters") or {"type": "object", "properties": {}},
+            f"{name.replace('_', '-')}-arguments",
+        )
+        calls.append(f"{literal(json.dumps(name) + _BEFORE_ARGUMENTS)} {arguments}")
+    builder.primitive("string")
+    root = f"{literal(_OPEN)} string {literal(_BEFORE_TOOL)} call " + '"}"'
+    lines = [f"root ::= {root}", "call ::= " + " | ".join(calls)]
+    lines += [f"{name} ::= {body}" for name, body in builder.rules.items()]
+    return "\n".join(lines) + "\n"
+
+
+def answer_instructions(tools: list[dict[str, Any]]) -> str:
+    """What the system prompt tells the model about the answer format and the tools."""
+    described = [
+        {
+            "name": tool["function"]["name"],
+            "description": tool["function"].get("description", ""),
+            "parameters": tool["function"].get("parameters", {}),
+        }
+        for tool in tools
+    ]
+    return (
+        "\n\n# How to answer\n"
+        "Answer every turn with one JSON object and nothing else: "
+        f'{{"{MESSAGE_KEY}": "what you tell the person (may be empty)", '
+        f'"{TOOL_KEY}": "the tool to call", "{ARGUMENTS_KEY}": {{the tool\'s arguments}}}}. '
+        "The result of the call comes back in the next message.\n\n# Tools\n"
+        + "\n".join(json.dumps(tool, ensure_ascii=False) for tool in described)
+    )
+
+
+def answer_text(message: str, name: str, arguments: str) -> str:
+    """An answer as the model wrote it: the history shows the model its own earlier answers
+    exactly, so the prompt's prefix (and the KV cache) stays the same from step to step."""
+    message_json = json.dumps(message, ensure_ascii=False)
+    return f"{_OPEN}{message_json}{_BEFORE_TOOL}{json.dumps(name)}{_BEFORE_ARGUMENTS}{arguments}}}"
+
+
+class AnswerReader:
+    """Reads a streaming answer: the message comes out as TextDelta pieces, then the call as
+    ToolCallDelta pieces (its name once whole, then its arguments as they arrive)."""
+
+    def __init__(self) -> None:
+        self._message = FieldStream(MESSAGE_KEY)
+        self._name: str | None = None
+        self._arguments_at: int | None = None
+        self._sent = 0
+        """How much of the arguments text has gone out."""
+
+    @property
+    def text(self) -> str:
+        return self._message.arguments
+
+    def feed(self, piece: str) -> list[TextDelta | ToolCallDelta]:
+        deltas: list[TextDelta | ToolCallDelta] = []
+        prose = self._message.feed(piece)
+        if prose:
+            deltas.append(TextDelta(prose))
+        if not self._message.ended:
+            return deltas
+        text = self.text
+        if self._name is None:
+            start = text.find(_BEFORE_TOOL + '"')
+            end = text.find(_BEFORE_ARGUMENTS, start + 1) if start >= 0 else -1
+            if end < 0:
+                return deltas
+            self._name = json.loads(text[start + len(_BEFORE_TOOL) : end])
+            self._arguments_at = end + len(_BEFORE_ARGUMENTS)
+            deltas.append(ToolCallDelta(index=0, id="call_0", name=self._name))
+        # A closing brace at the end may be the answer's own: it waits for more text or the end.
+        deltas += self._arguments(held_back=1 if text.endswith("}") else 0)
+        return deltas
+
+    def finish(self) -> list[TextDelta | ToolCallDelta]:
+        """At the end of the answer: the held-back brace was the answer's own if the answer is
+        whole, and the arguments' if it was cut short (the call is then incomplete)."""
+        try:
+            json.loads(self.text)
+        except json.JSONDecodeError:
+            return self._arguments(held_back=0)
+        return self._arguments(held_back=1)
+
+    def _arguments(self, held_back: int) -> list[TextDelta | ToolCallDelta]:
+        if self._arguments_at is None:
+            return []
+        available = len(self.text) - self._arguments_at - held_back
+        if available <= self._sent:
+            return []
+        start, self._sent = self._arguments_at + self._sent, available
+        return [ToolCallDelta(index=0, arguments=self.text[start : self._arguments_at + available])]
