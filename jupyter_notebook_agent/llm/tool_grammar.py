@@ -138,23 +138,39 @@ def answer_grammar(tools: list[dict[str, Any]]) -> str:
 
 
 def answer_instructions(tools: list[dict[str, Any]]) -> str:
-    """What the system prompt tells the model about the answer format and the tools."""
-    described = [
-        {
-            "name": tool["function"]["name"],
-            "description": tool["function"].get("description", ""),
-            "parameters": tool["function"].get("parameters", {}),
-        }
-        for tool in tools
-    ]
+    """What the system prompt tells the model about the answer format and the tools: each tool
+    as a short signature, since the grammar enforces the schema itself (and a small model's
+    context is better spent on the conversation)."""
     return (
         "\n\n# How to answer\n"
         "Answer every turn with one JSON object and nothing else: "
         f'{{"{MESSAGE_KEY}": "what you tell the person (may be empty)", '
         f'"{TOOL_KEY}": "the tool to call", "{ARGUMENTS_KEY}": {{the tool\'s arguments}}}}. '
         "The result of the call comes back in the next message.\n\n# Tools\n"
-        + "\n".join(json.dumps(tool, ensure_ascii=False) for tool in described)
+        + "\n".join(_signature(tool["function"]) for tool in tools)
     )
+
+
+def _signature(function: dict[str, Any]) -> str:
+    """`- name(a: string, b?: "x" | "y"): what it does. b: what b is.`"""
+    parameters = function.get("parameters") or {}
+    required = set(parameters.get("required", []))
+    names, notes = [], []
+    for key, schema in parameters.get("properties", {}).items():
+        names.append(f"{key}{'' if key in required else '?'}: {_type_name(schema)}")
+        if "description" in schema:
+            notes.append(f"{key}: {schema['description']}")
+    described = " ".join([function.get("description", ""), *notes]).strip()
+    return f"- {function['name']}({', '.join(names)}): {described}"
+
+
+def _type_name(schema: dict[str, Any]) -> str:
+    if "enum" in schema:
+        return " | ".join(json.dumps(value) for value in schema["enum"])
+    kind = schema.get("type", "any")
+    if kind == "array" and isinstance(schema.get("items"), dict):
+        return f"list of {_type_name(schema['items'])}"
+    return " | ".join(kind) if isinstance(kind, list) else str(kind)
 
 
 def answer_text(message: str, name: str, arguments: str) -> str:
