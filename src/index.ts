@@ -13,6 +13,7 @@ import { Signal } from '@lumino/signaling';
 import { NotebookSession } from './controller';
 import { AgentAPI } from './model/api';
 import { IAgentStatus, METADATA_KEY } from './model/events';
+import { downloadLocalModel } from './model/localModel';
 import {
   askForInstruction,
   ProposedCellMarker
@@ -94,6 +95,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
         void app.commands.execute('settingeditor:open', {
           query: 'Notebook Agent'
         });
+      },
+      downloadLocalModel() {
+        downloadLocalModel(api, status => {
+          context.status = status;
+          sessionChanged.emit();
+        }).catch(error =>
+          context.reportError(trans.__('Could not download the model'), error)
+        );
       }
     };
 

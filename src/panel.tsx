@@ -24,6 +24,8 @@ export interface IPanelContext {
   /** Reports an error in the panel and as a notification. */
   reportError(what: string, error: unknown): void;
   openSettings(): void;
+  /** Downloads the server's local model (the person asked, with the button that says so). */
+  downloadLocalModel(): void;
 }
 
 /** The side panel: ask, watch the run, stop it, review its cells, see past runs. */
@@ -162,7 +164,11 @@ function Header(props: { context: IPanelContext }): JSX.Element {
           </button>
         </div>
       )}
-      {status?.model.problem ? (
+      {status?.model.problem &&
+      status.local_model &&
+      !status.local_model.downloaded ? (
+        <LocalModelOffer context={context} />
+      ) : status?.model.problem ? (
         <div className="jp-NotebookAgent-warning jp-NotebookAgent-no-model">
           {trans.__(
             "No model is ready: %1. Configure one in the server's settings, or pick another model of its endpoint in",
@@ -176,6 +182,64 @@ function Header(props: { context: IPanelContext }): JSX.Element {
       {kernel?.problem && !kernel.sandboxed ? (
         <div className="jp-NotebookAgent-warning">{kernel.problem}</div>
       ) : null}
+    </div>
+  );
+}
+
+/** With no model ready, the local one the server would use, downloaded only when asked. */
+function LocalModelOffer(props: {
+  context: IPanelContext;
+}): JSX.Element | null {
+  const { context } = props;
+  const { trans } = context;
+  const local = context.status?.local_model;
+  if (!local) {
+    return null;
+  }
+  const download = local.download;
+  const megabytes = (bytes: number) => (bytes / 1e6).toFixed(0);
+  return (
+    <div className="jp-NotebookAgent-warning jp-NotebookAgent-local-model">
+      <p>
+        {trans.__(
+          'No model is configured. The agent can run a local model on this machine, so your data stays here: %1. It is downloaded once, when you ask.',
+          local.reference
+        )}
+      </p>
+      {download?.state === 'running' ? (
+        <div className="jp-NotebookAgent-download">
+          <progress
+            value={download.done}
+            max={download.total || undefined}
+            aria-label={trans.__('Download progress')}
+          />
+          <span>
+            {download.total
+              ? trans.__(
+                  '%1 of %2 MB',
+                  megabytes(download.done),
+                  megabytes(download.total)
+                )
+              : trans.__('Starting the download…')}
+          </span>
+        </div>
+      ) : (
+        <button
+          className="jp-mod-styled jp-mod-accept"
+          onClick={() => context.downloadLocalModel()}
+        >
+          {trans.__('Download and use it')}
+        </button>
+      )}
+      {download?.state === 'failed' ? (
+        <p className="jp-NotebookAgent-error">{download.error}</p>
+      ) : null}
+      <p>
+        {trans.__('Or configure a model in the server’s settings.')}{' '}
+        <button className="jp-mod-styled" onClick={context.openSettings}>
+          {trans.__('Settings')}
+        </button>
+      </p>
     </div>
   );
 }

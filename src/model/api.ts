@@ -1,7 +1,7 @@
 import { ServerConnection } from '@jupyterlab/services';
 
 import { requestAPI } from '../handler';
-import { IAgentStatus, IRunInfo } from './events';
+import { IAgentStatus, IDownload, IRunInfo } from './events';
 
 /**
  * The server extension's REST API, typed; the WebSocket lives in eventStream.ts.
@@ -11,6 +11,11 @@ export class AgentAPI {
 
   status(): Promise<IAgentStatus> {
     return requestAPI<IAgentStatus>('status', {}, this.settings);
+  }
+
+  /** Starts downloading the local model in effect; `status()` shows its progress. */
+  downloadLocalModel(): Promise<IDownload> {
+    return this.post('local-model/download');
   }
 
   startRun(options: {

@@ -137,9 +137,26 @@ export interface IAgentStatus {
     /** Why no run can use the model, and how to fix it; null when it can. */
     problem: string | null;
   };
+  /** The local model in effect when it comes from the hub (the default one when no model is
+   * configured): whether it is here, and its download, once asked for. */
+  local_model: {
+    reference: string;
+    downloaded: boolean;
+    download: IDownload | null;
+  } | null;
   execution: 'auto' | 'ask';
   max_steps: number;
   kernel: { name: string | null; sandboxed: boolean; problem: string | null };
+}
+
+/** A model download the person asked for. */
+export interface IDownload {
+  reference: string;
+  state: 'running' | 'done' | 'failed';
+  /** Bytes so far, and in all (0 until the hub has said). */
+  done: number;
+  total: number;
+  error: string | null;
 }
 
 /** The key of the cell and notebook metadata the agent writes. */
