@@ -7,6 +7,7 @@ own kernel manager, or from a gateway) and only talks to it through jupyter_clie
 from __future__ import annotations
 
 import asyncio
+import inspect
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -78,8 +79,14 @@ class KernelSession:
         return session
 
     async def connect(self) -> None:
-        self.client.start_channels()
+        await self._start_channels()
         await self.wait_until_ready()
+
+    async def _start_channels(self) -> None:
+        """A gateway kernel's client opens its WebSocket in a coroutine; a local one returns."""
+        opening = self.client.start_channels()
+        if inspect.isawaitable(opening):
+            await opening
 
     async def wait_until_ready(self, timeout_s: float = 120.0) -> None:
         """Ready once a kernel_info request's idle status arrives on IOPub: the shell and IOPub
@@ -205,7 +212,7 @@ class KernelSession:
         await self.manager.restart_kernel(now=True)
         self.restarts += 1
         self.client = self.manager.client()
-        self.client.start_channels()
+        await self._start_channels()
         await self.wait_until_ready()
 
     async def shutdown(self) -> None:

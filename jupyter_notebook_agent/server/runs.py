@@ -6,6 +6,7 @@ Plain asyncio and jupyter_server's managers, no Tornado: the handlers only call 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -23,6 +24,7 @@ from ..agent import Agent, AgentConfig, EventLog, KernelSession, RunOutcome
 from ..agent.review import ReviewError
 from ..llm import Model
 from ..notebook import NotebookDocument
+from ..sandbox.gateway import explain, use_agent_client
 from .writer import NotebookWriter
 
 RunState = Literal["running", "finished"]
@@ -83,8 +85,11 @@ class Run:
             self.state = "finished"
 
     async def stop(self, summary: str = "stopped by the person") -> None:
-        """Cancels the model's answer or interrupts the execution; returns once it stopped."""
-        if self.agent.stop(summary) and self.task:
+        """Cancels the model's answer or interrupts the execution; returns once it stopped and
+        put its kernel and its cells away, also when it was ending already (a server that shut
+        down in between would never finish that, nor exit)."""
+        self.agent.stop(summary)
+        if self.task:
             await asyncio.shield(self.task)
 
     def regenerate(self, cell_id: str, instruction: str) -> None:
@@ -149,11 +154,14 @@ class RunRegistry:
         contents: ContentsManager,
         kernels: MappingKernelManager,
         *,
+        gateway: str | None = None,
         log: logging.Logger | None = None,
         write_delay_s: float = 0.5,
         finished_runs_kept: int = 200,
     ) -> None:
         self.contents, self.kernels = contents, kernels
+        self.gateway = gateway
+        """The URL of the gateway that runs the kernels (`--gateway-url`); None: this machine."""
         self.log = log or logging.getLogger(__name__)
         self.write_delay_s = write_delay_s
         self.finished_runs_kept = finished_runs_kept
@@ -238,13 +246,21 @@ class RunRegistry:
 
     async def _start_kernel(self, kernel_name: str, folder: str) -> KernelSession:
         """Through the server's kernel manager, so that a gateway can run it; the agent handles
-        deaths and restarts itself, so the manager's auto-restart is off for it."""
-        kernel_id = await ensure_async(
-            self.kernels.start_kernel(kernel_name=kernel_name, path=folder)
-        )
+        deaths and restarts itself, so the manager's auto-restart is off for it (a gateway's
+        kernel manager has none to stop: a restart there is the gateway's own)."""
+        try:
+            kernel_id = await ensure_async(
+                self.kernels.start_kernel(kernel_name=kernel_name, path=folder)
+            )
+        except Exception as error:
+            if self.gateway:
+                raise explain(error, f"starting the kernel {kernel_name!r}") from error
+            raise
         manager = self.kernels.get_kernel(kernel_id)
         manager.autorestart = False
         manager.stop_restarter()
+        if self.gateway:
+            use_agent_client(manager)
 
         async def shutdown() -> None:
             if kernel_id in self.kernels:
@@ -253,8 +269,11 @@ class RunRegistry:
         session = KernelSession(manager, shutdown=shutdown)
         try:
             await session.connect()
-        except BaseException:
-            await session.shutdown()
+        except BaseException as error:
+            with contextlib.suppress(Exception):  # ending it must not hide why it failed
+                await session.shutdown()
+            if self.gateway and isinstance(error, Exception):
+                raise explain(error, f"connecting to the kernel {kernel_name!r}") from error
             raise
         return session
 
