@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from jupyter_client.kernelspec import KernelSpecManager
 from rich.console import Console
 from rich.markdown import Markdown
 from rich.markup import escape
@@ -20,6 +21,8 @@ from .agent import Agent, AgentConfig, Event, EventLog, KernelSession, RunOutcom
 from .agent.observers import load_observers
 from .agent.transcript import TranscriptWriter
 from .llm import Model, ModelError, load_model
+from .llm.hub import DEFAULT_LOCAL_MODEL, HubFile
+from .llm.llama_cpp import LlamaCppOptions
 from .llm.replay import RecordingModel
 from .notebook import METADATA_KEY, NotebookDocument
 from .sandbox import SandboxUnavailable, choose_kernel
@@ -40,9 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--overwrite", action="store_true", help="replace --output if it exists")
     run.add_argument(
         "--model",
-        default=os.environ.get("NOTEBOOK_AGENT_MODEL", DEFAULT_MODEL),
-        help="[backend:]name, e.g. gpt-4o-mini, openai:qwen2.5-coder, replay:rec.json "
-        f"(default: $NOTEBOOK_AGENT_MODEL or {DEFAULT_MODEL})",
+        default=os.environ.get("NOTEBOOK_AGENT_MODEL"),
+        help="[backend:]name, e.g. gpt-4o-mini, openai:qwen2.5-coder, llama-cpp:model.gguf, "
+        f"replay:rec.json (default: $NOTEBOOK_AGENT_MODEL, else {DEFAULT_MODEL} when "
+        "OPENAI_API_KEY or a base URL is set, else the default local model, once downloaded)",
     )
     run.add_argument("--base-url", help="OpenAI-compatible endpoint (default: OpenAI's)")
     run.add_argument("--max-steps", type=_positive(int), default=30, help="model turns at most")
@@ -65,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--image", help="the sandbox kernel's container image")
     run.add_argument("--kernel", metavar="KERNELSPEC", help="kernelspec to run code in")
+    run.add_argument(
+        "--gateway-url",
+        metavar="URL",
+        default=os.environ.get("JUPYTER_GATEWAY_URL") or None,
+        help="run the kernel on this Jupyter Enterprise Gateway or Kernel Gateway, with its "
+        "kernelspecs (default: $JUPYTER_GATEWAY_URL; none: this machine)",
+    )
+    _add_local_model_options(run)
     run.add_argument("--record", type=Path, help="write the model's turns to a replayable file")
     run.add_argument(
         "--transcript", type=Path, help="JSON-lines transcript (default: beside the notebook)"
@@ -91,7 +103,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     image_commands.add_parser("name", help="print the default image's tag")
     image.set_defaults(handler=image_command)
+    model = commands.add_parser("model", help="local GGUF models")
+    model_commands = model.add_subparsers(dest="model_command", required=True)
+    download = model_commands.add_parser(
+        "download", help="download a GGUF model into the Hugging Face cache, with progress"
+    )
+    download.add_argument(
+        "reference",
+        nargs="?",
+        default=_default_local_model(),
+        help="hf:OWNER/REPO/FILE.gguf (default: $NOTEBOOK_AGENT_LOCAL_MODEL or "
+        f"{DEFAULT_LOCAL_MODEL})",
+    )
+    model.set_defaults(handler=model_command)
+    doctor = commands.add_parser(
+        "doctor", help="what this machine offers: Python, Docker and the sandbox, models, GPU"
+    )
+    doctor.set_defaults(handler=doctor_command)
     return parser
+
+
+def _add_local_model_options(run: argparse.ArgumentParser) -> None:
+    local = run.add_argument_group("local models (llama-cpp:)")
+    defaults = LlamaCppOptions()
+    local.add_argument(
+        "--n-ctx", type=_positive(int, 256), default=defaults.n_ctx, help="tokens of context"
+    )
+    local.add_argument("--threads", type=_positive(int), help="CPU threads (default: llama.cpp's)")
+    local.add_argument(
+        "--gpu-layers",
+        type=int,
+        default=defaults.gpu_layers,
+        help="layers to offload to the GPU (-1: all that the build can, 0: none)",
+    )
+    local.add_argument("--seed", type=int, help="a fixed sampling seed, for repeatable runs")
+
+
+def _default_local_model() -> str:
+    return os.environ.get("NOTEBOOK_AGENT_LOCAL_MODEL") or DEFAULT_LOCAL_MODEL
 
 
 def _positive(kind: type, minimum: float = 1) -> Any:
@@ -128,28 +177,116 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             parser.error(f"--mount {mount!r} is not HOST:CONTAINER with an absolute CONTAINER")
         if not Path(host).exists():
             parser.error(f"--mount: {host} does not exist")
+    gateway = args.gateway_url
+    if gateway and (args.mount or args.image):
+        parser.error("--mount and --image configure the sandbox on this machine, not a gateway's")
     try:
-        kernel = choose_kernel(args.kernel, args.allow_unsandboxed)
+        specs = _gateway_kernel_specs(gateway) if gateway else KernelSpecManager().get_all_specs()
+        kernel = choose_kernel(args.kernel, args.allow_unsandboxed, specs, gateway)
     except SandboxUnavailable as error:
         parser.error(str(error))
     if not kernel.sandboxed and (args.mount or args.image):
         parser.error(f"--mount and --image configure the sandbox kernel, not {kernel.name!r}")
     try:
-        model = load_model(args.model, base_url=args.base_url, max_retries=args.max_retries)
+        model = load_model(
+            args.model or _unconfigured_model(args, console),
+            base_url=args.base_url,
+            max_retries=args.max_retries,
+            local=LlamaCppOptions(
+                n_ctx=args.n_ctx, threads=args.threads, gpu_layers=args.gpu_layers, seed=args.seed
+            ),
+        )
     except ModelError as error:
         parser.error(str(error))
     if args.record:
         model = RecordingModel(model, args.record)
+    where = f"the gateway {escape(gateway)}" if gateway else "this machine, as you"
     if not kernel.sandboxed:
         why = f" {escape(kernel.problem)}." if kernel.problem else ""
         console.print(
-            f"[bold yellow]Unsandboxed:[/]{why} Generated code runs in the local kernel "
-            f"{kernel.name!r} on this machine, as you (--allow-unsandboxed)."
+            f"[bold yellow]Unsandboxed:[/]{why} Generated code runs in the kernel "
+            f"{kernel.name!r} on {where} (--allow-unsandboxed)."
         )
+    elif gateway:
+        console.print(f"[dim]Kernel {kernel.name!r} on {where}[/]")
+    spec = specs[kernel.name]["spec"]
+    kernelspec = {
+        "name": kernel.name,
+        "display_name": spec.get("display_name", kernel.name),
+        "language": spec.get("language", "python"),
+    }
     transcript = args.transcript or output.with_suffix(".transcript.jsonl")
-    outcome = asyncio.run(_run(args, model, kernel.name, output, workdir, transcript, console))
+    outcome = asyncio.run(_run(args, model, kernelspec, output, workdir, transcript, console))
     console.print(f"Notebook: {output}\nTranscript: {transcript}")
     return 0 if outcome.success else 1
+
+
+def _gateway_kernel_specs(url: str) -> dict[str, Any]:
+    """The gateway's kernelspecs; SandboxUnavailable, naming the gateway, when it fails."""
+    from .sandbox.gateway import GatewayError, kernel_specs
+
+    try:
+        return asyncio.run(kernel_specs(url))
+    except GatewayError as error:
+        raise SandboxUnavailable(str(error)) from None
+
+
+def _unconfigured_model(args: argparse.Namespace, console: Console) -> str:
+    """The model when none was named: OpenAI's default where a key or endpoint is set; else the
+    default local model, offered for download first where it is missing (nothing downloads
+    unasked). ModelError says what to do when it cannot be had."""
+    if args.base_url or os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
+        return DEFAULT_MODEL
+    reference = _default_local_model()
+    spec = f"llama-cpp:{reference}"
+    advice = (
+        "no model is configured: set OPENAI_API_KEY (or --base-url for another endpoint), "
+        "pass --model, or download the default local model: jupyter-notebook-agent model download"
+    )
+    try:
+        hub_file = HubFile.parse(reference)
+        if hub_file.cached() is not None:
+            console.print(f"[dim]No model configured: using the local model {reference}[/]")
+            return spec
+    except ImportError:
+        raise ModelError(f"{advice} (after installing the extra [local])") from None
+    if not sys.stdin.isatty():
+        raise ModelError(advice)
+    size = hub_file.size()
+    weight = f" ({size / 1e9:.1f} GB)" if size else ""
+    console.print(
+        f"No model is configured. The default local model is {reference}{weight}; it runs on "
+        "this machine, and your data stays here."
+    )
+    if input("Download it into the Hugging Face cache and use it? [y/N] ").strip().lower() != "y":
+        raise ModelError(advice)
+    hub_file.download()
+    return spec
+
+
+def model_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """`model download`: the consent is the command itself; progress goes to the terminal."""
+    try:
+        path = HubFile.parse(args.reference).download()
+    except ImportError:
+        parser.error("downloading models needs the extra [local]")
+    except ModelError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+def doctor_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    from .doctor import findings
+
+    console = Console(highlight=False)
+    for finding in findings(_default_local_model()):
+        mark = "[green]ok[/]" if finding.ok else "[yellow]--[/]"
+        console.print(f"{mark}  [bold]{finding.topic}[/]: {escape(finding.detail)}", soft_wrap=True)
+        if finding.advice and not finding.ok:
+            console.print(f"    {escape(finding.advice)}", soft_wrap=True)
+    return 0
 
 
 def image_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -186,7 +323,7 @@ def image_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
 async def _run(
     args: argparse.Namespace,
     model: Model,
-    kernel_name: str,
+    kernelspec: dict[str, str],
     output: Path,
     workdir: Path,
     transcript_path: Path,
@@ -213,16 +350,16 @@ async def _run(
     kernel: KernelSession | None = None
     outcome = RunOutcome(False, "kernel_error", "the kernel did not start")
     try:
-        sandbox = {"mounts": args.mount} | ({"image": args.image} if args.image else {})
-        kernel = await KernelSession.start(
-            kernel_name, cwd=str(workdir), config=Config({"DockerSandbox": sandbox})
-        )
-        spec = kernel.manager.kernel_spec
-        notebook.nb.metadata["kernelspec"] = {
-            "name": kernel_name,
-            "display_name": spec.display_name if spec else kernel_name,
-            "language": spec.language if spec else "python",
-        }
+        if args.gateway_url:
+            from .sandbox.gateway import start_kernel
+
+            kernel = await start_kernel(args.gateway_url, kernelspec["name"], str(workdir))
+        else:
+            sandbox = {"mounts": args.mount} | ({"image": args.image} if args.image else {})
+            kernel = await KernelSession.start(
+                kernelspec["name"], cwd=str(workdir), config=Config({"DockerSandbox": sandbox})
+            )
+        notebook.nb.metadata["kernelspec"] = kernelspec
         agent = Agent(
             model, kernel, notebook, notebook_path=output.name, config=config, events=events
         )

@@ -26,10 +26,25 @@ if ((${#missing[@]})); then apt_install "${missing[@]}"; fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip
-extras=""
-[ "${1:-}" = test ] && extras="[test]"
+
+# llama.cpp, for local models: pip builds it from source (minutes), so the wheel is built once
+# into a cache, one per set of build flags (CMAKE_ARGS, e.g. -DGGML_CUDA=on; see README.md).
+llama_cpp_version=0.3.36
+build_flags="-DGGML_NATIVE=OFF ${CMAKE_ARGS:-}"
+flags_hash=$(printf '%s' "$build_flags" | sha256sum | cut -c1-12)
+wheels="${XDG_CACHE_HOME:-$HOME/.cache}/jupyter-notebook-agent/wheels/$flags_hash"
+if ! ls "$wheels"/llama_cpp_python-"$llama_cpp_version"-*.whl >/dev/null 2>&1; then
+  command -v g++ >/dev/null || apt_install g++
+  echo "Building llama-cpp-python $llama_cpp_version with $build_flags (once; minutes)"
+  CMAKE_ARGS="$build_flags" .venv/bin/python -m pip wheel -q --disable-pip-version-check \
+    --no-deps -w "$wheels" "llama-cpp-python==$llama_cpp_version"
+fi
+
+extras="[local]"
+[ "${1:-}" = test ] && extras="[test,local]"
 # Builds the frontend (hatch-jupyter-builder runs jlpm) and enables the server extension.
-.venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}"
+.venv/bin/python -m pip install -q --disable-pip-version-check --prefer-binary \
+  --find-links "$wheels" -e ".${extras}"
 
 # The sandbox kernel: the Docker engine and its image (built without a registry, cached by recipe).
 if [ "${1:-}" = test ]; then
@@ -37,4 +52,9 @@ if [ "${1:-}" = test ]; then
 elif ! bash scripts/build-image.sh; then
   echo "The sandbox kernel is not available (see above): until it is, the agent refuses to run" \
     "generated code unless you allow a local kernel (c.NotebookAgent.allow_unsandboxed)." >&2
+fi
+
+# The tests run a Jupyter Enterprise Gateway, from an environment of its own (cached, checked).
+if [ "${1:-}" = test ]; then
+  bash scripts/gateway-venv.sh >/dev/null
 fi

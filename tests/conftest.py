@@ -31,6 +31,27 @@ SANDBOX_KERNELSPEC = Path(jupyter_notebook_agent.__file__).parent / "sandbox" / 
 LOCAL = ("--kernel", "python3", "--allow-unsandboxed")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def hf_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Hugging Face hub is never reached from the tests: its cache is theirs, filled by them
+    (set before anything imports huggingface_hub, which reads these once)."""
+    cache = tmp_path_factory.mktemp("hf-cache")
+    os.environ.update(HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1")
+    return cache
+
+
+def put_in_hub_cache(cache: Path, repo: str, filename: str, source: Path) -> Path:
+    """Places a file in the hub cache's own layout, as a finished download leaves it."""
+    revision = "0" * 40
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    (folder / "refs").mkdir(parents=True, exist_ok=True)
+    (folder / "refs" / "main").write_text(revision)
+    target = folder / "snapshots" / revision / filename
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return target
+
+
 def sandbox_writable(folder: Path) -> Path:
     """The folder, made writable by the sandbox kernel's user (uid 1000 when tests run as root)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -123,3 +144,22 @@ def jp_server_config() -> dict[str, Any]:
         "ServerApp": {"jpserver_extensions": {"jupyter_notebook_agent": True}},
         "NotebookAgent": {"warm_pool_size": 0},
     }
+
+
+#: Read at collection, before pytest-jupyter points HOME at a test's folder: where caches live.
+CACHE_HOME = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+
+
+@pytest.fixture(scope="session")
+def gateway_venv() -> Path:
+    """Jupyter Enterprise Gateway's own environment, with its source release's etc/ (the Helm
+    chart, the kernel launchers): scripts/gateway-venv.sh makes it once, then checks it."""
+    made = subprocess.run(
+        ["bash", str(Path(__file__).parent.parent / "scripts" / "gateway-venv.sh")],
+        env=os.environ | {"XDG_CACHE_HOME": CACHE_HOME},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert made.returncode == 0, made.stderr[-3000:]
+    return Path(made.stdout.split()[-1])

@@ -115,7 +115,7 @@ def test_an_existing_notebook_is_never_replaced(tmp_path, run_cli):
 
 
 def test_a_missing_api_key_is_a_usage_error(run_cli):
-    result = run_cli("run", "t", *LOCAL, env={"OPENAI_API_KEY": ""})
+    result = run_cli("run", "t", "--model", "gpt-4o-mini", *LOCAL, env={"OPENAI_API_KEY": ""})
     assert result.returncode == 2
     assert "no API key for model 'gpt-4o-mini': set OPENAI_API_KEY" in result.stderr
 

@@ -262,3 +262,36 @@ def test_an_agent_run_ends_at_its_step_limit_with_a_valid_notebook(tmp_path, tin
     ]
     transcript = [json.loads(line) for line in out.with_suffix(".transcript.jsonl").open()]
     assert sum(1 for entry in transcript if entry["type"] == "model_turn") == 3
+
+
+def test_doctor_says_what_the_machine_offers(run_cli):
+    result = run_cli("doctor")
+    assert result.returncode == 0, result.stderr
+    lines = {line.split(":")[0].split("  ")[-1]: line for line in result.stdout.splitlines()}
+    for topic in ("python", "docker", "sandbox image", "openai backend", "llama-cpp", "gpu"):
+        assert topic in lines, result.stdout
+    assert lines["llama-cpp"].startswith("ok") and llama_cpp.__version__ in lines["llama-cpp"]
+    assert "layers on" in lines["offload"]  # it loaded a probe model
+    assert "sk-test" not in result.stdout  # the key's presence is said, never the key
+
+
+def test_with_no_model_configured_the_cli_offers_the_local_default(
+    tmp_path, hf_cache, tiny_gguf, run_cli
+):
+    unconfigured = {"OPENAI_API_KEY": "", "NOTEBOOK_AGENT_LOCAL_MODEL": "hf:tests/cli-GGUF/m.gguf"}
+    out = tmp_path / "default.ipynb"
+    # Not downloaded, and no terminal to ask on: nothing downloads; it says what to do.
+    refused = run_cli("run", "task", "-o", out, env=unconfigured)
+    assert refused.returncode == 2
+    assert "no model is configured" in refused.stderr
+    assert "jupyter-notebook-agent model download" in refused.stderr
+    missing = run_cli("model", "download", env=unconfigured)
+    assert missing.returncode == 1
+    assert "could not download hf:tests/cli-GGUF/m.gguf" in missing.stderr
+    # Once in the cache, it is used.
+    cached = put_in_hub_cache(hf_cache, "tests/cli-GGUF", "m.gguf", tiny_gguf)
+    assert run_cli("model", "download", env=unconfigured).stdout.strip() == str(cached)
+    result = run_cli("run", "task", "-o", out, "--max-steps", "1", "--seed", "1", env=unconfigured)
+    assert "using the local model hf:tests/cli-GGUF/m.gguf" in result.stdout, result.stderr
+    runs = nbformat.read(out, as_version=4).metadata["notebook_agent"]["runs"]
+    assert runs[0]["model"] == "hf:tests/cli-GGUF/m.gguf"

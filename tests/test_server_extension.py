@@ -119,11 +119,3 @@ def test_every_route_is_in_the_rest_spec_and_every_spec_path_is_a_route():
         for template in route_templates(pattern)
     }
     assert routes == set(SPEC["paths"]), "rest-api.yml and the handlers disagree"
-
-
-async def test_status_says_how_to_configure_a_model_it_cannot_use(jp_fetch, monkeypatch):
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    status = json.loads((await jp_fetch("notebook-agent", "status")).body)
-    assert "no API key" in status["model"]["problem"]
-    assert "OPENAI_API_KEY" in status["model"]["problem"]

@@ -19,10 +19,43 @@ module.exports = {
     video: 'off',
     trace: 'retain-on-failure'
   },
-  webServer: {
-    command: 'jlpm start',
-    url: 'http://localhost:8888/lab',
-    timeout: 120 * 1000,
-    reuseExistingServer: !process.env.CI
-  }
+  // One test at a time, as when there was one project: the runs' timing is part of what the
+  // tests check, and two JupyterLabs busy at once would make it flaky.
+  workers: 1,
+  // The same tests at the server's root; base_url.spec.ts in a JupyterLab served under a
+  // JupyterHub-style base URL, as JupyterHub serves a person's server at /user/NAME/; and
+  // local_model.spec.ts in one whose server has no model configured.
+  projects: [
+    { name: 'root', testIgnore: /(base_url|local_model)\.spec\.ts/ },
+    {
+      name: 'base-url',
+      testMatch: /base_url\.spec\.ts/,
+      use: { baseURL: 'http://localhost:8889/user/galata' }
+    },
+    {
+      name: 'no-model',
+      testMatch: /local_model\.spec\.ts/,
+      use: { baseURL: 'http://localhost:8890' }
+    }
+  ],
+  webServer: [
+    {
+      command: 'jlpm start',
+      url: 'http://localhost:8888/lab',
+      timeout: 120 * 1000,
+      reuseExistingServer: !process.env.CI
+    },
+    {
+      command: 'jlpm start:base-url',
+      url: 'http://localhost:8889/user/galata/lab',
+      timeout: 120 * 1000,
+      reuseExistingServer: !process.env.CI
+    },
+    {
+      command: 'jlpm start:no-model',
+      url: 'http://localhost:8890/lab',
+      timeout: 120 * 1000,
+      reuseExistingServer: !process.env.CI
+    }
+  ]
 };

@@ -3,31 +3,79 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
 from traitlets import Bool, Enum, Float, Integer, Unicode
+from traitlets.config import Configurable
 
 from ..llm import Model, load_model, parse_model_string
 from ..llm.base import ModelError
+from ..llm.hub import DEFAULT_LOCAL_MODEL, HubFile
+from ..llm.hub import PREFIX as HUB_PREFIX
+from ..llm.llama_cpp import LlamaCppOptions
 from ..sandbox import docker_problem
 from ..sandbox.image import build_instructions, default_image, image_exists
 from ..sandbox.pool import WarmPool
 from .handlers import ROUTES
 from .runs import RunRegistry
 
+OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
+
+
+class LlamaCpp(Configurable):
+    """How the server runs local GGUF models (`llama-cpp:` model strings), in its own process."""
+
+    n_ctx = Integer(8192, config=True, help="Tokens of context; a run's conversation must fit.")
+    threads = Integer(0, config=True, help="CPU threads; 0 lets llama.cpp choose.")
+    gpu_layers = Integer(
+        -1, config=True, help="Layers offloaded to the GPU: -1 all that the build can, 0 none."
+    )
+    default_model = Unicode(
+        DEFAULT_LOCAL_MODEL,
+        config=True,
+        help="The local model offered for download when no model is configured "
+        "(`hf:OWNER/REPO/FILE.gguf`).",
+    )
+
+    def options(self) -> LlamaCppOptions:
+        return LlamaCppOptions(
+            n_ctx=self.n_ctx, threads=self.threads or None, gpu_layers=self.gpu_layers
+        )
+
+
+@dataclass
+class Download:
+    """A model download the person asked for, as the panel shows it."""
+
+    reference: str
+    state: str = "running"
+    """running, done or failed."""
+    done: int = 0
+    """Bytes so far."""
+    total: int = 0
+    """Bytes in all (0 until the hub says)."""
+    error: str | None = None
+
 
 class NotebookAgent(ExtensionApp):
     """Runs the notebook agent for the people using this Jupyter server."""
 
     name = "jupyter_notebook_agent"
+    classes = [LlamaCpp]
 
     model = Unicode(
-        "gpt-4o-mini",
+        "",
         config=True,
         help="Model string `[backend:]name`: `gpt-4o-mini`, `openai:qwen2.5-coder`, "
-        "`replay:/path/recording.json`.",
+        "`llama-cpp:/path/model.gguf`, `llama-cpp:hf:OWNER/REPO/FILE.gguf`, "
+        "`replay:/path/recording.json`. Empty: gpt-4o-mini where an API key or base URL is "
+        "set, else the default local model (c.LlamaCpp.default_model), once downloaded.",
     )
     base_url = Unicode(
         "", config=True, help="Base URL of an OpenAI-compatible endpoint; empty for OpenAI's."
@@ -53,8 +101,9 @@ class NotebookAgent(ExtensionApp):
     kernel_name = Unicode(
         "",
         config=True,
-        help="Kernelspec the agent runs code in; default: the sandbox. Any other needs "
-        "allow_unsandboxed unless it is a sandbox too.",
+        help="Kernelspec the agent runs code in; default: the sandbox, python3-sandbox (with "
+        "--gateway-url, the gateway's). Any other needs allow_unsandboxed unless it is a sandbox "
+        "too.",
     )
     finished_runs_kept = Integer(
         200,
@@ -77,7 +126,8 @@ class NotebookAgent(ExtensionApp):
     allow_unsandboxed = Bool(
         False,
         config=True,
-        help="Run generated code in a local kernel on this machine when no sandbox is available.",
+        help="Run generated code in a kernel that is no sandbox when no sandbox is available: a "
+        "local one on this machine, or with --gateway-url a plain kernel of the gateway.",
     )
 
     warm_pool_size = Integer(
@@ -88,26 +138,89 @@ class NotebookAgent(ExtensionApp):
 
     pool: WarmPool | None = None
     registry: RunRegistry
+    download: Download | None = None
     _models: dict[str, Model]
 
     def initialize_settings(self) -> None:
         self._models = {}
+        self.llama_cpp = LlamaCpp(parent=self)
         self.registry = RunRegistry(
             self.serverapp.contents_manager,
             self.serverapp.kernel_manager,
+            gateway=self.gateway_url,
             log=self.log,
             write_delay_s=self.save_interval,
             finished_runs_kept=self.finished_runs_kept,
         )
 
+    @property
+    def gateway_url(self) -> str | None:
+        """The gateway that runs this server's kernels (`--gateway-url`); None: this machine."""
+        gateway = self.serverapp.gateway_config
+        return gateway.url if gateway.gateway_enabled else None
+
     def initialize_handlers(self) -> None:
         self.handlers.extend(ROUTES)
+
+    @property
+    def model_in_effect(self) -> str:
+        """The configured model string, or the default for an unconfigured server."""
+        if self.model:
+            return self.model
+        if self.api_key or self.base_url or os.environ.get("OPENAI_API_KEY"):
+            return OPENAI_DEFAULT_MODEL
+        return f"llama-cpp:{self.llama_cpp.default_model}"
+
+    @property
+    def downloadable(self) -> HubFile | None:
+        """The hub file of the local model in effect, if it comes from the hub."""
+        backend, name = parse_model_string(self.model_in_effect)
+        if backend == "llama-cpp" and name.startswith(HUB_PREFIX):
+            return HubFile.parse(name)
+        return None
+
+    def local_model_status(self) -> dict[str, Any] | None:
+        """For the panel: the hub model in effect, whether it is here, and its download."""
+        hub_file = self.downloadable
+        if hub_file is None:
+            return None
+        return {
+            "reference": str(hub_file),
+            "downloaded": hub_file.cached() is not None,
+            "download": asdict(self.download) if self.download else None,
+        }
+
+    def start_download(self) -> Download:
+        """Downloads the hub model in effect, in the background, once at a time."""
+        hub_file = self.downloadable
+        if hub_file is None:
+            raise ModelError(f"the server's model {self.model_in_effect!r} is not downloaded")
+        if self.download and self.download.state == "running":
+            return self.download
+        download = self.download = Download(str(hub_file))
+
+        def progress(done: int, total: int) -> None:
+            download.done, download.total = done, total
+
+        def fetch() -> None:
+            """In a daemon thread: a download under way does not hold up the server's exit."""
+            try:
+                hub_file.download(progress)
+            except ModelError as error:
+                download.state, download.error = "failed", str(error)
+                self.log.warning("Download of %s failed: %s", hub_file, error)
+            else:
+                download.state = "done"
+                self.log.info("Downloaded %s", hub_file)
+
+        threading.Thread(target=fetch, name="model-download", daemon=True).start()
+        return download
 
     def make_model(self, name: str = "") -> Model:
         """The configured model, or another `name` of the configured backend (a request may
         pick the model, never the endpoint or the key). One per name, shared by the runs:
         making a client costs milliseconds of the server's loop, and clients are safe to share."""
-        backend, configured = parse_model_string(self.model)
+        backend, configured = parse_model_string(self.model_in_effect)
         if name:
             asked, _ = parse_model_string(name)
             if name.startswith(f"{asked}:") and asked != backend:
@@ -120,7 +233,10 @@ class NotebookAgent(ExtensionApp):
         if spec not in self._models:
             try:
                 self._models[spec] = load_model(
-                    spec, base_url=self.base_url or None, api_key=self.api_key or None
+                    spec,
+                    base_url=self.base_url or None,
+                    api_key=self.api_key or None,
+                    local=self.llama_cpp.options(),
                 )
             except ModelError as error:
                 raise ModelError(
@@ -132,6 +248,9 @@ class NotebookAgent(ExtensionApp):
     async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
         """Starts the warm pool where sandbox kernels can run; it never builds the image."""
         if self.warm_pool_size < 1:
+            return
+        if self.gateway_url:
+            self.log.info("No warm pool: kernels run on the gateway %s", self.gateway_url)
             return
         problem = await asyncio.to_thread(docker_problem)
         if problem is None and not await asyncio.to_thread(image_exists, default_image()):

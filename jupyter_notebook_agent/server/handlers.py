@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import asdict
 from typing import Any
 
 import tornado.web
@@ -21,6 +22,7 @@ from .. import __version__
 from ..agent import AgentConfig, Event
 from ..llm import ModelError, parse_model_string
 from ..sandbox import KernelChoice, SandboxUnavailable, choose_kernel
+from ..sandbox.gateway import explain
 from .runs import Run, RunError, RunRegistry, RunRequest
 
 
@@ -45,11 +47,17 @@ class AgentHandler(RegistryMixin, APIHandler):
         super().write_error(status_code, **kwargs)
 
     async def choose_kernel(self) -> KernelChoice:
-        """The kernel a run gets now; SandboxUnavailable says why there is none."""
-        specs = await ensure_async(self.kernel_spec_manager.get_all_specs())
+        """The kernel a run gets now; SandboxUnavailable says why there is none. On a gateway,
+        from the gateway's kernelspecs."""
         app = self.extensionapp
+        try:
+            specs = await ensure_async(self.kernel_spec_manager.get_all_specs())
+        except Exception as error:
+            if not app.gateway_url:
+                raise
+            raise SandboxUnavailable(str(explain(error, "listing its kernelspecs"))) from error
         return await asyncio.to_thread(
-            choose_kernel, app.kernel_name or None, app.allow_unsandboxed, specs
+            choose_kernel, app.kernel_name or None, app.allow_unsandboxed, specs, app.gateway_url
         )
 
     def body(self) -> dict[str, Any]:
@@ -95,7 +103,7 @@ class StatusHandler(AgentHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
         app = self.extensionapp
-        backend, name = parse_model_string(app.model)
+        backend, name = parse_model_string(app.model_in_effect)
         try:
             choice = await self.choose_kernel()
             kernel = {"name": choice.name, "sandboxed": choice.sandboxed, "problem": choice.problem}
@@ -116,12 +124,25 @@ class StatusHandler(AgentHandler):
                         "base_url": app.base_url or None,
                         "problem": problem,
                     },
+                    "local_model": app.local_model_status(),
                     "execution": app.execution,
                     "max_steps": app.max_steps,
                     "kernel": kernel,
                 }
             )
         )
+
+
+class LocalModelDownloadHandler(AgentHandler):
+    @tornado.web.authenticated
+    async def post(self) -> None:
+        """Downloads the local model in effect from the hub: the person asked for it."""
+        try:
+            download = self.extensionapp.start_download()
+        except ModelError as error:
+            raise RunError(409, str(error)) from None
+        self.set_status(202)
+        self.finish(json.dumps(asdict(download)))
 
 
 class RunsHandler(AgentHandler):
@@ -271,6 +292,7 @@ class EventsHandler(
 _RUN = r"(?P<run_id>[^/]+)"
 ROUTES: list[tuple[str, type[JupyterHandler]]] = [
     (r"/notebook-agent/status", StatusHandler),
+    (r"/notebook-agent/local-model/download", LocalModelDownloadHandler),
     (r"/notebook-agent/runs", RunsHandler),
     (rf"/notebook-agent/runs/{_RUN}", RunHandler),
     (rf"/notebook-agent/runs/{_RUN}/stop", StopHandler),

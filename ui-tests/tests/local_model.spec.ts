@@ -1,0 +1,38 @@
+import { expect, test } from '@jupyterlab/galata';
+
+/**
+ * A JupyterLab whose server has no model configured (the `no-model` project of
+ * playwright.config.js): the panel offers the default local model, downloads it only when asked,
+ * and says why the download failed (the hub cannot be reached from the tests).
+ */
+
+test('with no model configured the panel offers the local model, and downloads it on request', async ({
+  page
+}, testInfo) => {
+  const downloads: string[] = [];
+  page.on('request', request => {
+    if (request.url().includes('notebook-agent/local-model/download')) {
+      downloads.push(request.method());
+    }
+  });
+  await page.notebook.createNew('offline.ipynb');
+  await page.evaluate(async () => {
+    await window.jupyterapp.commands.execute('notebook-agent:open-panel');
+  });
+  const panel = page.locator('#jp-notebook-agent-panel');
+  const offer = panel.locator('.jp-NotebookAgent-local-model');
+  await expect(offer).toContainText('No model is configured');
+  await expect(offer).toContainText('hf:tests/absent-GGUF/absent.gguf');
+  expect(downloads).toEqual([]); // nothing downloads unasked
+
+  await offer.getByRole('button', { name: 'Download and use it' }).click();
+  await expect(offer.locator('.jp-NotebookAgent-error')).toContainText(
+    'could not download hf:tests/absent-GGUF/absent.gguf'
+  );
+  expect(downloads).toEqual(['POST']);
+  await panel.screenshot({ path: testInfo.outputPath('local-model-offer.png') });
+  // It can be asked again.
+  await expect(
+    offer.getByRole('button', { name: 'Download and use it' })
+  ).toBeEnabled();
+});
