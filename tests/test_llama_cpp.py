@@ -173,6 +173,17 @@ def test_the_kv_cache_serves_all_but_what_each_step_appended(tiny_gguf, run):
     run(model.aclose())
 
 
+def test_a_warmed_model_serves_a_runs_first_step_from_its_cache(tiny_gguf, run):
+    model = LlamaCppModel(str(tiny_gguf), LlamaCppOptions(seed=5))
+    evaluated = model.warm([SYSTEM], TOOLS)
+    assert evaluated > 0 and model.warm([SYSTEM], TOOLS) == 1  # the second time: all cached
+    turn, _ = run(whole_turn(model, ask("explore data.csv")))
+    # All but the request and the template's markers around it.
+    assert turn.usage.cached_tokens == evaluated
+    assert turn.usage.prompt_tokens - turn.usage.cached_tokens < 40
+    run(model.aclose())
+
+
 async def cancel_after(model, messages, when) -> tuple[float, list]:
     """Cancels a turn once `when(deltas, elapsed)`; seconds from the cancel to its end."""
     deltas: list = []
@@ -192,25 +203,34 @@ async def cancel_after(model, messages, when) -> tuple[float, list]:
     return time.perf_counter() - cancelled, deltas
 
 
-def test_cancelling_a_turn_stops_llama_cpp_and_the_next_turn_works(tiny_gguf, run):
-    model = LlamaCppModel(str(tiny_gguf), LlamaCppOptions(seed=2))
+@pytest.fixture(scope="module")
+def slower_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Wider and deeper: its answers take seconds, and so does a long prompt."""
+    return write_tiny_gguf(
+        tmp_path_factory.mktemp("models") / "slower.gguf", layers=4, embedding=256, feed_forward=768
+    )
+
+
+def test_cancelling_a_turn_stops_llama_cpp_and_the_next_turn_works(slower_gguf, run):
+    model = LlamaCppModel(str(slower_gguf), LlamaCppOptions(max_tokens=4000, seed=2))
     took, deltas = run(cancel_after(model, ask("a long task"), lambda d, _: len(d) >= 20))
-    assert took < 0.5  # measured in bench/llama_cpp.py: a few milliseconds
+    assert took < 1  # the whole answer takes seconds; bench/llama_cpp.py measures the cancel
     assert not any(isinstance(d, ModelTurn) for d in deltas)
+    model.options.max_tokens = 30
     turn, _ = run(whole_turn(model, ask("the next task")))
-    json.loads(turn.tool_calls[0].arguments)
+    assert turn.usage.completion_tokens == 30
     run(model.aclose())
 
 
-def test_cancelling_during_a_long_prompt_aborts_its_evaluation(tmp_path, run):
-    bigger = write_tiny_gguf(tmp_path / "bigger.gguf", layers=4, embedding=256, feed_forward=768)
-    model = LlamaCppModel(str(bigger), LlamaCppOptions(n_ctx=8192, max_tokens=50, seed=1))
+def test_cancelling_during_a_long_prompt_aborts_its_evaluation(slower_gguf, run):
+    model = LlamaCppModel(str(slower_gguf), LlamaCppOptions(n_ctx=8192, max_tokens=50, seed=1))
     long_prompt = ask("describe these numbers: " + " ".join(map(str, range(1000))))
     took, deltas = run(cancel_after(model, long_prompt, lambda _, elapsed: elapsed > 0.1))
-    assert deltas == [] and took < 0.5  # it takes seconds to evaluate on this model
-    # What was evaluated before the abort stays usable: the next turn goes on from the cache.
+    assert deltas == [] and took < 1  # it takes seconds to evaluate on this model
+    # Whatever llama.cpp had evaluated before the abort stays consistent: the next turn runs
+    # whole, on the cache as far as it matches.
     turn, _ = run(whole_turn(model, ask("then this")))
-    assert 0 < turn.usage.cached_tokens < turn.usage.prompt_tokens
+    assert turn.usage.cached_tokens < turn.usage.prompt_tokens
     assert turn.usage.completion_tokens == 50
     run(model.aclose())
 

@@ -213,12 +213,30 @@ class LlamaCppModel:
             self._llama, self.offload = load_llama(self.path, self.options)
         return self._llama
 
+    def warm(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> int:
+        """Loads the model and evaluates `messages`, the part every run's prompt begins with
+        (the system prompt and the tools), so that a run's first step finds it in the KV cache.
+        Blocking: a server runs it in a thread when it makes the model. Returns the tokens
+        evaluated."""
+        with self._lock:
+            llama = self._load()
+            _, tokens = self._prompt(llama, messages, tools, answer_next=False)
+            llama.n_tokens = _reused_prefix(llama, tokens)
+            evaluated = tokens[llama.n_tokens :]
+            llama.eval(evaluated)
+            return len(evaluated)
+
     def _prompt(
-        self, llama: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+        self,
+        llama: Any,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        answer_next: bool = True,
     ) -> tuple[str, list[int]]:
-        """The prompt as text and tokens. When it goes on from the last prompt and answer, those
-        keep the tokens llama.cpp evaluated and sampled (tokenizing the answer's text again
-        might split it otherwise), so the KV cache serves all of them."""
+        """The prompt as text and tokens (ending where the model's answer begins, unless not
+        `answer_next`). When it goes on from the last prompt and answer, those keep the tokens
+        llama.cpp evaluated and sampled (tokenizing the answer's text again might split it
+        otherwise), so the KV cache serves all of them."""
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         template = self.metadata.get("tokenizer.chat_template")
@@ -229,6 +247,7 @@ class LlamaCppModel:
             template,
             eos_token=llama._model.token_get_text(llama.token_eos()),
             bos_token=llama._model.token_get_text(llama.token_bos()),
+            add_generation_prompt=answer_next,
         )
         try:
             prompt = formatter(messages=chat_messages(messages, tools, self._answers)).prompt

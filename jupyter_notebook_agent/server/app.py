@@ -14,11 +14,13 @@ from jupyter_server.serverapp import ServerApp
 from traitlets import Bool, Enum, Float, Integer, Unicode
 from traitlets.config import Configurable
 
+from ..agent.prompt import SYSTEM_PROMPT
+from ..agent.tools import TOOLS
 from ..llm import Model, load_model, parse_model_string
 from ..llm.base import ModelError
 from ..llm.hub import DEFAULT_LOCAL_MODEL, HubFile
 from ..llm.hub import PREFIX as HUB_PREFIX
-from ..llm.llama_cpp import LlamaCppOptions
+from ..llm.llama_cpp import LlamaCppModel, LlamaCppOptions
 from ..sandbox import docker_problem
 from ..sandbox.image import build_instructions, default_image, image_exists
 from ..sandbox.pool import WarmPool
@@ -143,6 +145,7 @@ class NotebookAgent(ExtensionApp):
 
     def initialize_settings(self) -> None:
         self._models = {}
+        self._warming: set[asyncio.Future[None]] = set()
         self.llama_cpp = LlamaCpp(parent=self)
         self.registry = RunRegistry(
             self.serverapp.contents_manager,
@@ -232,7 +235,7 @@ class NotebookAgent(ExtensionApp):
         spec = f"{backend}:{name or configured}"
         if spec not in self._models:
             try:
-                self._models[spec] = load_model(
+                model = self._models[spec] = load_model(
                     spec,
                     base_url=self.base_url or None,
                     api_key=self.api_key or None,
@@ -243,7 +246,28 @@ class NotebookAgent(ExtensionApp):
                     f"{error} (the server's settings: c.NotebookAgent.model, "
                     "c.NotebookAgent.base_url, c.NotebookAgent.api_key)"
                 ) from None
+            if isinstance(model, LlamaCppModel):
+                self._warm(model)
         return self._models[spec]
+
+    def _warm(self, model: LlamaCppModel) -> None:
+        """Loads a local model and evaluates the agent's system prompt and tools in the
+        background: the first run waits for neither, and finds them in the KV cache."""
+        system = [{"role": "system", "content": SYSTEM_PROMPT}]
+
+        async def warm() -> None:
+            try:
+                evaluated = await asyncio.to_thread(model.warm, system, TOOLS)
+            except Exception as error:
+                self.log.warning("Could not load %s: %s", model.name, error)
+            else:
+                self.log.info(
+                    "%s is loaded, its first %d prompt tokens cached", model.name, evaluated
+                )
+
+        task = asyncio.ensure_future(warm())
+        self._warming.add(task)
+        task.add_done_callback(self._warming.discard)
 
     async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
         """Starts the warm pool where sandbox kernels can run; it never builds the image."""
