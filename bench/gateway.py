@@ -32,7 +32,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from serving import free_port, percentile
+from serving import free_port, percentile, stop, summary
 
 from jupyter_notebook_agent.agent import KernelSession
 from jupyter_notebook_agent.sandbox import gateway
@@ -108,10 +108,6 @@ async def wait_cpu_percent(session: KernelSession) -> float:
     return 100 * (cpu_seconds() - before) / (time.perf_counter() - started)
 
 
-def summary(values: list[float]) -> str:
-    return f"p50 {statistics.median(values):.1f} ms, p99 {percentile(values, 99):.1f} ms"
-
-
 async def main() -> dict[str, float]:
     # The gateway refuses kernels for root; a hub sets this to the person's name.
     os.environ.setdefault("KERNEL_USERNAME", "bench")
@@ -146,8 +142,7 @@ async def main() -> dict[str, float]:
             print((work / "gateway.log").read_text()[-4000:], file=sys.stderr)
             raise
         finally:
-            process.terminate()
-            process.wait(30)
+            stop(process)  # and the gateway's kernels, in its process group
     median = statistics.median
     return {
         "rounds": ROUNDS,

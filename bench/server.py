@@ -40,6 +40,7 @@ from serving import (
     sends_stamped,
     start_jupyter,
     stop,
+    summary,
     wait_ready,
 )
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
@@ -153,10 +154,6 @@ async def sse_stream(client: AsyncHTTPClient, model_url: str, tag: str) -> list[
         request_timeout=60,
     )
     return latencies
-
-
-def summary(latencies: list[float]) -> str:
-    return f"p50 {statistics.median(latencies):.2f} ms, p99 {percentile(latencies, 99):.2f} ms"
 
 
 @dataclass

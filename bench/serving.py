@@ -1,6 +1,6 @@
-"""What the benchmarks that drive a real Jupyter server share: a free port, the server process
-with the extension on a replayed model, its readiness, its end, the times the model sent its
-tokens, and percentiles."""
+"""What the benchmarks that drive real servers share: a free port, the Jupyter server process
+with the extension on a replayed model, its readiness, the end of a server and its kernels, the
+times the model sent its tokens, and percentiles."""
 
 from __future__ import annotations
 
@@ -34,6 +34,13 @@ def free_port() -> int:
 
 def percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
+
+
+def summary(values: list[float]) -> str:
+    """A progress line's `p50 ..., p99 ...` of some milliseconds."""
+    if not values:
+        return "none"
+    return f"p50 {statistics.median(values):.1f} ms, p99 {percentile(values, 99):.1f} ms"
 
 
 def start_jupyter(

@@ -44,6 +44,7 @@ from serving import (
     sends_stamped,
     start_jupyter,
     stop,
+    summary,
     wait_ready,
 )
 
@@ -123,12 +124,6 @@ def latencies(tag: str, stamps: dict[str, float]) -> list[float]:
     return [
         stamps[marker] - sent for (t, marker), sent in SENT.items() if t == tag and marker in stamps
     ]
-
-
-def summary(values: list[float]) -> str:
-    if not values:
-        return "none"
-    return f"p50 {statistics.median(values):.1f} ms, p99 {percentile(values, 99):.1f} ms"
 
 
 def main() -> dict[str, float]:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -22,6 +23,8 @@ from jupyter_notebook_agent.llm.replay import load_recording, save_recording
 from jupyter_notebook_agent.llm.replay_server import ReplayScript, ReplayServerThread
 from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
 
+from .agent_api import AgentAPI
+
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
 
 RECORDINGS = Path(__file__).parent / "recordings"
@@ -29,6 +32,12 @@ CLI = Path(sys.executable).with_name("jupyter-notebook-agent")
 SANDBOX_KERNELSPEC = Path(jupyter_notebook_agent.__file__).parent / "sandbox" / "kernelspec"
 #: CLI arguments for a local kernel: tests of the agent itself, not of the sandbox.
 LOCAL = ("--kernel", "python3", "--allow-unsandboxed")
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on (now)."""
+    with socket.create_server(("127.0.0.1", 0)) as probe:
+        return probe.getsockname()[1]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -134,6 +143,48 @@ def sandbox_kernelspec(jp_data_dir: Path) -> None:
     """The sandbox kernelspec where `pip install` puts it: pytest-jupyter gives each test
     Jupyter folders of its own, so the test servers would not see the installed one."""
     shutil.copytree(SANDBOX_KERNELSPEC, jp_data_dir / "kernels" / SANDBOX_KERNEL)
+
+
+SECRET = "sk-secret-never-shown"
+"""The replayed endpoint's API key: it must show up nowhere the server sends or writes."""
+
+
+@pytest.fixture
+def replay() -> Iterator[ReplayServerThread]:
+    """An OpenAI-compatible endpoint over HTTP, its turns set by each test (script.turns)."""
+    with ReplayServerThread(ReplayScript(turns=[], model="test-model", api_key=SECRET)) as server:
+        yield server
+
+
+def runs_server_config(replay: ReplayServerThread) -> dict[str, Any]:
+    """The extension on the replayed model, running code in a local kernel (tests of runs; the
+    sandbox has its own), writing files soon after each change."""
+    return {
+        "ServerApp": {"jpserver_extensions": {"jupyter_notebook_agent": True}},
+        "NotebookAgent": {
+            "warm_pool_size": 0,
+            "model": "openai:test-model",
+            "base_url": replay.base_url,
+            "api_key": SECRET,
+            "kernel_name": "python3",
+            "allow_unsandboxed": True,
+            "save_interval": 0.05,
+        },
+    }
+
+
+@pytest.fixture
+def api(jp_fetch: Any, jp_ws_fetch: Any) -> AgentAPI:
+    """This extension's REST and WebSocket API, under the server's base URL; every answer is
+    checked against rest-api.yml."""
+    return AgentAPI(jp_fetch, jp_ws_fetch)
+
+
+@pytest.fixture
+def extension(jp_serverapp: Any) -> Any:
+    """The server's NotebookAgent extension app."""
+    (app,) = jp_serverapp.extension_manager.extension_apps["jupyter_notebook_agent"]
+    return app
 
 
 @pytest.fixture

@@ -8,10 +8,8 @@ from typing import Any
 
 import pytest
 
-from jupyter_notebook_agent.llm.replay_server import ReplayScript, ReplayServerThread
-
-from .agent_api import AgentAPI, receive_until
-from .conftest import add_cell_turn, complete
+from .agent_api import receive_until
+from .conftest import add_cell_turn, complete, runs_server_config
 from .test_server_runs import make_notebook, read
 
 BASE_URL = "/user/agent-tester/"
@@ -23,31 +21,9 @@ def jp_base_url() -> str:
 
 
 @pytest.fixture
-def replay():
-    with ReplayServerThread(ReplayScript(turns=[], model="test-model")) as server:
-        yield server
-
-
-@pytest.fixture
 def jp_server_config(replay) -> dict[str, Any]:
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_notebook_agent": True}},
-        "NotebookAgent": {
-            "warm_pool_size": 0,
-            "model": "openai:test-model",
-            "base_url": replay.base_url,
-            "api_key": "sk-base-url",
-            "kernel_name": "python3",
-            "allow_unsandboxed": True,
-            "save_interval": 0.05,
-        },
-    }
-
-
-@pytest.fixture
-def api(jp_fetch, jp_ws_fetch) -> AgentAPI:
-    """Its calls go to {base_url}notebook-agent/..., as pytest-jupyter's fetchers prefix them."""
-    return AgentAPI(jp_fetch, jp_ws_fetch)
+    """The runs' own set-up, under the base URL."""
+    return runs_server_config(replay)
 
 
 async def test_a_whole_run_under_a_base_url(api, replay, jp_fetch, jp_root_dir):

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-
 import nbformat
 import pytest
 
-from .conftest import LOCAL, RECORDINGS, add_cell_turn, turn
+from .conftest import LOCAL, RECORDINGS, add_cell_turn, free_port, turn
 
 SINE = RECORDINGS / "sine_plot.json"
 
@@ -56,10 +54,7 @@ def test_server_errors_throughout_give_up_after_the_retries(tmp_path, replay_ser
 
 
 def test_an_endpoint_that_is_not_listening(tmp_path, run_cli):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    url = f"http://127.0.0.1:{port}/v1"
+    url = f"http://127.0.0.1:{free_port()}/v1"
     result = run_cli("run", "t", "-o", "n.ipynb", "--base-url", url, "--max-retries", "1",
                      *LOCAL)  # fmt: skip
     assert result.returncode == 1

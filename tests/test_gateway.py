@@ -42,7 +42,7 @@ from jupyter_notebook_agent.sandbox.image import default_image
 from jupyter_notebook_agent.sandbox.provisioner import LABEL
 
 from .agent_api import check_against_spec, receive_until
-from .conftest import RECORDINGS
+from .conftest import RECORDINGS, free_port
 
 RECORDING = RECORDINGS / "gateway_kernel.json"
 DEPLOY = Path(__file__).parent.parent / "deploy"
@@ -52,11 +52,6 @@ KERNEL_USERNAME = "agent-tests"
 #: The gateway timeouts of the server under test: a kernel that is silent for longer than
 #: KERNEL_LAUNCH_TIMEOUT must still be heard (the recording's cell sleeps 3 s).
 TIMEOUTS = {"KERNEL_LAUNCH_TIMEOUT": "2", "JUPYTER_GATEWAY_REQUEST_TIMEOUT": "4"}
-
-
-def free_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as probe:
-        return probe.getsockname()[1]
 
 
 def wait_until_answers(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -70,6 +65,14 @@ def wait_until_answers(url: str, process: subprocess.Popen[bytes], log: Path) ->
             assert process.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, f"{url} did not answer: {log.read_text()[-3000:]}"
             time.sleep(0.1)
+
+
+def launch(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """A server process in a process group of its own (for `end`), its output in `log`."""
+    with log.open("wb") as output:
+        return subprocess.Popen(
+            command, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
 
 def end(process: subprocess.Popen[bytes]) -> bool:
@@ -107,20 +110,14 @@ def start_gateway(gateway_venv: Path, tmp_path: Path) -> Iterator[Callable[..., 
             **(env or {}),
         }
         log = tmp_path / f"gateway-{port}.log"
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                [
-                    str(gateway_venv / "bin" / "jupyter-enterprisegateway"),
-                    "--ip=127.0.0.1",
-                    f"--port={port}",
-                    "--port_retries=0",
-                    "--EnterpriseGatewayApp.list_kernels=True",
-                ],
-                env=environment,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        command = [
+            str(gateway_venv / "bin" / "jupyter-enterprisegateway"),
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            "--port_retries=0",
+            "--EnterpriseGatewayApp.list_kernels=True",
+        ]
+        process = launch(command, environment, log)
         started.append(process)
         url = f"http://127.0.0.1:{port}"
         wait_until_answers(f"{url}/api/kernelspecs", process, log)
@@ -156,31 +153,26 @@ def jupyter_server(tmp_path: Path) -> Iterator[Callable[..., tuple[str, int]]]:
     def start(model: ReplayServerThread, *options: str, env: dict[str, str] | None = None):
         port = free_port()
         log = tmp_path / f"server-{port}.log"
-        with log.open("wb") as output:
-            process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "jupyter_server",
-                    f"--ServerApp.root_dir={root}",
-                    "--ServerApp.ip=127.0.0.1",
-                    f"--ServerApp.port={port}",
-                    "--ServerApp.port_retries=0",
-                    "--ServerApp.open_browser=False",
-                    "--ServerApp.allow_root=True",
-                    f"--IdentityProvider.token={TOKEN}",
-                    "--ServerApp.jpserver_extensions={'jupyter_notebook_agent': True}",
-                    f"--NotebookAgent.model=openai:{model.script.model}",
-                    f"--NotebookAgent.base_url={model.base_url}",
-                    "--NotebookAgent.api_key=sk-gateway-tests",
-                    "--NotebookAgent.warm_pool_size=0",
-                    *options,
-                ],
-                env=os.environ | {"KERNEL_USERNAME": KERNEL_USERNAME} | (env or {}),
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        command = [
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            f"--ServerApp.root_dir={root}",
+            "--ServerApp.ip=127.0.0.1",
+            f"--ServerApp.port={port}",
+            "--ServerApp.port_retries=0",
+            "--ServerApp.open_browser=False",
+            "--ServerApp.allow_root=True",
+            f"--IdentityProvider.token={TOKEN}",
+            "--ServerApp.jpserver_extensions={'jupyter_notebook_agent': True}",
+            f"--NotebookAgent.model=openai:{model.script.model}",
+            f"--NotebookAgent.base_url={model.base_url}",
+            "--NotebookAgent.api_key=sk-gateway-tests",
+            "--NotebookAgent.warm_pool_size=0",
+            *options,
+        ]
+        environment = os.environ | {"KERNEL_USERNAME": KERNEL_USERNAME} | (env or {})
+        process = launch(command, environment, log)
         started.append(process)
         url = f"http://127.0.0.1:{port}/"
         wait_until_answers(f"{url}api", process, log)

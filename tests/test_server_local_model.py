@@ -41,17 +41,6 @@ def no_openai(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
 
 
-@pytest.fixture
-def api(jp_fetch, jp_ws_fetch) -> AgentAPI:
-    return AgentAPI(jp_fetch, jp_ws_fetch)
-
-
-@pytest.fixture
-def extension(jp_serverapp):
-    (app,) = jp_serverapp.extension_manager.extension_apps["jupyter_notebook_agent"]
-    return app
-
-
 async def download_ended(api: AgentAPI) -> dict:
     for _ in range(200):
         status = await api.call("GET", "status")

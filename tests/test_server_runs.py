@@ -10,55 +10,24 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from socket import create_server
 from typing import Any
 
 import nbformat
 import pytest
 
 from jupyter_notebook_agent.llm.base import ModelTurn
-from jupyter_notebook_agent.llm.replay_server import ReplayScript, ReplayServerThread
+from jupyter_notebook_agent.llm.replay_server import ReplayServerThread
 from jupyter_notebook_agent.notebook import METADATA_KEY
 
-from .agent_api import AgentAPI, receive_until
-from .conftest import add_cell_turn, complete, tool, turn
+from .agent_api import receive_until
+from .conftest import SECRET, add_cell_turn, complete, free_port, runs_server_config, tool, turn
 
-SECRET = "sk-secret-never-shown"
 TOKEN = "test-token"
-
-
-def free_port() -> int:
-    with create_server(("127.0.0.1", 0)) as probe:
-        return probe.getsockname()[1]
-
-
-@pytest.fixture
-def replay():
-    with ReplayServerThread(ReplayScript(turns=[], model="test-model", api_key=SECRET)) as server:
-        yield server
 
 
 @pytest.fixture
 def jp_server_config(replay) -> dict[str, Any]:
-    """The extension on a replayed model, running code in a local kernel (these tests are of
-    runs; the sandbox has its own), writing files soon after each change."""
-    return {
-        "ServerApp": {"jpserver_extensions": {"jupyter_notebook_agent": True}},
-        "NotebookAgent": {
-            "warm_pool_size": 0,
-            "model": "openai:test-model",
-            "base_url": replay.base_url,
-            "api_key": SECRET,
-            "kernel_name": "python3",
-            "allow_unsandboxed": True,
-            "save_interval": 0.05,
-        },
-    }
-
-
-@pytest.fixture
-def api(jp_fetch, jp_ws_fetch) -> AgentAPI:
-    return AgentAPI(jp_fetch, jp_ws_fetch)
+    return runs_server_config(replay)
 
 
 def make_notebook(root: Path, name: str = "analysis.ipynb") -> str:
@@ -453,9 +422,8 @@ def test_a_server_restart_mid_run_leaves_a_valid_notebook(tmp_path, replay):
 
 
 async def test_the_server_forgets_the_oldest_finished_runs_past_its_limit(
-    api, replay, jp_root_dir, jp_serverapp
+    api, replay, jp_root_dir, extension
 ):
-    (extension,) = jp_serverapp.extension_manager.extension_apps["jupyter_notebook_agent"]
     extension.registry.finished_runs_kept = 2
     replay.script.turns = [complete()]
     path = make_notebook(jp_root_dir)
