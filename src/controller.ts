@@ -1,6 +1,5 @@
 import { Notification } from '@jupyterlab/apputils';
 import { NotebookPanel } from '@jupyterlab/notebook';
-import { ServerConnection } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
@@ -26,8 +25,7 @@ import { NotebookCellWriter } from './notebook/cellWriter';
 export class NotebookSession implements IDisposable {
   constructor(
     readonly panel: NotebookPanel,
-    private readonly api: AgentAPI,
-    private readonly settings: ServerConnection.ISettings
+    private readonly api: AgentAPI
   ) {
     panel.disposed.connect(() => this.dispose());
   }
@@ -70,7 +68,6 @@ export class NotebookSession implements IDisposable {
       ...options
     });
     this.follow(info);
-    await this.refreshPastRuns();
   }
 
   /**
@@ -144,6 +141,9 @@ export class NotebookSession implements IDisposable {
       return;
     }
     this._isDisposed = true;
+    if (this._frame !== null) {
+      cancelAnimationFrame(this._frame);
+    }
     this._stream?.dispose();
     Signal.clearData(this);
   }
@@ -168,7 +168,7 @@ export class NotebookSession implements IDisposable {
         void this.panel.context.save();
         void this.refreshPastRuns();
       }
-      this._changed.emit();
+      this.changedSoon();
     };
     let waiting: RunEvent[] | null = reload ? [] : null;
     model.changed.connect((_, event: RunEvent) =>
@@ -178,9 +178,12 @@ export class NotebookSession implements IDisposable {
     this._stream = new RunEventStream({
       runId: info.id,
       model,
-      settings: this.settings,
+      settings: this.api.settings,
       role: 'writer'
     });
+    this._stream.failed.connect((_, error) =>
+      Notification.error(error.message, { autoClose: false })
+    );
     if (waiting) {
       // Once connected, the server writes no more: what is on disk then is its last word.
       const stream = this._stream;
@@ -200,6 +203,18 @@ export class NotebookSession implements IDisposable {
     this._changed.emit();
   }
 
+  /** One `changed` per animation frame however many events arrive: a cell streaming at
+   * tokens a frame does not re-render the panel for each. */
+  private changedSoon(): void {
+    if (this._frame === null) {
+      this._frame = requestAnimationFrame(() => {
+        this._frame = null;
+        this._changed.emit();
+      });
+    }
+  }
+
+  private _frame: number | null = null;
   private _run: RunModel | null = null;
   private _stream: RunEventStream | null = null;
   private _pastRuns: IRunInfo[] = [];

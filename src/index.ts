@@ -63,8 +63,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     translator: ITranslator | null
   ): Promise<void> => {
     const trans = (translator ?? nullTranslator).load('jupyter_notebook_agent');
-    const serverSettings = app.serviceManager.serverSettings;
-    const api = new AgentAPI(serverSettings);
+    const api = new AgentAPI(app.serviceManager.serverSettings);
     const sessions = new Map<NotebookPanel, NotebookSession>();
     const sessionChanged = new Signal<unknown, void>(tracker);
 
@@ -86,6 +85,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execution: 'auto',
       maxSteps: 30,
       model: '',
+      attempt(what: string, action: () => Promise<unknown> | undefined) {
+        return action()?.catch(error => context.reportError(what, error));
+      },
       reportError(what: string, error: unknown) {
         const message = `${what}: ${error instanceof Error ? error.message : String(error)}`;
         console.error(message);
@@ -143,14 +145,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       });
 
     tracker.widgetAdded.connect((_, notebook) => {
-      const session = new NotebookSession(notebook, api, serverSettings);
+      const session = new NotebookSession(notebook, api);
       sessions.set(notebook, session);
-      /** Runs a review action; a failure is shown, and the promise keeps the buttons
-       * disabled until the server answered. */
-      const review = (
-        what: string,
-        action: () => Promise<unknown> | undefined
-      ) => action()?.catch(error => context.reportError(what, error));
       notebook.disposed.connect(() => sessions.delete(notebook));
       notebook.context.pathChanged.connect(() => sessionChanged.emit());
       void notebook.context.ready.then(() => {
@@ -158,15 +154,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
           notebook,
           {
             accept: cellId =>
-              review(trans.__('Could not accept'), () =>
+              context.attempt(trans.__('Could not accept'), () =>
                 session.accept(cellId)
               ),
             reject: cellId =>
-              review(trans.__('Could not reject'), () =>
+              context.attempt(trans.__('Could not reject'), () =>
                 session.reject(cellId)
               ),
             regenerate: (cellId, instruction) =>
-              review(trans.__('Could not regenerate'), () =>
+              context.attempt(trans.__('Could not regenerate'), () =>
                 session.regenerate(cellId, instruction)
               )
           },

@@ -23,6 +23,12 @@ export interface IPanelContext {
   readonly model: string;
   /** Reports an error in the panel and as a notification. */
   reportError(what: string, error: unknown): void;
+  /** Runs an action that asks the server; a failure is reported as `what`. The promise ends
+   * when the server has answered (buttons stay disabled until then). */
+  attempt(
+    what: string,
+    action: () => Promise<unknown> | undefined
+  ): Promise<unknown> | undefined;
   openSettings(): void;
   /** Downloads the server's local model (the person asked, with the button that says so). */
   downloadLocalModel(): void;
@@ -309,9 +315,8 @@ function RunView(props: {
 }): JSX.Element {
   const { run, session, context } = props;
   const { trans } = context;
-  const act = (what: string, action: () => Promise<unknown> | undefined) => {
-    void action()?.catch(error => context.reportError(what, error));
-  };
+  const act = (what: string, action: () => Promise<unknown> | undefined) =>
+    void context.attempt(what, action);
   const proposed = run.proposedCellIds.length;
   return (
     <div className="jp-NotebookAgent-run">
