@@ -20,14 +20,12 @@ from . import __version__
 from .agent import Agent, AgentConfig, Event, EventLog, KernelSession, RunOutcome
 from .agent.observers import load_observers
 from .agent.transcript import TranscriptWriter
-from .llm import Model, ModelError, load_model
+from .llm import OPENAI_DEFAULT_MODEL, Model, ModelError, default_model, load_model
 from .llm.hub import DEFAULT_LOCAL_MODEL, HubFile
 from .llm.llama_cpp import LlamaCppOptions
 from .llm.replay import RecordingModel
 from .notebook import METADATA_KEY, NotebookDocument
 from .sandbox import SandboxUnavailable, choose_kernel
-
-DEFAULT_MODEL = "gpt-4o-mini"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         default=os.environ.get("NOTEBOOK_AGENT_MODEL"),
         help="[backend:]name, e.g. gpt-4o-mini, openai:qwen2.5-coder, llama-cpp:model.gguf, "
-        f"replay:rec.json (default: $NOTEBOOK_AGENT_MODEL, else {DEFAULT_MODEL} when "
+        f"replay:rec.json (default: $NOTEBOOK_AGENT_MODEL, else {OPENAI_DEFAULT_MODEL} when "
         "OPENAI_API_KEY or a base URL is set, else the default local model, once downloaded)",
     )
     run.add_argument("--base-url", help="OpenAI-compatible endpoint (default: OpenAI's)")
@@ -235,10 +233,10 @@ def _unconfigured_model(args: argparse.Namespace, console: Console) -> str:
     """The model when none was named: OpenAI's default where a key or endpoint is set; else the
     default local model, offered for download first where it is missing (nothing downloads
     unasked). ModelError says what to do when it cannot be had."""
-    if args.base_url or os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL"):
-        return DEFAULT_MODEL
     reference = _default_local_model()
-    spec = f"llama-cpp:{reference}"
+    spec = default_model(args.base_url, None, reference)
+    if spec == OPENAI_DEFAULT_MODEL:
+        return spec
     advice = (
         "no model is configured: set OPENAI_API_KEY (or --base-url for another endpoint), "
         "pass --model, or download the default local model: jupyter-notebook-agent model download"

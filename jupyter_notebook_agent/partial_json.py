@@ -38,12 +38,15 @@ class FieldStream:
         """All the JSON text fed so far."""
         self.value = ""
         """The field's text decoded so far."""
-        self.started = False
-        """The field has begun (a cell can be shown)."""
         self.ended = False
         """The field's closing quote has arrived (or it was malformed)."""
         self._next: int | None = None
         """Where in `arguments` the field's text not yet decoded begins."""
+
+    @property
+    def started(self) -> bool:
+        """The field has begun (a cell can be shown)."""
+        return self._next is not None
 
     def feed(self, chunk: str) -> str:
         self.arguments += chunk
@@ -53,7 +56,7 @@ class FieldStream:
             match = re.search(_KEY.format(re.escape(self.key)) + '"', self.arguments)
             if match is None:
                 return ""
-            self._next, self.started = match.end(), True
+            self._next = match.end()
         raw = self.arguments[self._next :]
         if end := _STRING_END.search(raw):
             raw, self.ended = raw[: end.end() - 1], True

@@ -99,12 +99,23 @@ const plugin: JupyterFrontEndPlugin<void> = {
         });
       },
       downloadLocalModel() {
-        downloadLocalModel(api, status => {
-          context.status = status;
-          sessionChanged.emit();
-        }).catch(error =>
-          context.reportError(trans.__('Could not download the model'), error)
-        );
+        downloadLocalModel(api, download => {
+          const local = context.status?.local_model;
+          if (context.status && local) {
+            context.status = {
+              ...context.status,
+              local_model: { ...local, download }
+            };
+            sessionChanged.emit();
+          }
+        })
+          .then(status => {
+            context.status = status;
+            sessionChanged.emit();
+          })
+          .catch(error =>
+            context.reportError(trans.__('Could not download the model'), error)
+          );
       }
     };
 

@@ -42,12 +42,15 @@ def no_openai(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def download_ended(api: AgentAPI) -> dict:
+    """The status, once the download's own progress says it has ended."""
     for _ in range(200):
-        status = await api.call("GET", "status")
-        if status["local_model"]["download"]["state"] != "running":
+        download = await api.call("GET", "local-model/download")
+        if download["state"] != "running":
+            status = await api.call("GET", "status")
+            assert status["local_model"]["download"] == download
             return status
         await asyncio.sleep(0.05)
-    raise AssertionError(f"the download still runs: {status}")
+    raise AssertionError(f"the download still runs: {download}")
 
 
 async def test_with_no_model_configured_the_default_local_model_is_offered(api, extension):
@@ -61,6 +64,7 @@ async def test_with_no_model_configured_the_default_local_model_is_offered(api, 
         "downloaded": False,
         "download": None,
     }
+    assert await api.call("GET", "local-model/download") is None
     # Nothing downloads until asked; asked, this one fails (no hub here), and says so.
     started = await api.call("POST", "local-model/download", expect=202)
     assert started["reference"] == "hf:tests/absent-GGUF/absent.gguf"

@@ -7,7 +7,7 @@ own kernel manager, or from a gateway) and only talks to it through jupyter_clie
 from __future__ import annotations
 
 import asyncio
-import inspect
+import contextlib
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -16,6 +16,7 @@ from queue import Empty
 from typing import Literal
 
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_core.utils import ensure_async
 from nbformat import NotebookNode
 from traitlets.config import Config
 
@@ -71,22 +72,23 @@ class KernelSession:
         manager = AsyncKernelManager(kernel_name=kernel_name, config=config or Config())
         await manager.start_kernel(cwd=cwd)
         session = cls(manager)
-        try:
-            await session.connect()
-        except BaseException:
-            await session.shutdown()  # a kernel that never answered leaves nothing running
-            raise
+        await session.connect()
         return session
 
     async def connect(self) -> None:
-        await self._start_channels()
-        await self.wait_until_ready()
+        """Opens the channels and waits until the kernel answers; a kernel that never does is
+        shut down, so that it leaves nothing running, and the error says why it failed."""
+        try:
+            await self._open()
+        except BaseException:
+            with contextlib.suppress(Exception):  # ending it must not hide why it failed
+                await self.shutdown()
+            raise
 
-    async def _start_channels(self) -> None:
+    async def _open(self) -> None:
         """A gateway kernel's client opens its WebSocket in a coroutine; a local one returns."""
-        opening = self.client.start_channels()
-        if inspect.isawaitable(opening):
-            await opening
+        await ensure_async(self.client.start_channels())
+        await self.wait_until_ready()
 
     async def wait_until_ready(self, timeout_s: float = 120.0) -> None:
         """Ready once a kernel_info request's idle status arrives on IOPub: the shell and IOPub
@@ -212,8 +214,7 @@ class KernelSession:
         await self.manager.restart_kernel(now=True)
         self.restarts += 1
         self.client = self.manager.client()
-        await self._start_channels()
-        await self.wait_until_ready()
+        await self._open()
 
     async def shutdown(self) -> None:
         self.client.stop_channels()

@@ -18,7 +18,7 @@ from ..notebook.outputs import digest
 from ..partial_json import FieldStream, string_field
 from .events import EventLog
 from .kernel import Execution, KernelSession
-from .prompt import SYSTEM_PROMPT, task_message
+from .prompt import system_message, task_message
 from .review import CellGone, CellRecord, Decision, Review
 from .tools import TOOLS, FormatError, parse_call
 
@@ -125,7 +125,7 @@ class Agent:
             max_steps=self.config.max_steps,
             execution=self.config.execution,
         )
-        self._append({"role": "system", "content": SYSTEM_PROMPT})
+        self._append(system_message())
         self._append(
             {
                 "role": "user",
@@ -139,13 +139,12 @@ class Agent:
         self._outcome, self._stop_summary, self._format_errors = None, "", 0
         return await self._drive()
 
-    def stop(self, summary: str = "stopped by the person") -> bool:
-        """Cancels the model's answer or the execution under way; False when not running."""
+    def stop(self, summary: str = "stopped by the person") -> None:
+        """Cancels the model's answer or the execution under way, if the run is going."""
         if self._loop_task is None or self._loop_task.done():
-            return False
+            return
         self._stop_summary = summary
         self._loop_task.cancel()
-        return True
 
     async def _drive(self) -> RunOutcome:
         self._loop_task = asyncio.ensure_future(self._loop(self.step + self.config.max_steps))

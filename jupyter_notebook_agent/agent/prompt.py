@@ -27,3 +27,9 @@ def task_message(task: str, notebook_path: str, cells: list[dict[str, Any]]) -> 
         f"It already has these cells:\n{json.dumps(cells, indent=1)}" if cells else "It is empty."
     )
     return f"The notebook is {notebook_path}. {existing}\n\nThe task:\n{task}"
+
+
+def system_message() -> dict[str, str]:
+    """The first message of every run: a local model's server evaluates it ahead of the first
+    run, which helps only while the two are the same, character for character."""
+    return {"role": "system", "content": SYSTEM_PROMPT}

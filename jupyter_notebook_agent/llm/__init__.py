@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from .base import Model, ModelError, ModelTurn, TextDelta, ToolCall, ToolCallDelta, Usage
@@ -10,6 +11,16 @@ if TYPE_CHECKING:
     from .llama_cpp import LlamaCppOptions
 
 BACKENDS = ("openai", "llama-cpp", "replay")
+OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
+
+
+def default_model(base_url: str | None, api_key: str | None, local_model: str) -> str:
+    """The model when none is named: OpenAI's default where a key or an endpoint is set (given,
+    or in OPENAI_API_KEY / OPENAI_BASE_URL), else the local model (`hf:...` or a path)."""
+    environment = os.environ.get("OPENAI_API_KEY") or os.environ.get("OPENAI_BASE_URL")
+    if base_url or api_key or environment:
+        return OPENAI_DEFAULT_MODEL
+    return f"llama-cpp:{local_model}"
 
 
 def parse_model_string(spec: str) -> tuple[str, str]:
@@ -51,6 +62,7 @@ def load_model(
 
 __all__ = [
     "BACKENDS",
+    "OPENAI_DEFAULT_MODEL",
     "Model",
     "ModelError",
     "ModelTurn",
@@ -58,6 +70,7 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "Usage",
+    "default_model",
     "load_model",
     "parse_model_string",
 ]

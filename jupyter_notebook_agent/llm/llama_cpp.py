@@ -120,6 +120,8 @@ class LlamaCppModel:
         """Answers as the model wrote them, by (message, tool, arguments): the history shows
         the model its own text again, escapes and all, so the prompt's prefix stays the same."""
         self._last: _Transcript | None = None
+        self._formatters: dict[bool, Any] = {}
+        """Chat templates, compiled once the model is loaded, by whether the answer follows."""
 
     async def stream(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
@@ -208,9 +210,27 @@ class LlamaCppModel:
             emit(None)
 
     def _load(self) -> Any:
-        """Loads the weights on first use, offloading to the GPU where the build can."""
+        """Loads the weights on first use, offloading to the GPU where the build can, and
+        compiles the chat template once: for a prompt the answer follows, and for one it
+        does not (warm)."""
         if self._llama is None:
-            self._llama, self.offload = load_llama(self.path, self.options)
+            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+            llama, self.offload = load_llama(self.path, self.options)
+            template = self.metadata.get("tokenizer.chat_template")
+            if not template:
+                log.warning("%s has no chat template; using chatml", self.path.name)
+                template = CHATML_TEMPLATE
+            self._formatters = {
+                answer_next: Jinja2ChatFormatter(
+                    template,
+                    eos_token=llama._model.token_get_text(llama.token_eos()),
+                    bos_token=llama._model.token_get_text(llama.token_bos()),
+                    add_generation_prompt=answer_next,
+                )
+                for answer_next in (True, False)
+            }
+            self._llama = llama
         return self._llama
 
     def warm(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> int:
@@ -237,20 +257,9 @@ class LlamaCppModel:
         `answer_next`). When it goes on from the last prompt and answer, those keep the tokens
         llama.cpp evaluated and sampled (tokenizing the answer's text again might split it
         otherwise), so the KV cache serves all of them."""
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        template = self.metadata.get("tokenizer.chat_template")
-        if not template:
-            log.warning("%s has no chat template; using chatml", self.path.name)
-            template = CHATML_TEMPLATE
-        formatter = Jinja2ChatFormatter(
-            template,
-            eos_token=llama._model.token_get_text(llama.token_eos()),
-            bos_token=llama._model.token_get_text(llama.token_bos()),
-            add_generation_prompt=answer_next,
-        )
+        plain = chat_messages(messages, tools, self._answers)
         try:
-            prompt = formatter(messages=chat_messages(messages, tools, self._answers)).prompt
+            prompt = self._formatters[answer_next](messages=plain).prompt
         except Exception as error:
             raise ModelError(f"the chat template of {self.path.name} failed: {error}") from error
 

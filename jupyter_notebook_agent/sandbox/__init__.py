@@ -10,8 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from jupyter_client.kernelspec import KernelSpecManager
-
 if TYPE_CHECKING:
     from docker import DockerClient
 
@@ -73,18 +71,16 @@ class KernelChoice:
 def choose_kernel(
     requested: str | None,
     allow_unsandboxed: bool,
-    specs: dict[str, Any] | None = None,
+    specs: dict[str, Any],
     gateway: str | None = None,
 ) -> KernelChoice:
     """The kernelspec to run generated code in: the sandbox unless the person allowed otherwise.
 
-    `specs` is what a kernel spec manager's get_all_specs() gives; by default, this machine's.
+    `specs` is what a kernel spec manager's get_all_specs() gives.
     `gateway` is the URL of the gateway that runs the kernels when there is one: `specs` are then
     the gateway's, no local Docker engine takes part, and an unsandboxed kernel runs on the
     gateway's machines rather than this one.
     """
-    if specs is None:
-        specs = KernelSpecManager().get_all_specs()
     known = ", ".join(sorted(specs)) or "none"
     offered = f"the gateway {gateway} offers" if gateway else "installed"
     name = requested or SANDBOX_KERNEL

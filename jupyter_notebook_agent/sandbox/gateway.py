@@ -10,7 +10,6 @@ line's kernel start.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 import socket
@@ -209,7 +208,5 @@ async def start_kernel(url: str, kernel_name: str, cwd: str) -> KernelSession:
     try:
         await session.connect()
     except Exception as error:
-        with contextlib.suppress(Exception):  # ending it must not hide why it failed
-            await session.shutdown()
         raise explain(error, f"connecting to the kernel {kernel_name!r}") from error
     return session

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,9 +13,9 @@ from jupyter_server.serverapp import ServerApp
 from traitlets import Bool, Enum, Float, Integer, Unicode
 from traitlets.config import Configurable
 
-from ..agent.prompt import SYSTEM_PROMPT
+from ..agent.prompt import system_message
 from ..agent.tools import TOOLS
-from ..llm import Model, load_model, parse_model_string
+from ..llm import Model, default_model, load_model, parse_model_string
 from ..llm.base import ModelError
 from ..llm.hub import DEFAULT_LOCAL_MODEL, HubFile
 from ..llm.hub import PREFIX as HUB_PREFIX
@@ -27,16 +26,18 @@ from ..sandbox.pool import WarmPool
 from .handlers import ROUTES
 from .runs import RunRegistry
 
-OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
-
 
 class LlamaCpp(Configurable):
     """How the server runs local GGUF models (`llama-cpp:` model strings), in its own process."""
 
-    n_ctx = Integer(8192, config=True, help="Tokens of context; a run's conversation must fit.")
+    n_ctx = Integer(
+        LlamaCppOptions.n_ctx, config=True, help="Tokens of context; a run's conversation must fit."
+    )
     threads = Integer(0, config=True, help="CPU threads; 0 lets llama.cpp choose.")
     gpu_layers = Integer(
-        -1, config=True, help="Layers offloaded to the GPU: -1 all that the build can, 0 none."
+        LlamaCppOptions.gpu_layers,
+        config=True,
+        help="Layers offloaded to the GPU: -1 all that the build can, 0 none.",
     )
     default_model = Unicode(
         DEFAULT_LOCAL_MODEL,
@@ -168,11 +169,9 @@ class NotebookAgent(ExtensionApp):
     @property
     def model_in_effect(self) -> str:
         """The configured model string, or the default for an unconfigured server."""
-        if self.model:
-            return self.model
-        if self.api_key or self.base_url or os.environ.get("OPENAI_API_KEY"):
-            return OPENAI_DEFAULT_MODEL
-        return f"llama-cpp:{self.llama_cpp.default_model}"
+        return self.model or default_model(
+            self.base_url, self.api_key, self.llama_cpp.default_model
+        )
 
     @property
     def downloadable(self) -> HubFile | None:
@@ -253,7 +252,7 @@ class NotebookAgent(ExtensionApp):
     def _warm(self, model: LlamaCppModel) -> None:
         """Loads a local model and evaluates the agent's system prompt and tools in the
         background: the first run waits for neither, and finds them in the KV cache."""
-        system = [{"role": "system", "content": SYSTEM_PROMPT}]
+        system = [system_message()]
 
         async def warm() -> None:
             try:

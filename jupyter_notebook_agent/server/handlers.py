@@ -135,6 +135,13 @@ class StatusHandler(AgentHandler):
 
 class LocalModelDownloadHandler(AgentHandler):
     @tornado.web.authenticated
+    async def get(self) -> None:
+        """The download's progress alone: what the panel asks every second while it runs (the
+        whole status would ask Docker and the kernelspecs each time)."""
+        download = self.extensionapp.download
+        self.finish(json.dumps(asdict(download) if download else None))
+
+    @tornado.web.authenticated
     async def post(self) -> None:
         """Downloads the local model in effect from the hub: the person asked for it."""
         try:

@@ -6,7 +6,6 @@ Plain asyncio and jupyter_server's managers, no Tornado: the handlers only call 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import uuid
@@ -269,10 +268,8 @@ class RunRegistry:
         session = KernelSession(manager, shutdown=shutdown)
         try:
             await session.connect()
-        except BaseException as error:
-            with contextlib.suppress(Exception):  # ending it must not hide why it failed
-                await session.shutdown()
-            if self.gateway and isinstance(error, Exception):
+        except Exception as error:
+            if self.gateway:
                 raise explain(error, f"connecting to the kernel {kernel_name!r}") from error
             raise
         return session

@@ -13,9 +13,18 @@ export class AgentAPI {
     return requestAPI<IAgentStatus>('status', {}, this.settings);
   }
 
-  /** Starts downloading the local model in effect; `status()` shows its progress. */
+  /** Starts downloading the local model in effect. */
   downloadLocalModel(): Promise<IDownload> {
     return this.post('local-model/download');
+  }
+
+  /** The progress of the download asked for last (null when none was). */
+  localModelDownload(): Promise<IDownload | null> {
+    return requestAPI<IDownload | null>(
+      'local-model/download',
+      {},
+      this.settings
+    );
   }
 
   startRun(options: {

@@ -1,11 +1,12 @@
 import { IAgentStatus, IDownload } from '../events';
 import { downloadLocalModel, IDownloadAPI } from '../localModel';
 
-/** The server's side of a download: each status call, the download gets further. */
+/** The server's side of a download: each time it is read, the download gets further. */
 class DownloadingServer implements IDownloadAPI {
   constructor(private readonly steps: IDownload[]) {}
 
   asked = 0;
+  reads = 0;
   statusCalls = 0;
 
   async downloadLocalModel(): Promise<IDownload> {
@@ -13,9 +14,13 @@ class DownloadingServer implements IDownloadAPI {
     return this.steps[0];
   }
 
+  async localModelDownload(): Promise<IDownload> {
+    this.reads += 1;
+    return this.current;
+  }
+
   async status(): Promise<IAgentStatus> {
-    const download =
-      this.steps[Math.min(this.statusCalls, this.steps.length - 1)];
+    const download = this.current;
     this.statusCalls += 1;
     return {
       version: '0.1.0',
@@ -34,6 +39,10 @@ class DownloadingServer implements IDownloadAPI {
       max_steps: 30,
       kernel: { name: 'python3-sandbox', sandboxed: true, problem: null }
     };
+  }
+
+  private get current(): IDownload {
+    return this.steps[Math.min(this.reads, this.steps.length - 1)];
   }
 }
 
@@ -59,7 +68,7 @@ describe('downloadLocalModel', () => {
     const seen: number[] = [];
     const last = await downloadLocalModel(
       server,
-      status => seen.push(status.local_model!.download!.done),
+      download => seen.push(download.done),
       1
     );
     expect(server.asked).toBe(1);
@@ -75,6 +84,9 @@ describe('downloadLocalModel', () => {
     ]);
     const last = await downloadLocalModel(server, () => undefined, 1);
     expect(last.local_model?.download?.error).toContain('offline');
-    expect(server.statusCalls).toBe(2);
+    // Two reads of the download: the one that started it, and the one that saw it fail; then
+    // the status once.
+    expect(server.asked + server.reads).toBe(2);
+    expect(server.statusCalls).toBe(1);
   });
 });
