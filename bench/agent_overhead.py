@@ -16,6 +16,8 @@ import time
 from itertools import pairwise
 from pathlib import Path
 
+from serving import percentile
+
 from jupyter_notebook_agent.agent import Agent, AgentConfig, EventLog, KernelSession
 from jupyter_notebook_agent.llm.base import ModelTurn, ToolCall
 from jupyter_notebook_agent.llm.replay import ReplayModel, save_recording
@@ -60,10 +62,6 @@ async def run_recorded(kernel: KernelSession, path: Path, events: EventLog) -> N
     config = AgentConfig(max_steps=len(model.turns))
     outcome = await Agent(model, kernel, NotebookDocument(), config=config, events=events).run("b")
     assert outcome.success, outcome
-
-
-def percentile(values: list[float], q: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
 async def step_overheads(kernel: TimedKernel, folder: Path) -> list[float]:

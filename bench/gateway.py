@@ -28,11 +28,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
-from serving import free_port, percentile, stop, summary
+from serving import free_port, percentile, running, summary, wait_ready
 
 from jupyter_notebook_agent.agent import KernelSession
 from jupyter_notebook_agent.sandbox import gateway
@@ -44,7 +42,8 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 
 
 def start_gateway(work: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Enterprise Gateway on a free port, offering `python3`: this Python's ipykernel."""
+    """Enterprise Gateway on a free port, offering `python3`: this Python's ipykernel (it
+    answers once `wait_ready` says so)."""
     venv = subprocess.run(
         ["bash", str(REPOSITORY / "scripts" / "gateway-venv.sh")],
         capture_output=True,
@@ -66,16 +65,7 @@ def start_gateway(work: Path) -> tuple[subprocess.Popen[bytes], str]:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"{url}/api/kernelspecs", timeout=2):
-                return process, url
-        except (OSError, urllib.error.URLError):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the gateway did not start; see gateway.log") from None
-            time.sleep(0.2)
+    return process, f"http://127.0.0.1:{port}"
 
 
 def cpu_seconds() -> float:
@@ -117,8 +107,9 @@ async def main() -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         process, url = start_gateway(work)
-        print(f"Enterprise Gateway at {url}")
-        try:
+        with running(process, work / "gateway.log"):
+            await asyncio.to_thread(wait_ready, f"{url}/", process, "api/kernelspecs")
+            print(f"Enterprise Gateway at {url}")
             for number in range(1, ROUNDS + 1):
                 sessions = {}
                 for kind, where in (("gateway", url), ("local", None)):
@@ -138,11 +129,6 @@ async def main() -> dict[str, float]:
                     f"{summary(rtts['gateway'][-EXECUTIONS:])}, local "
                     f"{summary(rtts['local'][-EXECUTIONS:])}"
                 )
-        except BaseException:
-            print((work / "gateway.log").read_text()[-4000:], file=sys.stderr)
-            raise
-        finally:
-            stop(process)  # and the gateway's kernels, in its process group
     median = statistics.median
     return {
         "rounds": ROUNDS,

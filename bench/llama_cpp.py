@@ -28,12 +28,11 @@ sys.path = [entry for entry in sys.path if Path(entry or ".").resolve() != Path(
 
 import llama_cpp
 from llama_cpp import LlamaGrammar
-from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from jupyter_notebook_agent.agent.prompt import SYSTEM_PROMPT
 from jupyter_notebook_agent.agent.tools import TOOLS
 from jupyter_notebook_agent.llm.base import ModelTurn
-from jupyter_notebook_agent.llm.llama_cpp import LlamaCppModel, LlamaCppOptions, chat_messages
+from jupyter_notebook_agent.llm.llama_cpp import LlamaCppModel, LlamaCppOptions
 from jupyter_notebook_agent.llm.tiny_model import write_tiny_gguf
 from jupyter_notebook_agent.llm.tool_grammar import answer_grammar
 
@@ -79,20 +78,14 @@ def raw(llama: llama_cpp.Llama, tokens: list[int], grammar: str, options: LlamaC
     return (count - 1) / (time.perf_counter() - first)
 
 
-def prompt_tokens(llama: llama_cpp.Llama, messages: list[dict]) -> list[int]:
-    template = llama.metadata["tokenizer.chat_template"]
-    eos = llama._model.token_get_text(llama.token_eos())
-    formatter = Jinja2ChatFormatter(template, eos_token=eos, bos_token=eos)
-    prompt = formatter(messages=chat_messages(messages, TOOLS, {})).prompt
-    return llama.tokenize(prompt.encode(), add_bos=False, special=True)
-
-
 async def throughput(folder: Path) -> dict[str, float]:
     path = write_tiny_gguf(folder / "throughput.gguf", **THROUGHPUT_MODEL)
     options = LlamaCppOptions(n_ctx=4096, max_tokens=TOKENS, seed=1)
     model = LlamaCppModel(str(path), options)
     llama = llama_cpp.Llama(str(path), n_ctx=options.n_ctx, seed=options.seed, verbose=False)
-    tokens, grammar = prompt_tokens(llama, TASK), answer_grammar(TOOLS)
+    # The very tokens the backend evaluates for this prompt, so that both decode the same.
+    _, tokens = model._prompt(model._load(), TASK, TOOLS)
+    grammar = answer_grammar(TOOLS)
     await ours(model, TASK)  # both load and cache the prompt before the rounds
     raw(llama, tokens, grammar, options)
     ratios, ours_rates, raw_rates = [], [], []

@@ -24,7 +24,6 @@ import json
 import os
 import re
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -34,12 +33,12 @@ from typing import Any
 import nbformat
 from serving import (
     API_KEY,
-    TOKEN,
+    AUTH,
     free_port,
     percentile,
+    running,
     sends_stamped,
     start_jupyter,
-    stop,
     summary,
     wait_ready,
 )
@@ -90,10 +89,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def auth() -> dict[str, str]:
-    return {"Authorization": f"token {TOKEN}"}
-
-
 async def server_run(client: AsyncHTTPClient, url: str, root: Path, tag: str) -> list[float]:
     """One run over REST, its events over WebSocket: the latency of each message_delta."""
     name = f"{tag}.ipynb".replace("bench-", "")  # the notebook's name must not hold the tag
@@ -101,12 +96,12 @@ async def server_run(client: AsyncHTTPClient, url: str, root: Path, tag: str) ->
     response = await client.fetch(
         f"{url}notebook-agent/runs",
         method="POST",
-        headers=auth(),
+        headers=AUTH,
         body=json.dumps({"path": name, "prompt": f"Say the words. {tag}"}),
     )
     run_id = json.loads(response.body)["id"]
     ws_url = f"ws{url.removeprefix('http')}notebook-agent/runs/{run_id}/events?from=0"
-    events = await websocket_connect(HTTPRequest(ws_url, headers=auth()))
+    events = await websocket_connect(HTTPRequest(ws_url, headers=AUTH))
     opened = time.perf_counter()
     latencies = []
     try:
@@ -201,7 +196,7 @@ async def main() -> dict[str, float]:
         server = start_jupyter(
             "jupyter_server", root, port, MODEL, model.base_url, "--NotebookAgent.max_steps=5"
         )
-        try:
+        with running(server, root / "server.log"):
             await asyncio.to_thread(wait_ready, url, server)
             print(f"server ready; a warm-up round of {RUNS} runs")
             await one_round(client, url, model.base_url, root, server.pid, 0)
@@ -218,11 +213,6 @@ async def main() -> dict[str, float]:
                     f"sse baseline {summary(measured.baseline)}; "
                     f"server cpu {100 * measured.cpu_s / measured.wall_s:.1f}%"
                 )
-        except BaseException:
-            print((root / "server.log").read_text()[-4000:], file=sys.stderr)
-            raise
-        finally:
-            stop(server)
     through_server, baseline = total.through_server, total.baseline
     return {
         "runs": ROUNDS * RUNS,

@@ -78,20 +78,23 @@ def start_jupyter(
         )
 
 
-def wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
-    request = urllib.request.Request(
-        f"{url}api/status", headers={"Authorization": f"token {TOKEN}"}
-    )
+AUTH = {"Authorization": f"token {TOKEN}"}
+"""The header of a request to the Jupyter servers the benchmarks start."""
+
+
+def wait_ready(url: str, server: subprocess.Popen[bytes], path: str = "api/status") -> None:
+    """Until the server answers `path` (with the token, which a gateway ignores)."""
+    request = urllib.request.Request(f"{url}{path}", headers=AUTH)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise RuntimeError(f"the server exited with {server.returncode}; see server.log")
+            raise RuntimeError(f"the server exited with {server.returncode}; see its log")
         try:
             with urllib.request.urlopen(request, timeout=2):
                 return
         except (OSError, urllib.error.URLError):
             time.sleep(0.2)
-    raise RuntimeError("the server did not answer /api/status within 60 s")
+    raise RuntimeError(f"the server did not answer /{path} within 60 s")
 
 
 def stop(server: subprocess.Popen[bytes]) -> None:
@@ -107,6 +110,19 @@ def stop(server: subprocess.Popen[bytes]) -> None:
         os.killpg(server.pid, signal.SIGKILL)  # any kernel left in its process group
     except ProcessLookupError:
         pass
+
+
+@contextmanager
+def running(process: subprocess.Popen[bytes], log: Path) -> Iterator[None]:
+    """While a server is needed: on a failure, the tail of its log; at the end, its end (and its
+    kernels')."""
+    try:
+        yield
+    except BaseException:
+        print(log.read_text()[-4000:], file=sys.stderr)
+        raise
+    finally:
+        stop(process)
 
 
 @contextmanager

@@ -29,7 +29,6 @@ import re
 import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -41,9 +40,9 @@ from serving import (
     TOKEN,
     free_port,
     percentile,
+    running,
     sends_stamped,
     start_jupyter,
-    stop,
     summary,
     wait_ready,
 )
@@ -158,15 +157,10 @@ def main() -> dict[str, float]:
             "--LabApp.news_url=None",
             "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         )
-        try:
+        with running(lab, root / "server.log"):
             wait_ready(url, lab)
             print(f"jupyter lab ready on port {port}; a warm-up round, then {ROUNDS} rounds")
             rounds = browse(url, notebooks)
-        except BaseException:
-            print((root / "server.log").read_text()[-4000:], file=sys.stderr)
-            raise
-        finally:
-            stop(lab)
     for number, measured in enumerate(rounds):
         tag = f"bench-ui-{number}"
         sent = sum(1 for t, _ in SENT if t == tag)

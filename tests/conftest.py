@@ -21,6 +21,7 @@ from jupyter_notebook_agent.agent import KernelSession
 from jupyter_notebook_agent.llm.base import ModelTurn, ToolCall
 from jupyter_notebook_agent.llm.replay import load_recording, save_recording
 from jupyter_notebook_agent.llm.replay_server import ReplayScript, ReplayServerThread
+from jupyter_notebook_agent.llm.tiny_model import write_tiny_gguf
 from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
 
 from .agent_api import AgentAPI
@@ -47,6 +48,12 @@ def hf_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     cache = tmp_path_factory.mktemp("hf-cache")
     os.environ.update(HF_HUB_CACHE=str(cache), HF_HUB_OFFLINE="1")
     return cache
+
+
+@pytest.fixture(scope="session")
+def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny random-weight llama the llama-cpp tests run (written, not downloaded)."""
+    return write_tiny_gguf(tmp_path_factory.mktemp("models") / "tiny.gguf")
 
 
 def put_in_hub_cache(cache: Path, repo: str, filename: str, source: Path) -> Path:

@@ -27,11 +27,6 @@ from .conftest import put_in_hub_cache
 SYSTEM = {"role": "system", "content": "You write Python notebooks."}
 
 
-@pytest.fixture(scope="module")
-def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_gguf(tmp_path_factory.mktemp("models") / "tiny.gguf")
-
-
 @pytest.fixture
 def run(jp_asyncio_loop):
     return jp_asyncio_loop.run_until_complete

@@ -12,8 +12,8 @@ from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
 from jupyter_notebook_agent.sandbox.image import ensure_image
 
-from .agent_api import AgentAPI, receive_until
-from .conftest import add_cell_turn, complete, sandbox_writable
+from .agent_api import receive_until
+from .conftest import SECRET, add_cell_turn, complete, sandbox_writable
 from .test_warm_pool import filled
 
 
@@ -39,7 +39,7 @@ async def run(client: AsyncKernelClient, code: str) -> list[str]:
 
 
 async def test_a_notebook_gets_a_warm_sandbox_kernel_that_interrupts_restarts_and_shuts_down(
-    jp_fetch, jp_serverapp, jp_root_dir
+    jp_fetch, jp_serverapp, jp_root_dir, extension
 ):
     specs = json.loads((await jp_fetch("api", "kernelspecs")).body)
     assert specs["kernelspecs"][SANDBOX_KERNEL]["spec"]["display_name"] == "Python 3 (sandbox)"
@@ -47,7 +47,6 @@ async def test_a_notebook_gets_a_warm_sandbox_kernel_that_interrupts_restarts_an
     # What a server does once its loop runs (pytest-jupyter's server does not): the extension
     # starts its warm pool then.
     await jp_serverapp.extension_manager.start_all_extensions()
-    (extension,) = jp_serverapp.extension_manager.extension_apps["jupyter_notebook_agent"]
     warm = await filled(extension.pool)
     sandbox_writable(jp_root_dir / "project")
     session = {
@@ -82,23 +81,20 @@ async def test_a_notebook_gets_a_warm_sandbox_kernel_that_interrupts_restarts_an
 
 
 async def test_a_run_over_rest_executes_in_a_warm_sandbox_kernel(
-    jp_fetch, jp_ws_fetch, jp_serverapp, jp_root_dir, replay_server, write_recording
+    api, extension, replay, jp_serverapp, jp_root_dir
 ):
-    recording = write_recording(
+    replay.script.turns = [
         add_cell_turn("import os, socket\nprint(os.getuid() != 0, os.getcwd())"),
         complete(),
-    )
-    with replay_server(recording) as model_server:
-        await jp_serverapp.extension_manager.start_all_extensions()
-        (extension,) = jp_serverapp.extension_manager.extension_apps["jupyter_notebook_agent"]
-        extension.model, extension.base_url = "openai:test-model", model_server.base_url
-        extension.api_key = "sk-test"
-        warm = await filled(extension.pool)
-        folder = sandbox_writable(jp_root_dir / "project")
-        nbformat.write(nbformat.v4.new_notebook(), folder / "analysis.ipynb")
-        api = AgentAPI(jp_fetch, jp_ws_fetch)
-        run = await api.start("project/analysis.ipynb")
-        events = await receive_until(await api.events(run["id"]), "run_finished", 120)
+    ]
+    await jp_serverapp.extension_manager.start_all_extensions()
+    extension.model, extension.base_url = "openai:test-model", replay.base_url
+    extension.api_key = SECRET
+    warm = await filled(extension.pool)
+    folder = sandbox_writable(jp_root_dir / "project")
+    nbformat.write(nbformat.v4.new_notebook(), folder / "analysis.ipynb")
+    run = await api.start("project/analysis.ipynb")
+    events = await receive_until(await api.events(run["id"]), "run_finished", 120)
     (outputs,) = [e for e in events if e["type"] == "cell_outputs"]
     assert outputs["outputs"][0]["text"] == f"True {folder}\n"
     assert events[-1]["success"]

@@ -4,24 +4,16 @@ on request, and runs on a llama.cpp model (the tiny random one the tests write) 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
-
-from jupyter_notebook_agent.llm.tiny_model import write_tiny_gguf
 
 from .agent_api import AgentAPI, receive_until
 from .conftest import put_in_hub_cache
 
 REPO, FILE = "tests/default-GGUF", "tiny-q8.gguf"
 DEFAULT = f"hf:{REPO}/{FILE}"
-
-
-@pytest.fixture(scope="module")
-def tiny_gguf(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_tiny_gguf(tmp_path_factory.mktemp("models") / "tiny.gguf")
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@ import { ServerConnection } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
+import { API_NAMESPACE } from '../handler';
 import { RunEvent } from './events';
 import { EventGapError, RunModel } from './runModel';
 
@@ -88,7 +89,7 @@ export class RunEventStream implements IDisposable {
     const settings = this._settings;
     const path = URLExt.join(
       settings.wsUrl,
-      'notebook-agent',
+      API_NAMESPACE,
       'runs',
       encodeURIComponent(this.runId),
       'events'
