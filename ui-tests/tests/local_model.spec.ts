@@ -10,8 +10,13 @@ test('with no model configured the panel offers the local model, and downloads i
   page
 }, testInfo) => {
   const downloads: string[] = [];
+  // The requests that start a download (a GET only reads one's progress).
   page.on('request', request => {
-    if (request.url().includes('notebook-agent/local-model/download')) {
+    const url = request.url();
+    if (
+      url.includes('notebook-agent/local-model/download') &&
+      request.method() !== 'GET'
+    ) {
       downloads.push(request.method());
     }
   });
