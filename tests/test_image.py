@@ -45,9 +45,12 @@ def test_recipe_hash_changes_with_the_recipe(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(image, "IMAGE_PACKAGES", (*image.IMAGE_PACKAGES, "python3-scipy"))
     with_package = recipe_hash()
     monkeypatch.undo()
+    monkeypatch.setattr(image, "PYTHON_PACKAGES", (*image.PYTHON_PACKAGES[1:], "ipykernel==7.0"))
+    with_pin = recipe_hash()
+    monkeypatch.undo()
     monkeypatch.setitem(image.ENV, "HOME", "/tmp/elsewhere")
     with_env = recipe_hash()
-    assert len({before, with_package, with_env}) == 3
+    assert len({before, with_package, with_pin, with_env}) == 4
 
 
 def test_dockerfile_matches_the_rootfs_image_config() -> None:
@@ -96,6 +99,7 @@ def test_image_runs_the_libraries_offline_read_only_as_uid_1000(kernel_image: st
     command += ["--user", "1000", kernel_image, "python3", "-c"]
     code = (
         "import os, ipykernel, numpy, pandas, matplotlib, scipy, sklearn, seaborn, munkres; "
+        "import matplotlib.pyplot; "  # loads the inline backend, which must fit this matplotlib
         "print('ok', os.getuid(), os.getcwd(), os.environ['HOME'], matplotlib.get_backend())"
     )
     result = subprocess.run([*command, code], capture_output=True, text=True, timeout=120)
