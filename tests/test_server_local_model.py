@@ -93,7 +93,8 @@ async def test_a_downloaded_default_is_used_and_runs_to_its_step_limit(
     assert first["cached_tokens"] > 0.8 * first["prompt_tokens"]
     assert sum(e["type"] == "tool_call" for e in events) == len(steps)  # one valid call a turn
     assert events[-1]["reason"] in ("max_steps", "completed", "gave_up")
-    assert (await api.run(run["id"]))["model"] == DEFAULT
+    # Finished once its cells are written: run_finished is said before that.
+    assert (await api.finished(run["id"], 60))["model"] == DEFAULT
     notebook = nbformat.read(jp_root_dir / "local.ipynb", as_version=4)
     nbformat.validate(notebook)
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from queue import Empty
 from typing import Literal
 
+import zmq
+from jupyter_client.client import KernelClient
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import ensure_async
 from nbformat import NotebookNode
@@ -24,8 +26,12 @@ from ..notebook.outputs import OutputCollector
 
 #: How often a silent kernel is checked for being alive while code runs.
 LIVENESS_POLL_S = 0.5
-#: How long a readiness probe waits for its answer on IOPub before it asks again.
-READY_RETRY_S = 0.5
+#: How long a readiness probe waits for its status on IOPub, once the kernel has answered on the
+#: shell channel, before it asks again.
+IOPUB_RETRY_S = 0.05
+#: How soon a client's socket tries again to reach a kernel that is not listening yet (ZMQ's
+#: default, 100 ms, is a third of a kernel's start).
+RECONNECT_MS = 5
 
 ExecutionStatus = Literal["ok", "error", "timeout", "died"]
 
@@ -60,7 +66,7 @@ class KernelSession:
         self.manager = manager
         self._shutdown = shutdown
         self.interrupt_grace_s = interrupt_grace_s
-        self.client = manager.client()
+        self.client = self._new_client()
         self.restarts = 0
 
     @classmethod
@@ -90,19 +96,38 @@ class KernelSession:
         await ensure_async(self.client.start_channels())
         await self.wait_until_ready()
 
+    def _new_client(self) -> KernelClient:
+        """A client of its own ZMQ context, which retries a kernel not yet listening soon."""
+        client = self.manager.client()
+        client.context.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
+        return client
+
     async def wait_until_ready(self, timeout_s: float = 120.0) -> None:
         """Ready once a kernel_info request's idle status arrives on IOPub: the shell and IOPub
-        both work then, with no blind wait for silence. Until IOPub is subscribed, ask again."""
+        both work then, with no blind wait for silence. The shell queues a request until the
+        kernel listens, so its reply says the kernel is up; an idle status published before
+        IOPub was subscribed is lost, so then ask again."""
         deadline = time.perf_counter() + timeout_s
-        while time.perf_counter() < deadline:
+        while True:
             msg_id = self.client.kernel_info()
-            if await self._idle_seen(msg_id, READY_RETRY_S):
-                await self._reply(msg_id)
+            await self._kernel_info_reply(msg_id, deadline, timeout_s)
+            if await self._idle_seen(msg_id, IOPUB_RETRY_S):
                 return
-            if not await self.manager.is_alive():
-                raise RuntimeError(
-                    f"the kernel died before it was ready ({await self.exit_reason()})"
-                )
+            if time.perf_counter() > deadline:
+                raise TimeoutError(f"the kernel's IOPub was silent for {timeout_s:g} s")
+
+    async def _kernel_info_reply(self, msg_id: str, deadline: float, timeout_s: float) -> None:
+        """Waits for the reply; a kernel that dies meanwhile is an error that says why."""
+        while (remaining := deadline - time.perf_counter()) > 0:
+            try:
+                reply = await self.client.get_shell_msg(timeout=min(remaining, LIVENESS_POLL_S))
+            except Empty:
+                if not await self.manager.is_alive():
+                    reason = await self.exit_reason()
+                    raise RuntimeError(f"the kernel died before it was ready ({reason})") from None
+                continue
+            if reply["parent_header"].get("msg_id") == msg_id:
+                return
         raise TimeoutError(f"the kernel was not ready after {timeout_s:g} s")
 
     async def _idle_seen(self, msg_id: str, wait_s: float) -> bool:
@@ -213,7 +238,7 @@ class KernelSession:
         self.client.stop_channels()
         await self.manager.restart_kernel(now=True)
         self.restarts += 1
-        self.client = self.manager.client()
+        self.client = self._new_client()
         await self._open()
 
     async def shutdown(self) -> None:
