@@ -107,3 +107,25 @@ async def test_closing_while_kernels_start_leaves_no_container(root):
     await pool.close()
     mine = {"label": f"{LABEL}.owner={OWNER}"}
     assert docker.from_env().containers.list(all=True, filters=mine) == []
+
+
+async def test_a_claimed_kernel_is_in_its_folder_before_it_runs_code(root):
+    """Even a request that runs no code, a file name's completion, sees the notebook's folder."""
+    (root / "project" / "data.csv").write_text("a\n1\n")
+    pool = WarmPool(root, size=1)
+    pool.start()
+    try:
+        await filled(pool)
+        session, _ = await start(root / "project")
+        try:
+            await asyncio.wait_for(session.manager.provisioner.moving, 10)
+            msg_id = session.client.complete("open('dat", 9)
+            while (reply := await session.client.get_shell_msg(timeout=10))["parent_header"][
+                "msg_id"
+            ] != msg_id:
+                pass
+            assert "data.csv" in reply["content"]["matches"]
+        finally:
+            await session.shutdown()
+    finally:
+        await pool.close()

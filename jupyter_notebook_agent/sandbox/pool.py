@@ -2,8 +2,10 @@
 
 Each entry is a whole sandbox kernel started ahead of need, with the server's root folder as its
 mount, and checked ready (it answered kernel_info). A kernel claims one in milliseconds: it adopts
-the container and its connection, then moves to the notebook's folder. An entry is handed out
-once, never returned; the pool refills in the background, and replaces entries that grow old.
+the container and its connection, and leaves the notebook's folder in a file that the kernel reads
+before it runs any code (an IPython pre_execute hook the pool installed), so no round trip waits.
+An entry is handed out once, never returned; the pool refills in the background, and replaces
+entries that grow old.
 A kernel with mounts of its own, another image, or a folder outside the root takes the cold path.
 """
 
@@ -26,16 +28,33 @@ from .image import default_image
 log = logging.getLogger(__name__)
 #: The longest wait before the pool replaces old kernels or retries ones that failed to start.
 RECYCLE_EVERY_S = 10.0
+#: Where a claim leaves the notebook's folder, in the kernel's socket folder (mounted alike).
+FOLDER_FILE = "folder"
+#: Run in each warm kernel: before any code runs, move to the folder a claim left, once.
+MOVE_ON_CLAIM = """
+def _move_on_claim(path):
+    import os
+    shell = get_ipython()
+    def move():
+        try:
+            with open(path) as file:
+                folder = file.read()
+        except FileNotFoundError:
+            return
+        os.chdir(folder)
+        shell.events.unregister("pre_execute", move)
+    shell.events.register("pre_execute", move)
+_move_on_claim({path!r})
+del _move_on_claim
+"""
 
 
 @dataclass
 class WarmKernel:
     manager: AsyncKernelManager
     client: AsyncKernelClient
-    """Connected and ready, so that a claim costs one round trip."""
+    """Connected and ready, so that a claim can nudge the kernel into its folder at once."""
     started: float
-    folder: str = ""
-    """The notebook folder it moves to once claimed."""
 
 
 class WarmPool:
@@ -84,6 +103,12 @@ class WarmPool:
             client = manager.client()  # after the start, which settles the connection
             client.start_channels()
             await client.wait_for_ready(timeout=120)
+            path = str(manager.provisioner.socket_dir / FOLDER_FILE)
+            reply = await client.execute_interactive(
+                MOVE_ON_CLAIM.format(path=path), silent=True, store_history=False, timeout=30
+            )
+            if reply["content"]["status"] != "ok":
+                raise RuntimeError(f"the pool's setup failed in the kernel: {reply['content']}")
         except Exception:
             log.exception("a warm sandbox kernel did not start; the pool will try again")
             if client:

@@ -18,6 +18,7 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import docker
@@ -27,8 +28,8 @@ from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.provisioning import KernelProvisionerBase
 from traitlets import Bool, Enum, Float, Integer, List, Unicode
 
-from .image import default_image, ensure_image
-from .pool import WarmKernel, WarmPool
+from .image import default_image, missing_image
+from .pool import FOLDER_FILE, WarmKernel, WarmPool
 
 #: Every container this package starts carries it, so that orphans can be found and removed.
 LABEL = "org.jupyter-notebook-agent.sandbox"
@@ -75,7 +76,9 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
     socket_dir: Path | None = None
     exit_reason: str | None = None
     claimed: WarmKernel | None = None
-    """The warm kernel adopted from the pool, until it has moved to the notebook's folder."""
+    """The warm kernel adopted from the pool, until it has been told the notebook's folder."""
+    moving: asyncio.Task[None] | None = None
+    """The empty execution that moves a claimed kernel to its folder at once."""
 
     @property
     def has_process(self) -> bool:
@@ -146,7 +149,7 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
         km._connection_file_written = True
         warm.manager._connection_file_written = False  # its finaliser must not delete the file
         self.connection_info = km.get_connection_info()
-        warm.folder = str(Path(cwd).resolve())
+        (self.socket_dir / FOLDER_FILE).write_text(str(Path(cwd).resolve()))
         self.claimed = warm
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
@@ -182,52 +185,52 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
             ]
         if self.runtime:
             options["runtime"] = self.runtime
-        # Never the client's implicit pull: a missing image gets a message that says how to
+        # Created, not run: `run` would pull a missing image, where the message must say how to
         # build it (the build needs no registry).
-        image = ensure_image(self.image or None, build=False)
-        return _engine().containers.run(
-            image,
-            cmd,
-            detach=True,
-            name=f"notebook-agent-{self.kernel_id}",
-            labels={
-                LABEL: "1",
-                f"{LABEL}.kernel-id": str(self.kernel_id),
-                f"{LABEL}.owner": OWNER,
-                f"{LABEL}.socket-dir": str(self.socket_dir),
-            },
-            user="{}:{}".format(*self._user()),
-            working_dir=cwd,
-            volumes=volumes,
-            read_only=self.read_only,
-            tmpfs={"/tmp": f"size={self.tmpfs_size},mode=1777"},
-            network_mode="bridge" if self.parent.transport == "tcp" else self.network,
-            ports=self._published_ports(),
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            pids_limit=self.pids_limit,
-            mem_limit=self.memory,
-            memswap_limit=self.memory,
-            nano_cpus=int(self.cpus * 1e9),
-            init=True,
-            **options,
-        )
+        image = self.image or default_image()
+        try:
+            container = _engine().containers.create(
+                image,
+                cmd,
+                name=f"notebook-agent-{self.kernel_id}",
+                labels={
+                    LABEL: "1",
+                    f"{LABEL}.kernel-id": str(self.kernel_id),
+                    f"{LABEL}.owner": OWNER,
+                    f"{LABEL}.socket-dir": str(self.socket_dir),
+                },
+                user="{}:{}".format(*self._user()),
+                working_dir=cwd,
+                volumes=volumes,
+                read_only=self.read_only,
+                tmpfs={"/tmp": f"size={self.tmpfs_size},mode=1777"},
+                network_mode="bridge" if self.parent.transport == "tcp" else self.network,
+                ports=self._published_ports(),
+                cap_drop=["ALL"],
+                security_opt=["no-new-privileges"],
+                pids_limit=self.pids_limit,
+                mem_limit=self.memory,
+                memswap_limit=self.memory,
+                nano_cpus=int(self.cpus * 1e9),
+                init=True,
+                **options,
+            )
+        except docker.errors.ImageNotFound:
+            raise missing_image(image) from None
+        try:
+            container.start()
+        except docker.errors.APIError:  # a mount that cannot be made, say: leave nothing behind
+            container.remove(force=True)
+            raise
+        return container
 
     async def post_launch(self, **kwargs: Any) -> None:
-        """A claimed kernel started in the server's root: it moves to the notebook's folder, told
-        over the pool's client, which is connected already."""
-        if self.claimed is None:
-            return
-        warm, self.claimed = self.claimed, None
-        try:
-            code = f"import os as _os; _os.chdir({warm.folder!r}); del _os"
-            msg_id = warm.client.execute(code, silent=True, store_history=False)
-            while (await warm.client.get_shell_msg(timeout=30))["parent_header"].get(
-                "msg_id"
-            ) != msg_id:
-                pass
-        finally:
-            warm.client.stop_channels()
+        """A claimed kernel started in the server's root. Its hook moves it to the notebook's
+        folder before any code runs; an empty execution moves it at once, in the background, for
+        requests that run no code too (a completion of a file name)."""
+        if self.claimed is not None:
+            self.moving = asyncio.create_task(_move_now(self.claimed))
+            self.claimed = None
 
     def _published_ports(self) -> dict[str, tuple[str, int]]:
         """Over tcp, each kernel port on the host's loopback only; over ipc, none."""
@@ -279,6 +282,9 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
 
     async def cleanup(self, restart: bool = False) -> None:
         """Removes the container, and the sockets it left behind (they belong to its user)."""
+        if self.moving is not None:
+            self.moving.cancel()
+            self.moving = None
         if self.container is not None:
             try:
                 await asyncio.to_thread(self.container.remove, force=True)
@@ -309,6 +315,20 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
 
     def get_stable_start_time(self, recommended: float = 10.0) -> float:
         return max(recommended, 30.0)
+
+
+async def _move_now(warm: WarmKernel) -> None:
+    """Runs an empty execution over the pool's client, which the pre_execute hook moves before."""
+    try:
+        msg_id = warm.client.execute("pass", silent=True, store_history=False)
+        while (await warm.client.get_shell_msg(timeout=30))["parent_header"].get(
+            "msg_id"
+        ) != msg_id:
+            pass
+    except Empty:
+        pass
+    finally:
+        warm.client.stop_channels()
 
 
 def _listen_everywhere(connection_file: str, copy: str) -> None:
