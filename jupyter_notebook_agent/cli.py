@@ -21,7 +21,7 @@ from .agent import Agent, AgentConfig, Event, EventLog, KernelSession, RunOutcom
 from .agent.observers import load_observers
 from .agent.transcript import TranscriptWriter
 from .llm import OPENAI_DEFAULT_MODEL, Model, ModelError, default_model, load_model
-from .llm.hub import DEFAULT_LOCAL_MODEL, HubFile
+from .llm.hub import DEFAULT_LOCAL_MODEL, HubFile, default_local_model
 from .llm.llama_cpp import LlamaCppOptions
 from .llm.replay import RecordingModel
 from .notebook import METADATA_KEY, NotebookDocument
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument(
         "reference",
         nargs="?",
-        default=_default_local_model(),
+        default=default_local_model(),
         help="hf:OWNER/REPO/FILE.gguf (default: $NOTEBOOK_AGENT_LOCAL_MODEL or "
         f"{DEFAULT_LOCAL_MODEL})",
     )
@@ -135,10 +135,6 @@ def _add_local_model_options(run: argparse.ArgumentParser) -> None:
         help="layers to offload to the GPU (-1: all that the build can, 0: none)",
     )
     local.add_argument("--seed", type=int, help="a fixed sampling seed, for repeatable runs")
-
-
-def _default_local_model() -> str:
-    return os.environ.get("NOTEBOOK_AGENT_LOCAL_MODEL") or DEFAULT_LOCAL_MODEL
 
 
 def _positive(kind: type, minimum: float = 1) -> Any:
@@ -233,7 +229,7 @@ def _unconfigured_model(args: argparse.Namespace, console: Console) -> str:
     """The model when none was named: OpenAI's default where a key or endpoint is set; else the
     default local model, offered for download first where it is missing (nothing downloads
     unasked). ModelError says what to do when it cannot be had."""
-    reference = _default_local_model()
+    reference = default_local_model()
     spec = default_model(args.base_url, None, reference)
     if spec == OPENAI_DEFAULT_MODEL:
         return spec
@@ -242,7 +238,9 @@ def _unconfigured_model(args: argparse.Namespace, console: Console) -> str:
         "pass --model, or download the default local model: jupyter-notebook-agent model download"
     )
     try:
-        hub_file = HubFile.parse(reference)
+        hub_file = HubFile.of(reference)
+        if hub_file is None:  # a path: loading it says whether it is there
+            return spec
         if hub_file.cached() is not None:
             console.print(f"[dim]No model configured: using the local model {reference}[/]")
             return spec
@@ -279,7 +277,7 @@ def doctor_command(args: argparse.Namespace, parser: argparse.ArgumentParser) ->
     from .doctor import findings
 
     console = Console(highlight=False)
-    for finding in findings(_default_local_model()):
+    for finding in findings(default_local_model()):
         mark = "[green]ok[/]" if finding.ok else "[yellow]--[/]"
         console.print(f"{mark}  [bold]{finding.topic}[/]: {escape(finding.detail)}", soft_wrap=True)
         if finding.advice and not finding.ok:

@@ -97,14 +97,13 @@ def _llama_cpp(version: str, local_model: str) -> list[Finding]:
             where = f"{offload.on_gpu}/{offload.layers} layers on {gpu_backends or 'no GPU'}"
             note = f" ({offload.note})" if offload.note else ""
             found.append(Finding("offload", True, where + note))
-    hub_file = HubFile.parse(local_model)
-    cached = hub_file.cached()
-    found.append(
-        Finding(
-            "default local model",
-            cached is not None,
-            f"{hub_file}: {cached}" if cached else f"{hub_file}: not downloaded",
-            "jupyter-notebook-agent model download",
-        )
-    )
+    hub_file = HubFile.of(local_model)
+    if hub_file is None:  # a path, from $NOTEBOOK_AGENT_LOCAL_MODEL
+        path: Path | None = Path(local_model).expanduser()
+        advice = "set NOTEBOOK_AGENT_LOCAL_MODEL to a .gguf file"
+    else:
+        path, advice = hub_file.cached(), "jupyter-notebook-agent model download"
+    here = path is not None and path.is_file()
+    detail = f"{local_model}: {path}" if here else f"{local_model}: not here"
+    found.append(Finding("default local model", here, detail, advice))
     return found

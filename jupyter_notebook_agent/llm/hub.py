@@ -3,6 +3,7 @@ hub's cache, and only when someone asked for the download: looking a model up ne
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,13 @@ DEFAULT_LOCAL_MODEL = (
     "hf:Qwen/Qwen2.5-Coder-1.5B-Instruct-GGUF/qwen2.5-coder-1.5b-instruct-q4_k_m.gguf"
 )
 """The model offered when none is configured: a small open coder model (about 1.1 GB)."""
+
+
+def default_local_model() -> str:
+    """The local model offered when none is configured: `$NOTEBOOK_AGENT_LOCAL_MODEL` (a hub
+    reference or a path), else DEFAULT_LOCAL_MODEL."""
+    return os.environ.get("NOTEBOOK_AGENT_LOCAL_MODEL") or DEFAULT_LOCAL_MODEL
+
 
 Progress = Callable[[int, int], None]
 """Called with (bytes done, bytes in all) as a download goes."""
@@ -33,6 +41,11 @@ class HubFile:
         if not (owner and name and filename.endswith(".gguf")):
             raise ModelError(f"{reference!r} is not hf:OWNER/REPO/FILE.gguf")
         return cls(f"{owner}/{name}", filename)
+
+    @classmethod
+    def of(cls, name: str) -> HubFile | None:
+        """The hub file a local model's name means; None for a path."""
+        return cls.parse(name) if name.startswith(PREFIX) else None
 
     def __str__(self) -> str:
         return f"{PREFIX}{self.repo}/{self.filename}"

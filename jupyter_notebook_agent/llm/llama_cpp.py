@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 from .base import ModelError, StreamItem, TurnAssembler, Usage
-from .hub import PREFIX as HUB_PREFIX
 from .hub import HubFile
 from .tiny_model import CHATML_TEMPLATE
 from .tool_grammar import AnswerReader, answer_grammar, answer_instructions, answer_text
@@ -62,8 +61,7 @@ class LlamaCppOptions:
 def resolve_path(name: str) -> Path:
     """The GGUF file a model name means: a path, or `hf:OWNER/REPO/FILE.gguf` in the hub's cache.
     Nothing is downloaded here."""
-    if name.startswith(HUB_PREFIX):
-        hub_file = HubFile.parse(name)
+    if hub_file := HubFile.of(name):
         path = hub_file.cached()
         if path is None:
             raise ModelError(

@@ -10,15 +10,14 @@ from typing import Any
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
-from traitlets import Bool, Enum, Float, Integer, Unicode
+from traitlets import Bool, Enum, Float, Integer, Unicode, default
 from traitlets.config import Configurable
 
 from ..agent.prompt import system_message
 from ..agent.tools import TOOLS
 from ..llm import Model, default_model, load_model, parse_model_string
 from ..llm.base import ModelError
-from ..llm.hub import DEFAULT_LOCAL_MODEL, HubFile
-from ..llm.hub import PREFIX as HUB_PREFIX
+from ..llm.hub import HubFile, default_local_model
 from ..llm.llama_cpp import LlamaCppModel, LlamaCppOptions
 from ..sandbox import docker_problem
 from ..sandbox.image import build_instructions, default_image, image_exists
@@ -40,11 +39,15 @@ class LlamaCpp(Configurable):
         help="Layers offloaded to the GPU: -1 all that the build can, 0 none.",
     )
     default_model = Unicode(
-        DEFAULT_LOCAL_MODEL,
         config=True,
         help="The local model offered for download when no model is configured "
-        "(`hf:OWNER/REPO/FILE.gguf`).",
+        "(`hf:OWNER/REPO/FILE.gguf`; default: $NOTEBOOK_AGENT_LOCAL_MODEL, else a small coder "
+        "model).",
     )
+
+    @default("default_model")
+    def _default_model(self) -> str:
+        return default_local_model()
 
     def options(self) -> LlamaCppOptions:
         return LlamaCppOptions(
@@ -142,7 +145,7 @@ class NotebookAgent(ExtensionApp):
     pool: WarmPool | None = None
     registry: RunRegistry
     download: Download | None = None
-    _models: dict[str, Model]
+    _models: dict[str, asyncio.Future[Model]]
 
     def initialize_settings(self) -> None:
         self._models = {}
@@ -177,18 +180,20 @@ class NotebookAgent(ExtensionApp):
     def downloadable(self) -> HubFile | None:
         """The hub file of the local model in effect, if it comes from the hub."""
         backend, name = parse_model_string(self.model_in_effect)
-        if backend == "llama-cpp" and name.startswith(HUB_PREFIX):
-            return HubFile.parse(name)
-        return None
+        return HubFile.of(name) if backend == "llama-cpp" else None
 
     def local_model_status(self) -> dict[str, Any] | None:
         """For the panel: the hub model in effect, whether it is here, and its download."""
         hub_file = self.downloadable
         if hub_file is None:
             return None
+        try:
+            downloaded = hub_file.cached() is not None
+        except ImportError:  # without the extra [local], the model's problem says so
+            return None
         return {
             "reference": str(hub_file),
-            "downloaded": hub_file.cached() is not None,
+            "downloaded": downloaded,
             "download": asdict(self.download) if self.download else None,
         }
 
@@ -208,7 +213,7 @@ class NotebookAgent(ExtensionApp):
             """In a daemon thread: a download under way does not hold up the server's exit."""
             try:
                 hub_file.download(progress)
-            except ModelError as error:
+            except (ModelError, ImportError) as error:
                 download.state, download.error = "failed", str(error)
                 self.log.warning("Download of %s failed: %s", hub_file, error)
             else:
@@ -218,10 +223,12 @@ class NotebookAgent(ExtensionApp):
         threading.Thread(target=fetch, name="model-download", daemon=True).start()
         return download
 
-    def make_model(self, name: str = "") -> Model:
+    async def make_model(self, name: str = "") -> Model:
         """The configured model, or another `name` of the configured backend (a request may
-        pick the model, never the endpoint or the key). One per name, shared by the runs:
-        making a client costs milliseconds of the server's loop, and clients are safe to share."""
+        pick the model, never the endpoint or the key). One per name, shared by the runs, and
+        made in a thread: a local model reads its file's header first (seconds, for a large
+        vocabulary), which must not hold up the server. A model that could not be made is
+        tried again next time (its file may have come)."""
         backend, configured = parse_model_string(self.model_in_effect)
         if name:
             asked, _ = parse_model_string(name)
@@ -232,22 +239,33 @@ class NotebookAgent(ExtensionApp):
                 )
             name = name.removeprefix(f"{backend}:")
         spec = f"{backend}:{name or configured}"
-        if spec not in self._models:
-            try:
-                model = self._models[spec] = load_model(
-                    spec,
-                    base_url=self.base_url or None,
-                    api_key=self.api_key or None,
-                    local=self.llama_cpp.options(),
-                )
-            except ModelError as error:
-                raise ModelError(
-                    f"{error} (the server's settings: c.NotebookAgent.model, "
-                    "c.NotebookAgent.base_url, c.NotebookAgent.api_key)"
-                ) from None
-            if isinstance(model, LlamaCppModel):
-                self._warm(model)
-        return self._models[spec]
+        made = self._models.get(spec)
+        if made is None:
+            made = self._models[spec] = asyncio.ensure_future(self._load(spec))
+        try:
+            return await asyncio.shield(made)
+        except ModelError:
+            if self._models.get(spec) is made:
+                del self._models[spec]
+            raise
+
+    async def _load(self, spec: str) -> Model:
+        try:
+            model = await asyncio.to_thread(
+                load_model,
+                spec,
+                base_url=self.base_url or None,
+                api_key=self.api_key or None,
+                local=self.llama_cpp.options(),
+            )
+        except ModelError as error:
+            raise ModelError(
+                f"{error} (the server's settings: c.NotebookAgent.model, "
+                "c.NotebookAgent.base_url, c.NotebookAgent.api_key)"
+            ) from None
+        if isinstance(model, LlamaCppModel):
+            self._warm(model)
+        return model
 
     def _warm(self, model: LlamaCppModel) -> None:
         """Loads a local model and evaluates the agent's system prompt and tools in the
@@ -289,8 +307,10 @@ class NotebookAgent(ExtensionApp):
     async def stop_extension(self) -> None:
         """Runs stop and save what they wrote, then the warm kernels go."""
         await self.registry.close()
-        for model in self._models.values():
-            await model.aclose()
+        await asyncio.gather(*self._warming, return_exceptions=True)  # it holds the model
+        for made in await asyncio.gather(*self._models.values(), return_exceptions=True):
+            if not isinstance(made, BaseException):
+                await made.aclose()
         if self.pool:
             await self.pool.close()
 

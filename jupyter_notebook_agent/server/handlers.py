@@ -110,7 +110,7 @@ class StatusHandler(AgentHandler):
         except SandboxUnavailable as error:
             kernel = {"name": None, "sandboxed": False, "problem": str(error)}
         try:
-            app.make_model()
+            await app.make_model()
             problem = None
         except ModelError as error:
             problem = str(error)
@@ -185,7 +185,7 @@ class RunsHandler(AgentHandler):
         except SandboxUnavailable as error:
             raise RunError(503, str(error)) from None
         try:
-            chosen = app.make_model(model)  # a bad model is said now, not as an event
+            chosen = await app.make_model(model)  # a bad model is said now, not as an event
         except ModelError as error:
             raise RunError(400 if model else 503, str(error)) from None
         config = AgentConfig(
