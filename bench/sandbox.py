@@ -46,17 +46,14 @@ def idle_memory_mb(session: KernelSession) -> float:
     return (stats["usage"] - cache) / 2**20
 
 
-def engine_start_ms(image: str) -> float:
-    engine = docker.from_env()
+def engine_start_ms(engine: docker.DockerClient, image: str) -> float:
+    started = time.perf_counter()
+    container = engine.containers.create(image, ["true"], network_mode="none")
     try:
-        started = time.perf_counter()
-        container = engine.containers.create(image, ["true"], network_mode="none")
         container.start()
-        elapsed = (time.perf_counter() - started) * 1000
-        container.remove(force=True)
-        return elapsed
+        return (time.perf_counter() - started) * 1000
     finally:
-        engine.close()
+        container.remove(force=True)
 
 
 async def warm_claims(root: str) -> list[float]:
@@ -78,7 +75,9 @@ async def warm_claims(root: str) -> list[float]:
 
 async def main() -> dict[str, float]:
     image = ensure_image()
-    engine_starts = [engine_start_ms(image) for _ in range(STARTS)]
+    engine = docker.from_env()
+    engine_starts = [engine_start_ms(engine, image) for _ in range(STARTS)]
+    engine.close()
     with tempfile.TemporaryDirectory() as cwd:
         if os.getuid() == 0:
             os.chown(cwd, 1000, 1000)

@@ -38,7 +38,7 @@ from tornado.websocket import websocket_connect
 
 from jupyter_notebook_agent.llm.replay_server import ReplayServerThread, script_from_file
 from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL, SandboxUnavailable, choose_kernel
-from jupyter_notebook_agent.sandbox.image import default_image
+from jupyter_notebook_agent.sandbox.image import ensure_image
 from jupyter_notebook_agent.sandbox.provisioner import LABEL
 
 from .agent_api import check_against_spec, receive_until
@@ -442,7 +442,7 @@ def kernel_image() -> Iterator[KernelImage]:
     any kernel container of it left behind."""
     tag = f"notebook-agent-test-kernel:{uuid.uuid4().hex[:12]}"
     built = subprocess.run(
-        ["bash", str(DEPLOY / "kernel-image" / "build.sh"), tag, default_image()],
+        ["bash", str(DEPLOY / "kernel-image" / "build.sh"), tag, ensure_image()],
         env=os.environ | {"PYTHON": sys.executable},
         capture_output=True,
         text=True,

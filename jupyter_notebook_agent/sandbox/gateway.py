@@ -10,10 +10,12 @@ line's kernel start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 import socket
 import time
+from collections.abc import Awaitable, Callable, Iterator
 from queue import Empty
 from typing import Any
 
@@ -175,6 +177,35 @@ def _reason(error: BaseException) -> str:
     return str(error) or type(error).__name__
 
 
+@contextlib.contextmanager
+def explained(doing: str, *, gateway: bool = True) -> Iterator[None]:
+    """A failure while `doing` becomes what it means on the gateway (`explain`); a kernel of
+    this machine (`gateway` false) keeps its own errors."""
+    try:
+        yield
+    except Exception as error:
+        if not gateway:
+            raise
+        raise explain(error, doing) from error
+
+
+async def connected_session(
+    manager: Any,
+    kernel_name: str,
+    *,
+    shutdown: Callable[[], Awaitable[None]] | None = None,
+    gateway: bool = True,
+) -> KernelSession:
+    """The agent's session of a started kernel, connected and ready; a gateway's kernel is
+    reached over the agent's own client."""
+    if gateway:
+        use_agent_client(manager)
+    session = KernelSession(manager, shutdown=shutdown)
+    with explained(f"connecting to the kernel {kernel_name!r}", gateway=gateway):
+        await session.connect()
+    return session
+
+
 def use_gateway(url: str) -> None:
     """Points jupyter_server's GatewayClient, a singleton of the process, at the gateway."""
     GatewayClient.instance().url = url
@@ -198,15 +229,6 @@ async def start_kernel(url: str, kernel_name: str, cwd: str) -> KernelSession:
     the session does. `cwd` reaches the gateway as KERNEL_WORKING_DIR."""
     use_gateway(url)
     manager = managers.GatewayKernelManager(kernel_name=kernel_name)
-    use_agent_client(manager)
-    doing = f"starting the kernel {kernel_name!r}"
-    try:
+    with explained(f"starting the kernel {kernel_name!r}"):
         await manager.start_kernel(kernel_name=kernel_name, cwd=cwd)
-    except Exception as error:
-        raise explain(error, doing) from error
-    session = KernelSession(manager)
-    try:
-        await session.connect()
-    except Exception as error:
-        raise explain(error, f"connecting to the kernel {kernel_name!r}") from error
-    return session
+    return await connected_session(manager, kernel_name)

@@ -18,7 +18,6 @@ import socket
 import sys
 import tempfile
 from pathlib import Path
-from queue import Empty
 from typing import Any
 
 import docker
@@ -320,12 +319,8 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
 async def _move_now(warm: WarmKernel) -> None:
     """Runs an empty execution over the pool's client, which the pre_execute hook moves before."""
     try:
-        msg_id = warm.client.execute("pass", silent=True, store_history=False)
-        while (await warm.client.get_shell_msg(timeout=30))["parent_header"].get(
-            "msg_id"
-        ) != msg_id:
-            pass
-    except Empty:
+        await warm.client.execute_interactive("pass", silent=True, store_history=False, timeout=30)
+    except TimeoutError:
         pass
     finally:
         warm.client.stop_channels()
@@ -351,18 +346,20 @@ def _engine_system() -> str:
 
 def remove_orphans(client: docker.DockerClient) -> list[str]:
     """Removes the sandbox containers of processes on this host that are gone (a crash, a kill),
-    with their socket folders; returns their names."""
+    with their socket folders; returns their names. It runs at every cold start, so it lists
+    sparsely: one request, not one more per container."""
     removed = []
-    for container in client.containers.list(all=True, filters={"label": LABEL}):
-        host, _, pid = container.labels.get(f"{LABEL}.owner", "").rpartition(":")
+    for container in client.containers.list(all=True, filters={"label": LABEL}, sparse=True):
+        labels = container.attrs.get("Labels") or {}
+        host, _, pid = labels.get(f"{LABEL}.owner", "").rpartition(":")
         if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
             continue
         try:
             container.remove(force=True)
         except docker.errors.APIError:  # gone already, or another kernel's start removing it
             continue
-        shutil.rmtree(container.labels.get(f"{LABEL}.socket-dir", ""), ignore_errors=True)
-        removed.append(container.name)
+        shutil.rmtree(labels.get(f"{LABEL}.socket-dir", ""), ignore_errors=True)
+        removed.append(container.attrs["Names"][0].lstrip("/"))
     return removed
 
 

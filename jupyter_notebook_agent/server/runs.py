@@ -23,7 +23,7 @@ from ..agent import Agent, AgentConfig, EventLog, KernelSession, RunOutcome
 from ..agent.review import ReviewError
 from ..llm import Model
 from ..notebook import NotebookDocument
-from ..sandbox.gateway import explain, use_agent_client
+from ..sandbox.gateway import connected_session, explained
 from .writer import NotebookWriter
 
 RunState = Literal["running", "finished"]
@@ -247,32 +247,20 @@ class RunRegistry:
         """Through the server's kernel manager, so that a gateway can run it; the agent handles
         deaths and restarts itself, so the manager's auto-restart is off for it (a gateway's
         kernel manager has none to stop: a restart there is the gateway's own)."""
-        try:
+        gateway = bool(self.gateway)
+        with explained(f"starting the kernel {kernel_name!r}", gateway=gateway):
             kernel_id = await ensure_async(
                 self.kernels.start_kernel(kernel_name=kernel_name, path=folder)
             )
-        except Exception as error:
-            if self.gateway:
-                raise explain(error, f"starting the kernel {kernel_name!r}") from error
-            raise
         manager = self.kernels.get_kernel(kernel_id)
         manager.autorestart = False
         manager.stop_restarter()
-        if self.gateway:
-            use_agent_client(manager)
 
         async def shutdown() -> None:
             if kernel_id in self.kernels:
                 await ensure_async(self.kernels.shutdown_kernel(kernel_id, now=True))
 
-        session = KernelSession(manager, shutdown=shutdown)
-        try:
-            await session.connect()
-        except Exception as error:
-            if self.gateway:
-                raise explain(error, f"connecting to the kernel {kernel_name!r}") from error
-            raise
-        return session
+        return await connected_session(manager, kernel_name, shutdown=shutdown, gateway=gateway)
 
     async def close(self) -> None:
         """At server shutdown: every run stops, and what it wrote is saved."""
