@@ -66,6 +66,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const api = new AgentAPI(app.serviceManager.serverSettings);
     const sessions = new Map<NotebookPanel, NotebookSession>();
     const sessionChanged = new Signal<unknown, void>(tracker);
+    const setStatus = (status: IAgentStatus) => {
+      context.status = status;
+      sessionChanged.emit();
+    };
 
     const context: IPanelContext & {
       status: IAgentStatus | null;
@@ -109,10 +113,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
             sessionChanged.emit();
           }
         })
-          .then(status => {
-            context.status = status;
-            sessionChanged.emit();
-          })
+          .then(setStatus)
           .catch(error =>
             context.reportError(trans.__('Could not download the model'), error)
           );
@@ -145,8 +146,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
     api
       .status()
       .then(status => {
-        context.status = status;
-        sessionChanged.emit();
+        setStatus(status);
+        // A download started before this page loaded: follow it (asking again joins it).
+        if (status.local_model?.download?.state === 'running') {
+          context.downloadLocalModel();
+        }
       })
       .catch(error => {
         context.statusProblem =
