@@ -42,6 +42,7 @@ def findings(local_model: str) -> list[Finding]:
 def _sandbox() -> list[Finding]:
     from .sandbox import docker_problem
     from .sandbox.image import build_instructions, default_image, image_exists
+    from .sandbox.lending import SANDBOX_UID, folder_access
 
     problem = docker_problem()
     if problem:
@@ -53,7 +54,14 @@ def _sandbox() -> list[Finding]:
         if image_exists(tag)
         else Finding("sandbox image", False, f"{tag} is missing", build_instructions(tag))
     )
-    return [Finding("docker", True, "the engine answers"), image]
+    access = folder_access()
+    folders = Finding(
+        "notebook folders",
+        access.mode != f"uid {SANDBOX_UID}",
+        f"{access.mode}: {access.detail}",
+        "apt-get install bindfs",
+    )
+    return [Finding("docker", True, "the engine answers"), image, folders]
 
 
 def _openai() -> Finding:

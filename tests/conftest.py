@@ -68,14 +68,6 @@ def put_in_hub_cache(cache: Path, repo: str, filename: str, source: Path) -> Pat
     return target
 
 
-def sandbox_writable(folder: Path) -> Path:
-    """The folder, made writable by the sandbox kernel's user (uid 1000 when tests run as root)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    if os.getuid() == 0:
-        os.chown(folder, 1000, 1000)
-    return folder
-
-
 def tool(name: str, arguments: dict[str, Any] | str, call_id: str = "") -> ToolCall:
     """A tool call as a model would send it; a str passes arguments through unparsed."""
     raw = arguments if isinstance(arguments, str) else json.dumps(arguments)

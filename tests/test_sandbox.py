@@ -20,7 +20,7 @@ from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
 from jupyter_notebook_agent.sandbox.image import ImageError, ensure_image
 from jupyter_notebook_agent.sandbox.provisioner import LABEL
 
-from .conftest import RECORDINGS, sandbox_writable
+from .conftest import RECORDINGS
 
 
 @pytest.fixture(scope="session")
@@ -31,8 +31,10 @@ def sandbox_image() -> str:
 
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
-    """The notebook's folder, which the container's user (uid 1000 under root) may write."""
-    return sandbox_writable(tmp_path / "work")
+    """The notebook's folder, private to the person (under root too: the kernel is lent it)."""
+    folder = tmp_path / "work"
+    folder.mkdir(mode=0o700)
+    return folder
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
 from jupyter_notebook_agent.sandbox.image import ensure_image
 
 from .agent_api import receive_until
-from .conftest import SECRET, add_cell_turn, complete, sandbox_writable
+from .conftest import SECRET, add_cell_turn, complete
 from .test_warm_pool import filled
 
 
@@ -48,7 +48,7 @@ async def test_a_notebook_gets_a_warm_sandbox_kernel_that_interrupts_restarts_an
     # starts its warm pool then.
     await jp_serverapp.extension_manager.start_all_extensions()
     warm = await filled(extension.pool)
-    sandbox_writable(jp_root_dir / "project")
+    (jp_root_dir / "project").mkdir()
     session = {
         "path": "project/analysis.ipynb",
         "type": "notebook",
@@ -91,7 +91,8 @@ async def test_a_run_over_rest_executes_in_a_warm_sandbox_kernel(
     extension.model, extension.base_url = "openai:test-model", replay.base_url
     extension.api_key = SECRET
     warm = await filled(extension.pool)
-    folder = sandbox_writable(jp_root_dir / "project")
+    folder = jp_root_dir / "project"
+    folder.mkdir()
     nbformat.write(nbformat.v4.new_notebook(), folder / "analysis.ipynb")
     run = await api.start("project/analysis.ipynb")
     events = await receive_until(await api.events(run["id"]), "run_finished", 120)

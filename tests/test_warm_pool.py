@@ -16,15 +16,14 @@ from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
 from jupyter_notebook_agent.sandbox.pool import WarmPool
 from jupyter_notebook_agent.sandbox.provisioner import LABEL, OWNER
 
-from .conftest import sandbox_writable
 from .test_sandbox import stdout
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     """The server's root folder, with a notebook folder inside it."""
-    sandbox_writable(tmp_path / "root" / "project")
-    return sandbox_writable(tmp_path / "root")
+    (tmp_path / "root" / "project").mkdir(parents=True)
+    return tmp_path / "root"
 
 
 async def filled(pool: WarmPool) -> list[str]:
@@ -74,7 +73,8 @@ async def test_kernels_that_do_not_fit_start_cold(root, tmp_path):
     try:
         warm = await filled(pool)
         with_mounts, _ = await start(root / "project", mounts=[f"{tmp_path}:/data:ro"])
-        outside, _ = await start(sandbox_writable(tmp_path / "elsewhere"))
+        (tmp_path / "elsewhere").mkdir()
+        outside, _ = await start(tmp_path / "elsewhere")
         try:
             assert warm[0] not in (container_id(with_mounts), container_id(outside))
             assert [w.manager.provisioner.container.id for w in pool.ready] == warm

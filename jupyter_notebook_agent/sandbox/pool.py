@@ -1,9 +1,11 @@
 """A warm pool of sandbox kernels, owned by the server process, so a first execution is fast.
 
-Each entry is a whole sandbox kernel started ahead of need, with the server's root folder as its
-mount, and checked ready (it answered kernel_info). A kernel claims one in milliseconds: it adopts
-the container and its connection, and leaves the notebook's folder in a file that the kernel reads
-before it runs any code (an IPython pre_execute hook the pool installed), so no round trip waits.
+Each entry is a whole sandbox kernel started ahead of need, with an empty staging folder mounted at
+the path of the server's root, and checked ready (it answered kernel_info). A kernel claims one in
+milliseconds: the notebook's folder is lent into the staging folder (sandbox/lending.py), and the
+kernel adopts the container and its connection, and leaves the notebook's folder in a file that
+the kernel reads before it runs any code (an IPython pre_execute hook the pool installed), so no
+round trip waits. Only a server that can make mounts (one run as root) keeps a pool.
 An entry is handed out once, never returned; the pool refills in the background, and replaces
 entries that grow old.
 A kernel with mounts of its own, another image, or a folder outside the root takes the cold path.
@@ -69,8 +71,8 @@ class WarmPool:
         self.size = size
         self.max_age_s = max_age_s
         self.config = Config(config or {})
-        # The pool's own kernels start cold: they are what others claim.
-        self.config.merge(Config({"DockerSandbox": {"use_warm_pool": False}}))
+        # The pool's own kernels start cold, with nothing lent yet: they are what others claim.
+        self.config.merge(Config({"DockerSandbox": {"use_warm_pool": False, "warm": True}}))
         self.ready: list[WarmKernel] = []
         self._starting: set[asyncio.Task[None]] = set()
         self._recycler: asyncio.Task[None] | None = None

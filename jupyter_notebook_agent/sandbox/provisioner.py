@@ -28,14 +28,13 @@ from jupyter_client.provisioning import KernelProvisionerBase
 from traitlets import Bool, Enum, Float, Integer, List, Unicode
 
 from .image import default_image, missing_image
+from .lending import Lending, folder_access, kernel_user, masks
 from .pool import FOLDER_FILE, WarmKernel, WarmPool
 
 #: Every container this package starts carries it, so that orphans can be found and removed.
 LABEL = "org.jupyter-notebook-agent.sandbox"
 #: Where the kernel reads its connection file: ipykernel rewrites the file it is given.
 CONNECTION_COPY = "/tmp/connection.json"
-#: The image's unprivileged user, which the kernel runs as when the server runs as root.
-SANDBOX_UID = 1000
 #: Names this process as the owner of its containers, so that a later one can tell orphans.
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 
@@ -70,6 +69,12 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
     use_warm_pool = Bool(
         True, config=True, help="Claim a ready kernel from the server's warm pool when one fits."
     )
+    warm = Bool(
+        False,
+        config=True,
+        help="Started ahead of need, by the warm pool: the container mounts an empty staging "
+        "folder at its working directory, where a claim lends it the notebook's folder.",
+    )
 
     container: Container | None = None
     socket_dir: Path | None = None
@@ -78,24 +83,21 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
     """The warm kernel adopted from the pool, until it has been told the notebook's folder."""
     moving: asyncio.Task[None] | None = None
     """The empty execution that moves a claimed kernel to its folder at once."""
+    lending: Lending | None = None
+    """The mounts that lend the kernel its folder, where this server makes them (as root)."""
 
     @property
     def has_process(self) -> bool:
         return self.container is not None
 
-    def _user(self) -> tuple[int, int]:
-        """The container's user: the person's own uid, or 1000 when the server runs as root."""
-        uid, gid = os.getuid(), os.getgid()
-        return (SANDBOX_UID, SANDBOX_UID) if uid == 0 else (uid, gid)
-
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
         km = self.parent
         kwargs.pop("extra_arguments", None)
         cwd = kwargs.get("cwd") or os.getcwd()
-        if warm := self._claim(cwd):
+        if warm := await self._claim(cwd):
             self._adopt(warm, cwd)
             return await super().pre_launch(cmd=[], **kwargs)
-        uid, gid = self._user()
+        uid, gid = kernel_user()
         if self.socket_dir is None:
             root = self.socket_root or None
             self.socket_dir = Path(tempfile.mkdtemp(prefix="notebook-agent-", dir=root))
@@ -130,19 +132,33 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
             return self.transport == "tcp"
         return sys.platform != "linux" or "Docker Desktop" in _engine_system()
 
-    def _claim(self, cwd: str) -> WarmKernel | None:
-        """A warm kernel, where one fits: never for a restart, which keeps its connection."""
+    async def _claim(self, cwd: str) -> WarmKernel | None:
+        """A warm kernel, lent the notebook's folder, where one fits: never for a restart, which
+        keeps its connection. One that cannot be lent the folder goes; the cold start then says
+        why."""
         pool = WarmPool.current
         plain = not (self.mounts or self.gpus or self.runtime)
         if pool is None or not self.use_warm_pool or not plain or self.socket_dir is not None:
             return None
-        return pool.claim(self.image or default_image(), cwd)
+        warm = pool.claim(self.image or default_image(), cwd)
+        if warm is None:
+            return None
+        lending = warm.manager.provisioner.lending
+        try:
+            await asyncio.to_thread(lending.lend, Path(cwd), root=pool.root)
+        except Exception as error:
+            self.log.info("a warm kernel could not be lent %s (%s); starting one cold", cwd, error)
+            warm.client.stop_channels()
+            await warm.manager.shutdown_kernel(now=True)
+            return None
+        return warm
 
     def _adopt(self, warm: WarmKernel, cwd: str) -> None:
-        """Takes over a warm kernel's container, sockets and connection, key included."""
+        """Takes over a warm kernel's container, sockets, mounts and connection, key included."""
         km, source = self.parent, warm.manager.provisioner
         self.container, self.socket_dir = source.container, source.socket_dir
-        source.container = source.socket_dir = None
+        self.lending = source.lending
+        source.container = source.socket_dir = source.lending = None
         km.load_connection_info(warm.manager.get_connection_info())
         km.connection_file = warm.manager.connection_file
         km._connection_file_written = True
@@ -164,20 +180,39 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
             raise
         return self.connection_info
 
+    def _folder_mounts(self, cwd: Path) -> list[docker.types.Mount]:
+        """The notebook's folder at its own path, and nothing of what is around it. A warm
+        kernel's folder comes later, into the staging folder mounted here. A root server lends
+        it through its own mounts (hidden entries masked there); a person's server binds it, with
+        the engine masking the hidden entries."""
+
+        def bind(source: str, target: str, **options: Any) -> docker.types.Mount:
+            return docker.types.Mount(target, source, type="bind", **options)
+
+        if self.warm:
+            self.lending = self.lending or Lending(f"kernel-{self.kernel_id}")
+            return [bind(str(self.lending.staging), str(cwd), propagation="rslave")]
+        if folder_access().lends_later:
+            if self.lending is None:  # a restart keeps what was lent
+                self.lending = Lending(f"kernel-{self.kernel_id}")
+            if self.lending.lent is None:
+                self.lending.lend(cwd)
+            return [bind(str(self.lending.lent), str(cwd))]
+        return [bind(str(cwd), str(cwd))] + [
+            bind(source, entry, read_only=True) for source, entry in masks(cwd)
+        ]
+
     def _run(self, cmd: list[str], cwd: str) -> Container:
         assert self.socket_dir is not None
         cwd = str(Path(cwd).resolve())
-        volumes = {
-            str(self.socket_dir): {"bind": str(self.socket_dir), "mode": "rw"},
-            cwd: {"bind": cwd, "mode": "rw"},
-        }
+        volumes = {str(self.socket_dir): {"bind": str(self.socket_dir), "mode": "rw"}}
         for mount in self.mounts:
             host, container, *mode = mount.split(":")
             volumes[str(Path(host).resolve())] = {
                 "bind": container,
                 "mode": mode[0] if mode else "rw",
             }
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"mounts": self._folder_mounts(Path(cwd))}
         if self.gpus:
             options["device_requests"] = [
                 docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])
@@ -198,7 +233,7 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
                     f"{LABEL}.owner": OWNER,
                     f"{LABEL}.socket-dir": str(self.socket_dir),
                 },
-                user="{}:{}".format(*self._user()),
+                user="{}:{}".format(*kernel_user()),
                 working_dir=cwd,
                 volumes=volumes,
                 read_only=self.read_only,
@@ -290,6 +325,9 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
             except docker.errors.NotFound:
                 pass
             self.container = None
+        if self.lending is not None and not restart:
+            await asyncio.to_thread(self.lending.release)
+            self.lending = None
         if self.socket_dir is None:
             return
         if restart:

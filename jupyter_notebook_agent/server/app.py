@@ -21,6 +21,7 @@ from ..llm.hub import HubFile, default_local_model
 from ..llm.llama_cpp import LlamaCppModel, LlamaCppOptions
 from ..sandbox import docker_problem
 from ..sandbox.image import build_instructions, default_image, image_exists
+from ..sandbox.lending import folder_access
 from ..sandbox.pool import WarmPool
 from .handlers import ROUTES
 from .runs import RunRegistry
@@ -292,6 +293,12 @@ class NotebookAgent(ExtensionApp):
             return
         if self.gateway_url:
             self.log.info("No warm pool: kernels run on the gateway %s", self.gateway_url)
+            return
+        if not folder_access().lends_later:
+            self.log.info(
+                "No warm pool: a running kernel cannot be lent a notebook's folder by a server "
+                "that makes no mounts (one not run as root), so each kernel starts on its own"
+            )
             return
         problem = await asyncio.to_thread(docker_problem)
         if problem is None and not await asyncio.to_thread(image_exists, default_image()):
