@@ -11,12 +11,15 @@ ipykernel as local processes, or deploy/'s image in Docker, since no cluster is 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import getpass
 import io
+import ipaddress
 import json
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tarfile
@@ -52,6 +55,8 @@ KERNEL_USERNAME = "agent-tests"
 #: The gateway timeouts of the server under test: a kernel that is silent for longer than
 #: KERNEL_LAUNCH_TIMEOUT must still be heard (the recording's cell sleeps 3 s).
 TIMEOUTS = {"KERNEL_LAUNCH_TIMEOUT": "2", "JUPYTER_GATEWAY_REQUEST_TIMEOUT": "4"}
+#: The ioctl that reads an interface's IPv4 address (linux/sockios.h).
+SIOCGIFADDR = 0x8915
 
 
 def wait_until_answers(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -459,6 +464,30 @@ def kernel_image() -> Iterator[KernelImage]:
         engine.images.remove(tag, force=True)
 
 
+def host_address_on_bridge() -> str:
+    """This machine's address on Docker's default bridge, where containers on it reach us. The
+    IPAM config names it as `Gateway`, except where the engine leaves that out (Debian's docker.io
+    20.10 gives only `Subnet`): then the bridge interface's own address, which is in the subnet."""
+    network = docker.from_env().networks.get("bridge").attrs
+    configs = network.get("IPAM", {}).get("Config") or []
+    if gateway := next((c["Gateway"] for c in configs if c.get("Gateway")), None):
+        return gateway
+    interface = network.get("Options", {}).get("com.docker.network.bridge.name", "docker0")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            request = struct.pack("256s", interface.encode()[:15])
+            answer = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, request)
+        except OSError as error:
+            pytest.fail(
+                f"no address of this machine on Docker's bridge: its IPAM config {configs} names "
+                f"no Gateway, and its interface {interface!r} has no IPv4 address ({error})"
+            )
+    address = socket.inet_ntoa(answer[20:24])
+    subnets = [ipaddress.ip_network(c["Subnet"]) for c in configs if c.get("Subnet")]
+    assert any(ipaddress.ip_address(address) in subnet for subnet in subnets), (address, configs)
+    return address
+
+
 async def test_the_deploy_kernel_image_runs_agent_code_sandboxed_through_a_real_gateway(
     start_gateway, jupyter_server, kernel_image, gateway_venv, tmp_path
 ):
@@ -475,7 +504,7 @@ async def test_the_deploy_kernel_image_runs_agent_code_sandboxed_through_a_real_
     # The same arguments as the pod's launcher (launch_kubernetes.py) gets.
     spec["argv"] = [str(gateway_venv / "bin" / "python"), launcher, *spec["argv"][2:]]
     values = yaml.safe_load((DEPLOY / "enterprise-gateway" / "values.yaml").read_text())
-    bridge = docker.from_env().networks.get("bridge").attrs["IPAM"]["Config"][0]["Gateway"]
+    bridge = host_address_on_bridge()
     gateway = start_gateway(
         {SANDBOX_KERNEL: spec},
         env={
