@@ -194,7 +194,14 @@ async def main() -> dict[str, float]:
         port = free_port()
         url = f"http://127.0.0.1:{port}/"
         server = start_jupyter(
-            "jupyter_server", root, port, MODEL, model.base_url, "--NotebookAgent.max_steps=5"
+            "jupyter_server",
+            root,
+            port,
+            MODEL,
+            model.base_url,
+            "--NotebookAgent.max_steps=5",
+            f"--NotebookAgent.max_active_runs={RUNS}",
+            f"--NotebookAgent.max_active_runs_per_user={RUNS}",
         )
         with running(server, root / "server.log"):
             await asyncio.to_thread(wait_ready, url, server)

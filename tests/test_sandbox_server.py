@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import docker
@@ -11,6 +12,7 @@ from jupyter_client.asynchronous.client import AsyncKernelClient
 
 from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
 from jupyter_notebook_agent.sandbox.image import ensure_image
+from jupyter_notebook_agent.sandbox.provisioner import LABEL, OWNER
 
 from .agent_api import receive_until
 from .conftest import SECRET, add_cell_turn, complete
@@ -101,3 +103,11 @@ async def test_a_run_over_rest_executes_in_a_warm_sandbox_kernel(
     assert events[-1]["success"]
     ready = [w.manager.provisioner.container.id for w in extension.pool.ready]
     assert warm[0] not in ready  # the run claimed a warm kernel
+    # The run shut its kernel down, and nothing starts it again behind its back (the kernel
+    # manager's restarter did, about 3 s later, on a container of its own).
+    await api.finished(run["id"])
+    await asyncio.sleep(5)
+    mine = {"label": f"{LABEL}.owner={OWNER}"}
+    left = {c.id for c in docker.from_env().containers.list(all=True, filters=mine)}
+    assert left == {w.manager.provisioner.container.id for w in extension.pool.ready}
+    assert jp_serverapp.kernel_manager.list_kernel_ids() == []

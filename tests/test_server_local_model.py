@@ -111,3 +111,13 @@ async def test_a_configured_openai_model_without_a_key_says_how_to_set_one(api, 
     status = await api.call("GET", "status")
     assert "no API key" in status["model"]["problem"]
     assert "OPENAI_API_KEY" in status["model"]["problem"]
+
+
+@pytest.mark.parametrize("name", ["folder", "x" * 300])
+async def test_a_model_that_is_a_folder_or_an_impossible_name_is_400(api, jp_root_dir, name):
+    """Were 500s: IsADirectoryError, and the file system's 'File name too long'."""
+    (jp_root_dir / "folder").mkdir()
+    nbformat.write(nbformat.v4.new_notebook(), jp_root_dir / "local.ipynb")
+    body = {"path": "local.ipynb", "prompt": "x", "model": str(jp_root_dir / name)}
+    answer = await api.call("POST", "runs", body, expect=400)
+    assert "cannot be read" in answer["message"] or "no model file" in answer["message"]

@@ -18,6 +18,7 @@ import pytest
 from jupyter_notebook_agent.llm.base import ModelTurn
 from jupyter_notebook_agent.llm.replay_server import ReplayServerThread
 from jupyter_notebook_agent.notebook import METADATA_KEY
+from jupyter_notebook_agent.server.runs import RunLimits
 
 from .agent_api import receive_until
 from .conftest import SECRET, add_cell_turn, complete, free_port, runs_server_config, tool, turn
@@ -172,7 +173,9 @@ async def test_the_server_writes_coalesced_and_keeps_what_the_person_saved(
 async def test_a_frontend_writer_holds_the_server_off_until_it_leaves(api, replay, jp_root_dir):
     replay.script.turns = [add_cell_turn("x = 1"), add_cell_turn("y = 2"), complete()]
     path = make_notebook(jp_root_dir)
-    run = await api.start(path, execution="ask")
+    # As the panel starts it: the server holds off for the frontend from the start, so a slow
+    # connection of its WebSocket is no write behind its back.
+    run = await api.start(path, execution="ask", writer="frontend")
     writer = await api.events(run["id"], role="writer")
     await receive_until(writer, "tool_call")
     await asyncio.sleep(0.3)
@@ -255,16 +258,21 @@ async def test_in_ask_mode_code_runs_only_once_accepted(api, replay, jp_root_dir
     assert result["result"]["status"] == "rejected"
 
 
-async def test_ten_runs_on_ten_notebooks_at_once(api, replay, jp_root_dir):
+async def test_ten_runs_on_ten_notebooks_at_once(api, replay, jp_root_dir, extension):
+    """Up to the server's limit of active runs; one more is refused, naming the limit."""
+    extension.registry.limits = RunLimits(server=10, per_user=10)
     replay.script.turns = [add_cell_turn("import os\nprint(os.getpid())"), complete()]
-    paths = [make_notebook(jp_root_dir, f"n{i}.ipynb") for i in range(10)]
-    runs = await asyncio.gather(*(api.start(path) for path in paths))
+    paths = [make_notebook(jp_root_dir, f"n{i}.ipynb") for i in range(11)]
+    runs = await asyncio.gather(*(api.start(path) for path in paths[:10]))
     conflict = await api.call("POST", "runs", {"path": paths[0], "prompt": "again"}, expect=409)
     assert runs[0]["id"] in conflict["message"]
+    full = await api.call("POST", "runs", {"path": paths[10], "prompt": "one more"}, expect=429)
+    assert "10 runs are working" in full["message"]
+    assert "c.NotebookAgent.max_active_runs" in full["message"]
     finished = await asyncio.gather(*(api.finished(run["id"], 120) for run in runs))
     assert all(run["outcome"]["success"] for run in finished)
     pids = set()
-    for path in paths:
+    for path in paths[:10]:
         (cell,) = agent_cells(read(jp_root_dir, path)).values()
         pids.add(cell.outputs[0].text)
     assert len(pids) == 10, "each run has a kernel of its own"
@@ -314,7 +322,7 @@ async def test_stop_during_a_long_execution_interrupts_it(api, replay, jp_root_d
         ({"path": "analysis.ipynb", "prompt": "x" * 100_001}, 413, "at most 100000"),
         ({"path": "data.csv", "prompt": "x"}, 400, "not a notebook"),
         ({"path": "missing.ipynb", "prompt": "x"}, 404, "no notebook at"),
-        ({"path": "../outside.ipynb", "prompt": "x"}, 404, "no notebook at"),
+        ({"path": "../outside.ipynb", "prompt": "x"}, 400, "outside the server's root"),
         ({"path": "analysis.ipynb", "prompt": "x", "model": "replay:/x"}, 400, "backend"),
     ],
 )

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from queue import Empty
 from typing import Literal
@@ -32,6 +33,8 @@ IOPUB_RETRY_S = 0.05
 #: How soon a client's socket tries again to reach a kernel that is not listening yet (ZMQ's
 #: default, 100 ms, is a third of a kernel's start).
 RECONNECT_MS = 5
+#: Environment variables that hold the agent's secrets: no kernel gets them, sandboxed or not.
+SECRET_VARIABLES = ("OPENAI_API_KEY",)
 
 ExecutionStatus = Literal["ok", "error", "timeout", "died"]
 
@@ -48,6 +51,11 @@ class Execution:
     restarted: bool = False
     """The kernel was restarted, so its state is gone."""
     duration_s: float = 0.0
+
+
+def without_secrets(environment: Mapping[str, str]) -> dict[str, str]:
+    """The environment a kernel may have: this one less the agent's secrets."""
+    return {name: value for name, value in environment.items() if name not in SECRET_VARIABLES}
 
 
 class KernelSession:
@@ -76,7 +84,7 @@ class KernelSession:
         """A new kernel of that kernelspec through jupyter_client's kernel manager; `config`
         reaches its provisioner (the sandbox's settings, say)."""
         manager = AsyncKernelManager(kernel_name=kernel_name, config=config or Config())
-        await manager.start_kernel(cwd=cwd)
+        await manager.start_kernel(cwd=cwd, env=without_secrets(os.environ))
         session = cls(manager)
         await session.connect()
         return session

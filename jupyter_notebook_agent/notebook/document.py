@@ -24,12 +24,29 @@ class CellNotFound(KeyError):
         return str(self.args[0])
 
 
+def upgraded(notebook: NotebookNode) -> NotebookNode:
+    """The notebook as nbformat 4.5, in place: what JupyterLab makes of an older one (most files
+    on disk are 4.4, cells without ids). Each cell without an id gets one from its position, so
+    that two reads of one unchanged file agree on them, as the writer's merge needs."""
+    if (notebook.get("nbformat"), notebook.get("nbformat_minor", 0)) >= (4, 5):
+        return notebook
+    notebook.nbformat, notebook.nbformat_minor = 4, 5
+    taken = {cell.get("id") for cell in notebook.cells}
+    for position, cell in enumerate(notebook.cells):
+        if not cell.get("id"):
+            cell_id = f"cell-{position}"
+            while cell_id in taken:
+                cell_id += "-"
+            cell.id = cell_id
+            taken.add(cell_id)
+    return notebook
+
+
 class NotebookDocument:
     """An nbformat 4.5 notebook with the operations the agent needs, by cell id."""
 
     def __init__(self, notebook: NotebookNode | None = None) -> None:
-        self.nb = notebook if notebook is not None else nbformat.v4.new_notebook()
-        self.nb.nbformat, self.nb.nbformat_minor = 4, max(self.nb.get("nbformat_minor", 5), 5)
+        self.nb = upgraded(notebook) if notebook is not None else nbformat.v4.new_notebook()
         self._agent_cells = sum(1 for cell in self.nb.cells if METADATA_KEY in cell.metadata)
 
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from jupyter_server.serverapp import ServerApp
 from traitlets import Bool, Enum, Float, Integer, Unicode, default
 from traitlets.config import Configurable
 
+from ..agent.kernel import SECRET_VARIABLES
 from ..agent.prompt import system_message
 from ..agent.tools import TOOLS
 from ..llm import Model, default_model, load_model, parse_model_string
@@ -24,7 +26,7 @@ from ..sandbox.image import build_instructions, default_image, image_exists
 from ..sandbox.lending import folder_access
 from ..sandbox.pool import WarmPool
 from .handlers import ROUTES
-from .runs import RunRegistry
+from .runs import RunLimits, RunRegistry
 
 
 class LlamaCpp(Configurable):
@@ -137,6 +139,18 @@ class NotebookAgent(ExtensionApp):
         "local one on this machine, or with --gateway-url a plain kernel of the gateway.",
     )
 
+    max_active_runs = Integer(
+        8,
+        config=True,
+        help="Runs working at once on this server (each may hold a sandbox kernel); one more is "
+        "refused with 429 until one ends.",
+    )
+    max_active_runs_per_user = Integer(
+        4,
+        config=True,
+        help="Runs working at once for one user, where the identity provider tells users apart.",
+    )
+
     warm_pool_size = Integer(
         2,
         config=True,
@@ -148,7 +162,16 @@ class NotebookAgent(ExtensionApp):
     download: Download | None = None
     _models: dict[str, asyncio.Future[Model]]
 
+    @default("api_key")
+    def _api_key_from_environment(self) -> str:
+        return os.environ.get("OPENAI_API_KEY", "")
+
     def initialize_settings(self) -> None:
+        # The key now lives in this object alone: whatever the server starts later (a kernel of
+        # the person's or of a run, sandboxed or not) inherits an environment without it.
+        self.api_key = self.api_key
+        for name in SECRET_VARIABLES:
+            os.environ.pop(name, None)
         self._models = {}
         self._warming: set[asyncio.Future[None]] = set()
         self.llama_cpp = LlamaCpp(parent=self)
@@ -159,6 +182,7 @@ class NotebookAgent(ExtensionApp):
             log=self.log,
             write_delay_s=self.save_interval,
             finished_runs_kept=self.finished_runs_kept,
+            limits=RunLimits(self.max_active_runs, self.max_active_runs_per_user),
         )
 
     @property
@@ -264,6 +288,8 @@ class NotebookAgent(ExtensionApp):
                 f"{error} (the server's settings: c.NotebookAgent.model, "
                 "c.NotebookAgent.base_url, c.NotebookAgent.api_key)"
             ) from None
+        except OSError as error:  # a folder, a name too long for the file system ...
+            raise ModelError(f"the model {spec!r} cannot be read: {error.strerror}") from None
         if isinstance(model, LlamaCppModel):
             self._warm(model)
         return model

@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any
 
 import tornado.web
 import tornado.websocket
 from jupyter_core.utils import ensure_async
-from jupyter_server.auth.decorator import ws_authenticated
+from jupyter_server.auth.decorator import authorized, ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.extension.handler import ExtensionHandlerMixin
@@ -35,8 +37,21 @@ class RegistryMixin(ExtensionHandlerMixin):
         return self.registry.get(run_id)
 
 
+#: The Authorizer's resource for the agent's own state: runs, events, the model's status.
+AUTH_RESOURCE = "notebook-agent"
+
+
+def runs_code(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """What starts or goes on with a run executes code in a kernel and writes into a notebook:
+    the Authorizer must allow both, as for the person's own kernels and files."""
+    return authorized("execute", "kernels")(authorized("write", "contents")(method))
+
+
 class AgentHandler(RegistryMixin, APIHandler):
-    """A JSON handler of this extension: RunError becomes its status and message."""
+    """A JSON handler of this extension: RunError becomes its status and message. Each method is
+    authenticated and authorized (jupyter_server's Authorizer: a read-only user, a hub's RBAC)."""
+
+    auth_resource = AUTH_RESOURCE
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc_info = kwargs.get("exc_info")
@@ -101,6 +116,7 @@ class StatusHandler(AgentHandler):
     """What the panel needs to know before a run: the model and whether code is sandboxed."""
 
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         app = self.extensionapp
         backend, name = parse_model_string(app.model_in_effect)
@@ -135,6 +151,7 @@ class StatusHandler(AgentHandler):
 
 class LocalModelDownloadHandler(AgentHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         """The download's progress alone: what the panel asks every second while it runs (the
         whole status would ask Docker and the kernelspecs each time)."""
@@ -142,6 +159,7 @@ class LocalModelDownloadHandler(AgentHandler):
         self.finish(json.dumps(asdict(download) if download else None))
 
     @tornado.web.authenticated
+    @authorized
     async def post(self) -> None:
         """Downloads the local model in effect from the hub: the person asked for it."""
         try:
@@ -154,17 +172,24 @@ class LocalModelDownloadHandler(AgentHandler):
 
 class RunsHandler(AgentHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self) -> None:
         """A notebook's runs (`?path=`), or every run, oldest first."""
         path = self.get_query_argument("path", None)
-        runs = self.registry.for_path(path) if path is not None else self.registry.runs.values()
+        runs = (
+            self.registry.for_path(self.registry.api_path(path))
+            if path is not None
+            else self.registry.runs.values()
+        )
         self.finish(json.dumps({"runs": [run.to_json() for run in runs]}))
 
     @tornado.web.authenticated
+    @authorized
+    @runs_code
     async def post(self) -> None:
         app = self.extensionapp
         body = self.body()
-        path = _field(body, "path", str).strip("/")
+        path = self.registry.api_path(_field(body, "path", str))
         prompt = _field(body, "prompt", str)
         if not prompt.strip():
             raise RunError(400, "the field 'prompt' is empty")
@@ -179,6 +204,7 @@ class RunsHandler(AgentHandler):
         model = _field(body, "model", str, "")
         writer = _field(body, "writer", str, "server", ("server", "frontend"))
         self.registry.check_free(path)
+        self.registry.check_capacity(self.current_user.username)
         notebook = await self.registry.read_notebook(path)  # said before the kernel, the model
         try:
             kernel = await self.choose_kernel()
@@ -195,7 +221,9 @@ class RunsHandler(AgentHandler):
             execution=execution,
         )
         run = self.registry.create(
-            RunRequest(path, prompt, execution, max_steps, writer == "frontend"),
+            RunRequest(
+                path, prompt, execution, max_steps, writer == "frontend", self.current_user.username
+            ),
             notebook,
             chosen,
             kernel.name,
@@ -208,12 +236,14 @@ class RunsHandler(AgentHandler):
 
 class RunHandler(AgentHandler):
     @tornado.web.authenticated
+    @authorized
     async def get(self, run_id: str) -> None:
         self.finish(json.dumps(self.run_from(run_id).to_json()))
 
 
 class StopHandler(AgentHandler):
     @tornado.web.authenticated
+    @authorized
     async def post(self, run_id: str) -> None:
         """Answers once the run has stopped: generation cancelled, execution interrupted."""
         run = self.run_from(run_id)
@@ -223,6 +253,8 @@ class StopHandler(AgentHandler):
 
 class CellHandler(AgentHandler):
     @tornado.web.authenticated
+    @authorized
+    @runs_code
     async def post(self, run_id: str, cell_id: str, action: str) -> None:
         run = self.run_from(run_id)
         body = self.body()
@@ -253,10 +285,12 @@ class EventsHandler(
 
     @ws_authenticated
     async def get(self, run_id: str) -> None:
+        if not self.authorizer.is_authorized(self, self.current_user, "read", AUTH_RESOURCE):
+            raise tornado.web.HTTPError(403, "not authorized to read the agent's runs")
         try:
             self.run = self.run_from(run_id)
             first = self.get_query_argument("from", "0")
-            if not first.isdigit():
+            if not re.fullmatch(r"[0-9]{1,18}", first):  # not "²", nor 5,000 digits
                 raise RunError(400, "the query argument 'from' must be a whole number")
             self.first = int(first)
             self.role = self.get_query_argument("role", "viewer")

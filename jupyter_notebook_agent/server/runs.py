@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import posixpath
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 import nbformat
@@ -31,12 +33,16 @@ RunState = Literal["running", "finished"]
 FRONTEND_GRACE_S = 10.0
 
 
-class RunError(Exception):
-    """A request that cannot be carried out; `status` is the HTTP status that says why."""
+class RunError(HTTPError):
+    """A request that cannot be carried out; `status` is the HTTP status that says why. An
+    HTTPError, so that the server logs it as the client's mistake: one line, no traceback."""
 
     def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
+        super().__init__(status, message.replace("%", "%%"))  # the log formats it
+        self.status, self.message = status, message
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass
@@ -48,6 +54,16 @@ class RunRequest:
     max_steps: int
     frontend_writes: bool = False
     """The frontend that starts the run has the notebook open and will apply its cells."""
+    user: str = ""
+    """Who asked, as the identity provider names them."""
+
+
+@dataclass(frozen=True)
+class RunLimits:
+    """How many runs may work at once, on the server and for one user."""
+
+    server: int = 8
+    per_user: int = 4
 
 
 class Run:
@@ -78,18 +94,26 @@ class Run:
             self.outcome = await work()
         finally:
             # Finished once all is put away: a regenerate may start the run again right after.
+            # Finished also when putting away fails, so that the notebook is never locked.
             self.writer.run_record.update(self._record() | {"state": "finished"})
-            await self.agent.close()
-            await self.writer.flush()
-            self.state = "finished"
+            try:
+                await self.agent.close()
+                await self.writer.flush()
+            except Exception as error:
+                self.events.emit(
+                    "error", message=f"The agent's cells could not be written: {error}"
+                )
+                self.writer.log.error("Run %s could not put its work away: %s", self.id, error)
+            finally:
+                self.state = "finished"
 
     async def stop(self, summary: str = "stopped by the person") -> None:
         """Cancels the model's answer or interrupts the execution; returns once it stopped and
         put its kernel and its cells away, also when it was ending already (a server that shut
         down in between would never finish that, nor exit)."""
         self.agent.stop(summary)
-        if self.task:
-            await asyncio.shield(self.task)
+        if self.task:  # waits without taking on the run's own failure, which its log said
+            await asyncio.wait([self.task])
 
     def regenerate(self, cell_id: str, instruction: str) -> None:
         """Rewrites the cell; a finished run goes on for it."""
@@ -157,6 +181,7 @@ class RunRegistry:
         log: logging.Logger | None = None,
         write_delay_s: float = 0.5,
         finished_runs_kept: int = 200,
+        limits: RunLimits = RunLimits(),
     ) -> None:
         self.contents, self.kernels = contents, kernels
         self.gateway = gateway
@@ -164,6 +189,7 @@ class RunRegistry:
         self.log = log or logging.getLogger(__name__)
         self.write_delay_s = write_delay_s
         self.finished_runs_kept = finished_runs_kept
+        self.limits = limits
         self.runs: dict[str, Run] = {}
 
     def get(self, run_id: str) -> Run:
@@ -171,6 +197,25 @@ class RunRegistry:
             return self.runs[run_id]
         except KeyError:
             raise RunError(404, f"no run has id {run_id!r}") from None
+
+    def api_path(self, spelled: str) -> str:
+        """The one spelling of a notebook's API path, so that `n.ipynb`, `./n.ipynb`,
+        `sub/../n.ipynb` and a symlink to it are one notebook, with one lock: the file's real path
+        below the root, where the contents live in files. RunError 400 for one outside."""
+        path = posixpath.normpath(spelled.strip("/")) if spelled.strip("/") else ""
+        if path == ".." or path.startswith("../"):
+            raise RunError(400, f"{spelled!r} is outside the server's root")
+        os_path = getattr(self.contents, "_get_os_path", None)
+        if os_path is None or not path:
+            return path
+        try:
+            real = Path(os_path(path)).resolve()
+        except HTTPError:  # outside the root
+            raise RunError(400, f"{spelled!r} is outside the server's root") from None
+        try:
+            return real.relative_to(Path(self.contents.root_dir).resolve()).as_posix()
+        except ValueError:
+            raise RunError(400, f"{spelled!r} leads outside the server's root") from None
 
     def for_path(self, path: str) -> list[Run]:
         return [run for run in self.runs.values() if run.request.path == path]
@@ -198,6 +243,7 @@ class RunRegistry:
         """Starts a run on the notebook as `read_notebook` gave it; 409 while another run is
         active there (checked again here: the caller awaited since its own check)."""
         self.check_free(request.path)
+        self.check_capacity(request.user)
         document = NotebookDocument(notebook)
         events = EventLog()
         run_id = uuid.uuid4().hex
@@ -236,7 +282,26 @@ class RunRegistry:
     def regenerate(self, run: Run, cell_id: str, instruction: str) -> None:
         if not run.active:
             self.check_free(run.request.path)
+            self.check_capacity(run.request.user)
         run.regenerate(cell_id, instruction)
+
+    def check_capacity(self, user: str) -> None:
+        """RunError 429, naming the limit, when the server or the user has as many runs working
+        as allowed."""
+        active = [run for run in self.runs.values() if run.active]
+        if len(active) >= self.limits.server:
+            raise RunError(
+                429,
+                f"{len(active)} runs are working on this server, the most it allows "
+                "(c.NotebookAgent.max_active_runs); try again when one has ended",
+            )
+        mine = [run for run in active if run.request.user == user]
+        if len(mine) >= self.limits.per_user:
+            raise RunError(
+                429,
+                f"you have {len(mine)} runs working, the most one person may have "
+                "(c.NotebookAgent.max_active_runs_per_user); stop one or wait for it to end",
+            )
 
     def check_free(self, path: str) -> None:
         for run in self.for_path(path):
@@ -253,8 +318,10 @@ class RunRegistry:
                 self.kernels.start_kernel(kernel_name=kernel_name, path=folder)
             )
         manager = self.kernels.get_kernel(kernel_id)
-        manager.autorestart = False
+        # In this order: stop_restarter() does nothing once autorestart is off, and a restarter
+        # left running starts the kernel again after the run shuts it down.
         manager.stop_restarter()
+        manager.autorestart = False
 
         async def shutdown() -> None:
             if kernel_id in self.kernels:

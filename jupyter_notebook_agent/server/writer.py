@@ -19,6 +19,7 @@ from jupyter_core.utils import ensure_async
 from jupyter_server.services.contents.manager import ContentsManager
 
 from ..agent.events import Event
+from ..notebook.document import upgraded
 from ..notebook.merge import merge_run_cells
 
 #: Event types that change what the file should hold.
@@ -115,15 +116,23 @@ class NotebookWriter:
             if not self._dirty or self.frontends:
                 return
             self._dirty = False
-            model = await ensure_async(self.contents.get(self.path, content=True, type="notebook"))
-            on_disk = nbformat.from_dict(model["content"])
-            if not self._checkpointed:
-                await ensure_async(self.contents.create_checkpoint(self.path))
-                self._checkpointed = True
-            merge_run_cells(on_disk, self.notebook, self.written, self.removed, self.run_record)
-            nbformat.validate(on_disk)
-            await ensure_async(
-                self.contents.save(
-                    {"type": "notebook", "format": "json", "content": on_disk}, self.path
-                )
+            try:
+                await self._merge_and_save()
+            except BaseException:
+                self._dirty = True  # still to be written: the run's last flush says why not
+                raise
+
+    async def _merge_and_save(self) -> None:
+        """Re-reads the file and saves it with the run's cells merged in."""
+        model = await ensure_async(self.contents.get(self.path, content=True, type="notebook"))
+        on_disk = upgraded(nbformat.from_dict(model["content"]))
+        if not self._checkpointed:
+            await ensure_async(self.contents.create_checkpoint(self.path))
+            self._checkpointed = True
+        merge_run_cells(on_disk, self.notebook, self.written, self.removed, self.run_record)
+        nbformat.validate(on_disk)
+        await ensure_async(
+            self.contents.save(
+                {"type": "notebook", "format": "json", "content": on_disk}, self.path
             )
+        )

@@ -1,0 +1,172 @@
+"""Faults found by probing the server: old notebooks, other spellings of a path, odd inputs, the
+log, the Authorizer, and the key kept out of kernels. Each test failed before its fix."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+from jupyter_server.auth.authorizer import Authorizer
+
+from jupyter_notebook_agent.notebook import METADATA_KEY
+
+from .agent_api import receive_until
+from .conftest import SECRET, add_cell_turn, complete, runs_server_config
+from .test_server_runs import agent_cells, make_notebook, read
+
+
+class ReadOnlyAuthorizer(Authorizer):
+    """A person who may look but not change: what JupyterHub's RBAC or a custom Authorizer
+    gives a read-only user."""
+
+    def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
+        return action == "read"
+
+
+@pytest.fixture
+def jp_server_config(replay) -> dict[str, Any]:
+    return runs_server_config(replay)
+
+
+def old_notebook(root: Path, name: str = "old.ipynb") -> str:
+    """An nbformat 4.4 notebook, as most on disk are: cells without ids."""
+    notebook = {
+        "nbformat": 4,
+        "nbformat_minor": 4,
+        "metadata": {},
+        "cells": [
+            {"cell_type": "markdown", "metadata": {}, "source": "# Mine"},
+            {
+                "cell_type": "code",
+                "metadata": {},
+                "source": "x = 1",
+                "outputs": [],
+                "execution_count": None,
+            },
+        ],
+    }
+    (root / name).write_text(json.dumps(notebook))
+    return name
+
+
+async def test_a_run_on_an_nbformat_4_4_notebook_finishes_and_frees_it(api, replay, jp_root_dir):
+    replay.script.turns = [add_cell_turn("print(41 + 1)"), complete()]
+    path = old_notebook(jp_root_dir)
+    run = await api.start(path)
+    finished = await api.finished(run["id"])
+    assert finished["state"] == "finished" and finished["outcome"]["success"]
+    notebook = read(jp_root_dir, path)  # valid
+    assert (notebook.nbformat, notebook.nbformat_minor) == (4, 5)
+    assert [c.source for c in notebook.cells] == ["# Mine", "x = 1", "print(41 + 1)"]
+    assert notebook.cells[2].outputs[0].text == "42\n"
+    replay.script.turns = [complete()]
+    again = await api.start(path)  # not locked
+    await api.call("POST", f"runs/{again['id']}/stop")
+
+
+async def test_a_notebook_that_cannot_be_written_still_ends_its_run(api, replay, jp_root_dir):
+    """A write that fails (here: the file became unreadable meanwhile) is said in the run's
+    events, and the run ends: the notebook is never locked."""
+    replay.script.turns = [add_cell_turn("import time; time.sleep(1)"), complete()]
+    path = make_notebook(jp_root_dir)
+    run = await api.start(path)
+    await receive_until(await api.events(run["id"]), "cell_proposed", 10)
+    (jp_root_dir / path).write_text("{not a notebook")
+    finished = await api.finished(run["id"])
+    assert finished["state"] == "finished"
+    events = await receive_until(await api.events(run["id"]), "error", 10)
+    assert "could not be written" in events[-1]["message"]
+    stopped = await api.call("POST", f"runs/{run['id']}/stop")  # was a 500
+    assert stopped["state"] == "finished"
+    make_notebook(jp_root_dir)
+    replay.script.turns = [complete()]
+    await api.start(path)
+
+
+@pytest.mark.parametrize("spelling", ["./n.ipynb", "sub/../n.ipynb", "/n.ipynb", "link.ipynb"])
+async def test_other_spellings_of_a_path_are_one_notebook(api, replay, jp_root_dir, spelling):
+    replay.script.turns = [add_cell_turn("import time; time.sleep(5)"), complete()]
+    make_notebook(jp_root_dir, "n.ipynb")
+    (jp_root_dir / "sub").mkdir()
+    (jp_root_dir / "link.ipynb").symlink_to(jp_root_dir / "n.ipynb")
+    run = await api.start("n.ipynb")
+    conflict = await api.call("POST", "runs", {"path": spelling, "prompt": "x"}, expect=409)
+    assert run["id"] in conflict["message"]
+    (listed,) = (await api.call("GET", "runs", params={"path": spelling}))["runs"]
+    assert listed["id"] == run["id"] and listed["path"] == "n.ipynb"
+    await api.call("POST", f"runs/{run['id']}/stop")
+
+
+async def test_a_symlink_out_of_the_root_is_refused(api, jp_root_dir, tmp_path):
+    outside = tmp_path / "outside.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), outside)
+    (jp_root_dir / "away.ipynb").symlink_to(outside)
+    answer = await api.call("POST", "runs", {"path": "away.ipynb", "prompt": "x"}, expect=400)
+    assert "outside the server's root" in answer["message"]
+
+
+@pytest.mark.parametrize("first", ["²", "9" * 5000, "-1", "1.5"])
+async def test_odd_event_positions_are_400(api, replay, jp_root_dir, jp_ws_fetch, first):
+    from tornado.httpclient import HTTPClientError
+
+    replay.script.turns = [complete()]
+    run = await api.start(make_notebook(jp_root_dir))
+    with pytest.raises(HTTPClientError) as refused:
+        await jp_ws_fetch("notebook-agent", "runs", run["id"], "events", params={"from": first})
+    assert refused.value.code == 400
+
+
+async def test_a_client_error_is_one_warning_line_without_a_traceback(
+    api, jp_root_dir, caplog: pytest.LogCaptureFixture
+):
+    with caplog.at_level(logging.DEBUG):
+        await api.call("POST", "runs", {"path": "missing.ipynb", "prompt": "x"}, expect=404)
+        await api.call("GET", "runs/nope", expect=404)
+    assert not [r for r in caplog.records if r.exc_info or "Uncaught" in r.getMessage()]
+    refusals = [r for r in caplog.records if "missing.ipynb" in r.getMessage()]
+    assert refusals and all(r.levelno <= logging.WARNING for r in refusals)
+
+
+class TestAKeyFromTheEnvironment:
+    @pytest.fixture
+    def jp_server_config(self, replay, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+        monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+        config = runs_server_config(replay)
+        del config["NotebookAgent"]["api_key"]
+        return config
+
+    async def test_reaches_no_kernel(self, api, replay, jp_root_dir, extension):
+        """The server took its key from the environment, and took it out of there: the
+        unsandboxed kernel of a run (and any kernel the server starts) does not find it."""
+        assert extension.api_key == SECRET and "OPENAI_API_KEY" not in os.environ
+        replay.script.turns = [
+            add_cell_turn("import os; print(repr(os.environ.get('OPENAI_API_KEY')))"),
+            complete(),
+        ]
+        run = await api.start(make_notebook(jp_root_dir))
+        assert (await api.finished(run["id"]))["outcome"]["success"]
+        (cell,) = agent_cells(read(jp_root_dir, run["path"])).values()
+        assert cell.outputs[0].text == "None\n"
+
+
+class TestAReadOnlyUser:
+    @pytest.fixture
+    def jp_server_config(self, replay) -> dict[str, Any]:
+        config = runs_server_config(replay)
+        config["ServerApp"]["authorizer_class"] = ReadOnlyAuthorizer
+        return config
+
+    async def test_may_look_but_starts_no_run_and_changes_no_cell(self, api, jp_root_dir):
+        path = make_notebook(jp_root_dir)
+        await api.call("GET", "status")
+        assert (await api.call("GET", "runs"))["runs"] == []
+        await api.call("POST", "runs", {"path": path, "prompt": "x"}, expect=403)
+        await api.call("POST", "local-model/download", expect=403)
+        await api.call("POST", "runs/x/stop", expect=403)
+        await api.call("POST", "runs/x/cells/agent-1/accept", expect=403)
+        assert METADATA_KEY not in read(jp_root_dir, path).metadata
