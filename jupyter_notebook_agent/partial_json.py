@@ -34,30 +34,44 @@ class FieldStream:
 
     def __init__(self, key: str) -> None:
         self.key = key
-        self.arguments = ""
-        """All the JSON text fed so far."""
-        self.value = ""
-        """The field's text decoded so far."""
+        self._pieces: list[str] = []
+        """All the JSON text fed so far, as it came: joined only when asked for."""
+        self._pending = ""
+        """What arrived since the field's text was last decoded."""
+        self._values: list[str] = []
+        self.length = 0
+        """Characters of the field's text decoded so far."""
         self.ended = False
         """The field's closing quote has arrived (or it was malformed)."""
-        self._next: int | None = None
-        """Where in `arguments` the field's text not yet decoded begins."""
+        self.started = False
+        """The field has begun (a cell can be shown)."""
 
     @property
-    def started(self) -> bool:
-        """The field has begun (a cell can be shown)."""
-        return self._next is not None
+    def arguments(self) -> str:
+        """All the JSON text fed so far."""
+        if len(self._pieces) > 1:
+            self._pieces[:] = ["".join(self._pieces)]
+        return self._pieces[0] if self._pieces else ""
+
+    @property
+    def value(self) -> str:
+        """The field's text decoded so far."""
+        if len(self._values) > 1:
+            self._values[:] = ["".join(self._values)]
+        return self._values[0] if self._values else ""
 
     def feed(self, chunk: str) -> str:
-        self.arguments += chunk
+        self._pieces.append(chunk)
         if self.ended:
             return ""
-        if self._next is None:
+        if not self.started:
             match = re.search(_KEY.format(re.escape(self.key)) + '"', self.arguments)
             if match is None:
                 return ""
-            self._next = match.end()
-        raw = self.arguments[self._next :]
+            self.started, self._pending = True, self.arguments[match.end() :]
+        else:
+            self._pending += chunk  # what is held back is a few characters at most
+        raw = self._pending
         if end := _STRING_END.search(raw):
             raw, self.ended = raw[: end.end() - 1], True
         else:
@@ -69,6 +83,7 @@ class FieldStream:
         except json.JSONDecodeError:
             self.ended = True  # a malformed escape: the call will be refused, the model told
             return ""
-        self._next += len(raw)
-        self.value += new
+        self._pending = self._pending[len(raw) :]
+        self._values.append(new)
+        self.length += len(new)
         return new

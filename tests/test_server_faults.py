@@ -3,9 +3,11 @@ log, the Authorizer, and the key kept out of kernels. Each test failed before it
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +172,32 @@ class TestAReadOnlyUser:
         await api.call("POST", "runs/x/stop", expect=403)
         await api.call("POST", "runs/x/cells/agent-1/accept", expect=403)
         assert METADATA_KEY not in read(jp_root_dir, path).metadata
+
+
+@pytest.mark.parametrize(
+    ("megabytes", "told"), [(0.2, "more than the 100000 a cell"), (5, "cut off")]
+)
+async def test_a_huge_tool_argument_is_refused_and_the_server_stays_responsive(
+    api, replay, jp_root_dir, jp_fetch, megabytes, told
+):
+    """A source of megabytes streamed in small pieces through the real client over HTTP: the
+    cell is refused (or the answer cut off) and the model told why; the server answers
+    meanwhile, and the run's events stay few (streaming was quadratic: 5 MB froze the server
+    for two minutes and left 327,690 events)."""
+    source = "x = 1  # padding\n" * int(megabytes * 1e6 / 17)
+    replay.script.turns = [add_cell_turn(source), add_cell_turn("print('small')"), complete()]
+    run = await api.start(make_notebook(jp_root_dir))
+    slowest = 0.0
+    while (await api.run(run["id"]))["state"] == "running":
+        started = time.perf_counter()
+        await jp_fetch("api", "status")
+        slowest = max(slowest, time.perf_counter() - started)
+        await asyncio.sleep(0.05)
+    finished = await api.finished(run["id"])
+    assert finished["outcome"]["success"]
+    assert slowest < 2, f"the server took {slowest:.1f} s to answer"
+    assert finished["events"] < 15_000
+    assert told in json.dumps(replay.script.requests[-1]["messages"])
+    assert [c.source for c in agent_cells(read(jp_root_dir, run["path"])).values()] == [
+        "print('small')"
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import json
 import uuid
@@ -43,6 +44,11 @@ class AgentConfig:
     """Characters of one output the model reads at most (head and tail kept)."""
     max_format_errors: int = 3
     """Unusable answers in a row (bad JSON, unknown tool, no tool call) before the run fails."""
+    max_cell_chars: int = 100_000
+    """Characters of one cell's source at most: a larger one is refused, the model told why."""
+    max_turn_chars: int = 400_000
+    """Characters of one answer of the model at most (its prose and its tool calls' arguments);
+    past it the answer is cut off, and the model told why."""
     cell_state: CellState = "proposed"
     """State of the cells the agent writes: proposed for review, or accepted (headless runs)."""
     execution: Literal["auto", "ask"] = "auto"
@@ -56,6 +62,10 @@ class RunOutcome:
     """completed, gave_up, max_steps, time_limit, context_budget, format_errors, model_error,
     kernel_error or stopped."""
     summary: str
+
+
+class AnswerTooLong(Exception):
+    """The model's answer went past `max_turn_chars`; it was cut off there."""
 
 
 class RunEnded(Exception):
@@ -172,7 +182,12 @@ class Agent:
             if self.review.notes:
                 notes, self.review.notes = self.review.notes, []
                 self._append({"role": "user", "content": "\n".join(notes)})
-            turn = await self._query(self.step)
+            try:
+                turn = await self._query(self.step)
+            except AnswerTooLong as error:  # its turn stands in the history, as what was kept
+                self._append({"role": "assistant", "content": "[an answer too long to keep]"})
+                self._append({"role": "user", "content": self._format_error(str(error))["error"]})
+                continue
             self._append(turn.as_message())
             if not turn.tool_calls:
                 reply = self._format_error("you answered without calling a tool")
@@ -191,15 +206,26 @@ class Agent:
     async def _query(self, step: int) -> ModelTurn:
         turn: ModelTurn | None = None
         calls: dict[int, _StreamingCall] = {}
+        received = 0
         try:
-            async for item in self.model.stream(self.messages, TOOLS):
-                if isinstance(item, TextDelta):
-                    self.events.emit("message_delta", text=item.text)
-                elif isinstance(item, ToolCallDelta):
-                    self._stream_call(calls.setdefault(item.index, _StreamingCall()), item)
-                elif isinstance(item, ModelTurn):
-                    turn = item
-        except BaseException:  # stopped, or the model failed: half-written cells go
+            async with contextlib.aclosing(self.model.stream(self.messages, TOOLS)) as stream:
+                async for item in stream:
+                    if isinstance(item, TextDelta):
+                        received += len(item.text)
+                        self.events.emit("message_delta", text=item.text)
+                    elif isinstance(item, ToolCallDelta):
+                        received += len(item.arguments)
+                        self._stream_call(calls.setdefault(item.index, _StreamingCall()), item)
+                    elif isinstance(item, ModelTurn):
+                        turn = item
+                    if received > self.config.max_turn_chars:
+                        raise AnswerTooLong(
+                            f"your answer was cut off at {received} characters, past the "
+                            f"{self.config.max_turn_chars} an answer may have: write long code "
+                            "as several smaller cells, and read data from files rather than "
+                            "writing it into cells"
+                        )
+        except BaseException:  # stopped, cut off, or the model failed: half-written cells go
             for call in calls.values():
                 self._withdraw(call, "the model stopped before it finished writing this cell")
             raise
@@ -265,7 +291,10 @@ class Agent:
             call.ignored = True
             return
         assert call.cell_id is not None
-        if text:
+        if call.source.length > self.config.max_cell_chars:
+            self._withdraw(call, self._too_long(call.source.length)["error"])
+            call.ignored = True
+        elif text:
             self.notebook.cell(call.cell_id).source += text
             self.events.emit("cell_source_delta", cell_id=call.cell_id, text=text)
 
@@ -304,6 +333,14 @@ class Agent:
 
     # The tools. Each returns the JSON object the model reads; a cell tool names its cell_id.
 
+    def _too_long(self, chars: int) -> dict[str, Any]:
+        limit = self.config.max_cell_chars
+        return {
+            "status": "error",
+            "error": f"the cell's source has {chars} characters, more than the {limit} a cell "
+            "may have: split it into smaller cells, and read data from files",
+        }
+
     async def _tool_add_cell(
         self,
         cell_type: str,
@@ -311,6 +348,10 @@ class Agent:
         after_cell_id: str | None = None,
         streamed: _StreamingCall | None = None,
     ) -> dict[str, Any]:
+        if len(source) > self.config.max_cell_chars:
+            if streamed:
+                self._withdraw(streamed, "the cell's source is too long")
+            return self._too_long(len(source))
         if after_cell_id is not None and (missing := self._missing(after_cell_id)):
             if streamed:
                 self._withdraw(streamed, f"no cell has id {after_cell_id!r}")
@@ -335,6 +376,10 @@ class Agent:
     ) -> dict[str, Any]:
         if missing := self._missing(cell_id):
             return missing
+        if len(source) > self.config.max_cell_chars:
+            if streamed:
+                self._withdraw(streamed, "the cell's source is too long")
+            return self._too_long(len(source))
         if not self._is_live(cell_id):
             return {
                 "status": "error",

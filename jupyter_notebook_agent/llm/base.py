@@ -94,6 +94,8 @@ class TurnAssembler:
     def __init__(self) -> None:
         self.content: list[str] = []
         self.calls: dict[int, ToolCall] = {}
+        self.arguments: dict[int, list[str]] = {}
+        """Each call's argument pieces, joined once at the end: linear in the arguments."""
 
     def add(self, delta: TextDelta | ToolCallDelta) -> None:
         if isinstance(delta, TextDelta):
@@ -104,10 +106,11 @@ class TurnAssembler:
             call.id = delta.id
         if delta.name:
             call.name += delta.name
-        call.arguments += delta.arguments
+        self.arguments.setdefault(delta.index, []).append(delta.arguments)
 
     def turn(self, usage: Usage, ttft_s: float, duration_s: float) -> ModelTurn:
         calls = [self.calls[i] for i in sorted(self.calls)]
-        for position, call in enumerate(calls):
+        for position, (index, call) in enumerate(sorted(self.calls.items())):
             call.id = call.id or f"call_{position}"
+            call.arguments = "".join(self.arguments.get(index, []))
         return ModelTurn("".join(self.content), calls, usage, ttft_s, duration_s)

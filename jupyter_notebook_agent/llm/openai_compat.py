@@ -58,19 +58,20 @@ class OpenAIModel:
                 stream=True,
                 stream_options={"include_usage": True},
             )
-            async for chunk in chunks:
-                if chunk.usage:
-                    details = chunk.usage.prompt_tokens_details
-                    usage = Usage(
-                        chunk.usage.prompt_tokens,
-                        chunk.usage.completion_tokens,
-                        (details.cached_tokens or 0) if details else 0,
-                    )
-                for choice in chunk.choices:
-                    for delta in _deltas(choice.delta):
-                        ttft = ttft or time.perf_counter() - started
-                        assembler.add(delta)
-                        yield delta
+            async with chunks:  # a reader that stops early closes the response
+                async for chunk in chunks:
+                    if chunk.usage:
+                        details = chunk.usage.prompt_tokens_details
+                        usage = Usage(
+                            chunk.usage.prompt_tokens,
+                            chunk.usage.completion_tokens,
+                            (details.cached_tokens or 0) if details else 0,
+                        )
+                    for choice in chunk.choices:
+                        for delta in _deltas(choice.delta):
+                            ttft = ttft or time.perf_counter() - started
+                            assembler.add(delta)
+                            yield delta
         except openai.APIError as error:
             raise ModelError(self._explain(error)) from error
         yield assembler.turn(usage, ttft, time.perf_counter() - started)
