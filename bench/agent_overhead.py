@@ -33,10 +33,10 @@ class TimedKernel(KernelSession):
 
     execute_s = 0.0
 
-    async def execute(self, code: str, timeout_s: float):  # type: ignore[override]
+    async def execute(self, code: str, timeout_s: float, limits=None):  # type: ignore[override]
         started = time.perf_counter()
         try:
-            return await super().execute(code, timeout_s)
+            return await super().execute(code, timeout_s, limits)
         finally:
             self.execute_s += time.perf_counter() - started
 

@@ -10,6 +10,7 @@ import pytest
 from jupyter_notebook_agent.agent import Agent, AgentConfig, EventLog
 from jupyter_notebook_agent.llm.replay import ReplayModel
 from jupyter_notebook_agent.notebook import NotebookDocument
+from jupyter_notebook_agent.notebook.outputs import OutputLimits
 
 from .conftest import add_cell_turn, complete, tool, turn
 
@@ -203,3 +204,37 @@ async def test_complete_task_reports_the_models_verdict(kernel, write_recording,
         "reason": outcome.reason,
         "summary": "## Summary\nall of it",
     }
+
+
+FLOOD = """
+import sys
+from IPython.display import display
+for i in range(400):
+    print(f"line {i:03} " + "x" * 100_000)
+print("THE END")
+display({"text/plain": "y" * 6_000_000}, raw=True)
+for i in range(3):
+    display({"text/plain": "z" * 4_000_000}, raw=True)
+"""
+
+
+async def test_an_output_flood_is_kept_head_and_tail_and_bounded_per_output_and_cell(
+    kernel, write_recording
+):
+    """40 MB printed and 18 MB displayed: the cell keeps the limits' worth, the cut marked,
+    in its notebook and in its event (a 100 MB print made a 105 MB notebook and event)."""
+    recording = write_recording(add_cell_turn(FLOOD), complete())
+    limits = OutputLimits(stream_chars=20_000, output_bytes=5_000_000, cell_bytes=6_000_000)
+    _, notebook, outcome, events = await run_agent(
+        kernel, recording, output_limits=limits, execution_timeout_s=120
+    )
+    assert outcome.success
+    stream, too_big, kept, cell_full = notebook.nb.cells[0].outputs
+    assert len(stream.text) < 20_100
+    assert stream.text.startswith("line 000 xxx") and stream.text.endswith("THE END\n")
+    assert "characters of output cut" in stream.text
+    assert "an output of 6000000 bytes (text/plain) left out" in too_big.data["text/plain"]
+    assert kept.data["text/plain"] == "z" * 4_000_000
+    assert cell_full.text == "[2 more outputs left out: past 6000000 bytes]"
+    (event,) = [e for e in events.events if e["type"] == "cell_outputs"]
+    assert len(json.dumps(event)) < 4_100_000 + 20_000 + 1_000

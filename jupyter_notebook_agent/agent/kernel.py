@@ -23,7 +23,7 @@ from jupyter_core.utils import ensure_async
 from nbformat import NotebookNode
 from traitlets.config import Config
 
-from ..notebook.outputs import OutputCollector
+from ..notebook.outputs import OutputCollector, OutputLimits
 
 #: How often a silent kernel is checked for being alive while code runs.
 LIVENESS_POLL_S = 0.5
@@ -149,18 +149,22 @@ class KernelSession:
                 return True
         return False
 
-    async def execute(self, code: str, timeout_s: float) -> Execution:
-        """Cancelling it (Stop) interrupts the kernel, so the code stops running too."""
+    async def execute(
+        self, code: str, timeout_s: float, limits: OutputLimits | None = None
+    ) -> Execution:
+        """Cancelling it (Stop) interrupts the kernel, so the code stops running too. Outputs
+        are kept within `limits` as they arrive."""
         msg_id = self.client.execute(code, store_history=True, allow_stdin=False)
         try:
-            return await self._collect(msg_id, timeout_s)
+            return await self._collect(msg_id, timeout_s, OutputCollector(limits))
         except asyncio.CancelledError:
             await self.manager.interrupt_kernel()
             raise
 
-    async def _collect(self, msg_id: str, timeout_s: float) -> Execution:
+    async def _collect(
+        self, msg_id: str, timeout_s: float, collector: OutputCollector
+    ) -> Execution:
         started = time.perf_counter()
-        collector = OutputCollector()
         deadline = started + timeout_s
         status: ExecutionStatus = "ok"
         note = ""

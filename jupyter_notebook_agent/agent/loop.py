@@ -15,7 +15,7 @@ from nbformat import NotebookNode
 
 from ..llm.base import Model, ModelError, ModelTurn, TextDelta, ToolCall, ToolCallDelta
 from ..notebook.document import METADATA_KEY, CellNotFound, CellState, NotebookDocument
-from ..notebook.outputs import digest
+from ..notebook.outputs import OutputLimits, digest
 from ..partial_json import FieldStream, string_field
 from .events import EventLog
 from .kernel import Execution, KernelSession
@@ -46,6 +46,8 @@ class AgentConfig:
     """Unusable answers in a row (bad JSON, unknown tool, no tool call) before the run fails."""
     max_cell_chars: int = 100_000
     """Characters of one cell's source at most: a larger one is refused, the model told why."""
+    output_limits: OutputLimits = field(default_factory=OutputLimits)
+    """How much of a cell's outputs is kept (head and tail of a stream, each output, the cell)."""
     max_turn_chars: int = 400_000
     """Characters of one answer of the model at most (its prose and its tool calls' arguments);
     past it the answer is cut off, and the model told why."""
@@ -559,7 +561,9 @@ class Agent:
         kernel = await self._session()
         if self.review.rebuild_kernel or self._rerun_cells:
             await self._rebuild(kernel, skip, restart=self.review.rebuild_kernel)
-        return await kernel.execute(code, self.config.execution_timeout_s)
+        return await kernel.execute(
+            code, self.config.execution_timeout_s, self.config.output_limits
+        )
 
     async def _session(self) -> KernelSession:
         if self.kernel is None:
@@ -587,7 +591,9 @@ class Agent:
             and self.review.cells[cell.id].executed
         ]
         for cell in rerun:
-            await kernel.execute(cell.source, self.config.execution_timeout_s)
+            await kernel.execute(
+                cell.source, self.config.execution_timeout_s, self.config.output_limits
+            )
         self.events.emit("kernel_rebuilt", cell_ids=[cell.id for cell in rerun])
 
     async def close(self) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import collections
 import re
 import struct
+from dataclasses import dataclass
 from typing import Any
 
 import nbformat
@@ -15,14 +17,76 @@ IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml")
 OUTPUT_MESSAGES = {"stream", "display_data", "execute_result", "error"}
 
 
-class OutputCollector:
-    """Builds a cell's outputs from IOPub messages the way the notebook UI would show them."""
+@dataclass(frozen=True)
+class OutputLimits:
+    """How much of a cell's outputs is kept where they enter: a flood (a 100 MB print) would
+    otherwise fill the notebook, the run's events and the server's memory."""
 
-    def __init__(self) -> None:
-        self.outputs: list[NotebookNode] = []
+    stream_chars: int = 200_000
+    """Of one stream (stdout, stderr): its head and its tail, with the cut marked."""
+    output_bytes: int = 5_000_000
+    """Of one rich output (an image, a table); a larger one is replaced by a note."""
+    cell_bytes: int = 10_000_000
+    """Of all the cell's outputs; past it, further ones are left out, with a note."""
+
+
+class StreamText:
+    """A stream's text kept as its head and its tail, in time linear in what arrives."""
+
+    def __init__(self, limit: int) -> None:
+        self.head_limit, self.tail_limit = limit // 2, limit - limit // 2
+        self.head: list[str] = []
+        self.head_length = 0
+        self.tail: collections.deque[str] = collections.deque()
+        self.tail_length = 0
+        self.dropped = 0
+
+    def add(self, text: str) -> None:
+        if self.head_length < self.head_limit:
+            taken = text[: self.head_limit - self.head_length]
+            self.head.append(taken)
+            self.head_length += len(taken)
+            text = text[len(taken) :]
+        if not text:
+            return
+        self.tail.append(text)
+        self.tail_length += len(text)
+        while self.tail_length - len(self.tail[0]) >= self.tail_limit:
+            self.dropped += len(self.tail[0])
+            self.tail_length -= len(self.tail.popleft())
+
+    @property
+    def text(self) -> str:
+        tail = "".join(self.tail)
+        over = max(len(tail) - self.tail_limit, 0)
+        cut_out = self.dropped + over
+        marker = f"\n... [{cut_out} characters of output cut] ...\n" if cut_out else ""
+        return "".join(self.head) + marker + tail[over:]
+
+
+class OutputCollector:
+    """Builds a cell's outputs from IOPub messages the way the notebook UI would show them,
+    bounded by `limits`."""
+
+    def __init__(self, limits: OutputLimits | None = None) -> None:
+        self.limits = limits or OutputLimits()
+        self._outputs: list[NotebookNode] = []
+        self._streams: dict[int, StreamText] = {}
+        """The text of each stream output, by its position: set on the node when read."""
+        self._bytes = 0
+        self._left_out = 0
         self.execution_count: int | None = None
         self._clear_on_next = False
         self._display_ids: dict[str, list[int]] = {}
+
+    @property
+    def outputs(self) -> list[NotebookNode]:
+        for position, stream in self._streams.items():
+            self._outputs[position].text = stream.text
+        if self._left_out:
+            note = f"[{self._left_out} more outputs left out: past {self.limits.cell_bytes} bytes]"
+            return [*self._outputs, nbformat.v4.new_output("stream", name="stderr", text=note)]
+        return list(self._outputs)
 
     def add(self, msg: dict[str, Any]) -> None:
         kind, content = msg["header"]["msg_type"], msg["content"]
@@ -37,32 +101,62 @@ class OutputCollector:
             for position in self._display_ids.get(
                 content.get("transient", {}).get("display_id"), []
             ):
-                self.outputs[position].data = content["data"]
-                self.outputs[position].metadata = content.get("metadata", {})
+                updated = self._bounded(
+                    nbformat.v4.new_output(
+                        "display_data", content["data"], content.get("metadata", {})
+                    )
+                )
+                self._outputs[position].data = updated.data
+                self._outputs[position].metadata = updated.get("metadata", {})
         elif kind in OUTPUT_MESSAGES:
             if self._clear_on_next:
                 self._clear()
             self._append(nbformat.v4.output_from_msg(msg), content)
 
     def _clear(self) -> None:
-        self.outputs.clear()
+        self._outputs.clear()
+        self._streams.clear()
         self._display_ids.clear()
+        self._bytes = self._left_out = 0
         self._clear_on_next = False
 
     def _append(self, output: NotebookNode, content: dict[str, Any]) -> None:
-        last = self.outputs[-1] if self.outputs else None
-        if (
-            output.output_type == "stream"
-            and last is not None
-            and last.output_type == "stream"
-            and last.name == output.name
-        ):
-            last.text += output.text
+        last = len(self._outputs) - 1
+        if output.output_type == "stream":
+            if last in self._streams and self._outputs[last].name == output.name:
+                self._streams[last].add(output.text)
+                return
+            self._streams[last + 1] = StreamText(self.limits.stream_chars)
+            self._streams[last + 1].add(output.text)
+            output.text = ""
+            self._outputs.append(output)
             return
+        output = self._bounded(output)
+        size = _size(output)
+        if self._bytes + size > self.limits.cell_bytes:
+            self._left_out += 1
+            return
+        self._bytes += size
         display_id = content.get("transient", {}).get("display_id")
         if display_id:
-            self._display_ids.setdefault(display_id, []).append(len(self.outputs))
-        self.outputs.append(output)
+            self._display_ids.setdefault(display_id, []).append(len(self._outputs))
+        self._outputs.append(output)
+
+    def _bounded(self, output: NotebookNode) -> NotebookNode:
+        """The output, or a note in its place where it is larger than one may be."""
+        size = _size(output)
+        if output.output_type == "error" or size <= self.limits.output_bytes:
+            return output
+        kinds = ", ".join(output.get("data", {}))
+        note = f"[an output of {size} bytes ({kinds}) left out: past {self.limits.output_bytes}]"
+        output.data, output.metadata = {"text/plain": note}, {}
+        return output
+
+
+def _size(output: NotebookNode) -> int:
+    """About the bytes an output takes in the notebook file."""
+    data = output.get("data", {})
+    return sum(len(value) if isinstance(value, str) else len(str(value)) for value in data.values())
 
 
 def cut(text: str, limit: int) -> str:

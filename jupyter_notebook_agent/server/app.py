@@ -21,6 +21,7 @@ from ..llm import Model, default_model, load_model, parse_model_string
 from ..llm.base import ModelError
 from ..llm.hub import HubFile, default_local_model
 from ..llm.llama_cpp import LlamaCppModel, LlamaCppOptions
+from ..notebook.outputs import OutputLimits
 from ..sandbox import docker_problem
 from ..sandbox.image import build_instructions, default_image, image_exists
 from ..sandbox.lending import folder_access
@@ -138,6 +139,30 @@ class NotebookAgent(ExtensionApp):
         help="Run generated code in a kernel that is no sandbox when no sandbox is available: a "
         "local one on this machine, or with --gateway-url a plain kernel of the gateway.",
     )
+
+    max_stream_chars = Integer(
+        OutputLimits.stream_chars,
+        config=True,
+        help="Characters of one stream output (stdout, stderr) a cell keeps: its head and its "
+        "tail, with the cut marked.",
+    )
+    max_output_bytes = Integer(
+        OutputLimits.output_bytes,
+        config=True,
+        help="Bytes of one rich output (an image, a table) a cell keeps; a larger one becomes a "
+        "note.",
+    )
+    max_cell_output_bytes = Integer(
+        OutputLimits.cell_bytes,
+        config=True,
+        help="Bytes of all of one cell's outputs; past it, further outputs are left out.",
+    )
+
+    @property
+    def output_limits(self) -> OutputLimits:
+        return OutputLimits(
+            self.max_stream_chars, self.max_output_bytes, self.max_cell_output_bytes
+        )
 
     max_active_runs = Integer(
         8,

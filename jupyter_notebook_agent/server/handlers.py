@@ -219,6 +219,7 @@ class RunsHandler(AgentHandler):
             time_limit_s=app.time_limit,
             execution_timeout_s=app.execution_timeout,
             execution=execution,
+            output_limits=app.output_limits,
         )
         run = self.registry.create(
             RunRequest(
