@@ -201,3 +201,47 @@ async def test_a_huge_tool_argument_is_refused_and_the_server_stays_responsive(
     assert [c.source for c in agent_cells(read(jp_root_dir, run["path"])).values()] == [
         "print('small')"
     ]
+
+
+async def test_code_that_swaps_its_notebook_for_a_symlink_gets_nothing_written_outside(
+    api, replay, jp_root_dir, tmp_path
+):
+    target = tmp_path / "outside.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), target)
+    before = target.read_text()
+    swap = f"import os\nos.remove('analysis.ipynb')\nos.symlink({str(target)!r}, 'analysis.ipynb')"
+    replay.script.turns = [add_cell_turn(swap), add_cell_turn("print('after')"), complete()]
+    run = await api.start(make_notebook(jp_root_dir))
+    assert (await api.finished(run["id"]))["state"] == "finished"
+    assert target.read_text() == before
+    events = await receive_until(await api.events(run["id"]), "run_finished", 10)
+    events += await receive_until(await api.events(run["id"], first=len(events)), "error", 10)
+    assert "outside the server's root" in events[-1]["message"]
+
+
+async def test_every_acknowledged_save_of_the_persons_survives_a_runs_writes(
+    api, replay, jp_root_dir, jp_fetch
+):
+    """The person saves a new cell every 20 ms while the server writes the run's cells into the
+    same file: each save the server acknowledged is in the final file."""
+    replay.script.turns = [
+        *[add_cell_turn(f"import time; time.sleep(0.1); print({i})") for i in range(12)],
+        complete(),
+    ]
+    path = make_notebook(jp_root_dir)
+    mine = read(jp_root_dir, path)
+    run = await api.start(path)
+    acknowledged = []
+    while (await api.run(run["id"]))["state"] == "running":
+        cell_id = f"person-save-{len(acknowledged)}"
+        mine.cells.append(nbformat.v4.new_code_cell(f"# {cell_id}", id=cell_id))
+        model = {"type": "notebook", "format": "json", "content": mine}
+        await jp_fetch("api", "contents", path, method="PUT", body=json.dumps(model))
+        acknowledged.append(cell_id)
+        await asyncio.sleep(0.02)
+    await api.finished(run["id"])
+    final = read(jp_root_dir, path)
+    kept = {cell.id for cell in final.cells}
+    assert len(acknowledged) > 30
+    assert [c for c in acknowledged if c not in kept] == []
+    assert len(agent_cells(final)) == 12

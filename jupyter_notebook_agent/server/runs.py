@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import posixpath
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import nbformat
@@ -26,6 +24,7 @@ from ..agent.review import ReviewError
 from ..llm import Model
 from ..notebook import NotebookDocument
 from ..sandbox.gateway import connected_session, explained
+from .contents import OutsideRoot, SerialSaves, real_api_path
 from .writer import NotebookWriter
 
 RunState = Literal["running", "finished"]
@@ -190,6 +189,7 @@ class RunRegistry:
         self.write_delay_s = write_delay_s
         self.finished_runs_kept = finished_runs_kept
         self.limits = limits
+        self.saves = SerialSaves(contents)
         self.runs: dict[str, Run] = {}
 
     def get(self, run_id: str) -> Run:
@@ -199,23 +199,12 @@ class RunRegistry:
             raise RunError(404, f"no run has id {run_id!r}") from None
 
     def api_path(self, spelled: str) -> str:
-        """The one spelling of a notebook's API path, so that `n.ipynb`, `./n.ipynb`,
-        `sub/../n.ipynb` and a symlink to it are one notebook, with one lock: the file's real path
-        below the root, where the contents live in files. RunError 400 for one outside."""
-        path = posixpath.normpath(spelled.strip("/")) if spelled.strip("/") else ""
-        if path == ".." or path.startswith("../"):
-            raise RunError(400, f"{spelled!r} is outside the server's root")
-        os_path = getattr(self.contents, "_get_os_path", None)
-        if os_path is None or not path:
-            return path
+        """The one spelling of a notebook's API path (see `real_api_path`), so that each
+        notebook has one lock; RunError 400 for one outside the root."""
         try:
-            real = Path(os_path(path)).resolve()
-        except HTTPError:  # outside the root
-            raise RunError(400, f"{spelled!r} is outside the server's root") from None
-        try:
-            return real.relative_to(Path(self.contents.root_dir).resolve()).as_posix()
-        except ValueError:
-            raise RunError(400, f"{spelled!r} leads outside the server's root") from None
+            return real_api_path(self.contents, spelled)
+        except OutsideRoot as error:
+            raise RunError(400, str(error)) from None
 
     def for_path(self, path: str) -> list[Run]:
         return [run for run in self.runs.values() if run.request.path == path]
@@ -250,6 +239,7 @@ class RunRegistry:
         record = {"run_id": run_id}
         writer = NotebookWriter(
             self.contents,
+            self.saves,
             request.path,
             document.nb,
             record,

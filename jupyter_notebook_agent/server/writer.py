@@ -21,6 +21,7 @@ from jupyter_server.services.contents.manager import ContentsManager
 from ..agent.events import Event
 from ..notebook.document import upgraded
 from ..notebook.merge import merge_run_cells
+from .contents import OutsideRoot, SerialSaves, real_api_path
 
 #: Event types that change what the file should hold.
 CHANGES = {
@@ -40,6 +41,7 @@ class NotebookWriter:
     def __init__(
         self,
         contents: ContentsManager,
+        saves: SerialSaves,
         path: str,
         notebook: nbformat.NotebookNode,
         run_record: dict[str, Any],
@@ -50,7 +52,7 @@ class NotebookWriter:
     ) -> None:
         """`frontend_grace_s`: a frontend said it will write (it started the run with the
         notebook open); the server holds off that long for it to subscribe."""
-        self.contents, self.path, self.notebook = contents, path, notebook
+        self.contents, self.saves, self.path, self.notebook = contents, saves, path, notebook
         self.run_record = run_record
         """The run's entry in the notebook's metadata, kept up to date by the run."""
         self.delay_s = delay_s
@@ -123,16 +125,18 @@ class NotebookWriter:
                 raise
 
     async def _merge_and_save(self) -> None:
-        """Re-reads the file and saves it with the run's cells merged in."""
-        model = await ensure_async(self.contents.get(self.path, content=True, type="notebook"))
-        on_disk = upgraded(nbformat.from_dict(model["content"]))
-        if not self._checkpointed:
-            await ensure_async(self.contents.create_checkpoint(self.path))
-            self._checkpointed = True
-        merge_run_cells(on_disk, self.notebook, self.written, self.removed, self.run_record)
-        nbformat.validate(on_disk)
-        await ensure_async(
-            self.contents.save(
-                {"type": "notebook", "format": "json", "content": on_disk}, self.path
-            )
-        )
+        """Re-reads the file and saves it with the run's cells merged in, in the file's turn, so
+        that no save of the person's falls in between; never through a symlink that now leads
+        outside the root (code in the kernel can make one)."""
+        async with self.saves.turn(self.path):
+            if real_api_path(self.contents, self.path) != self.path:
+                raise OutsideRoot(f"{self.path} is now a link to another file; not written")
+            model = await ensure_async(self.contents.get(self.path, content=True, type="notebook"))
+            on_disk = upgraded(nbformat.from_dict(model["content"]))
+            if not self._checkpointed:
+                await ensure_async(self.contents.create_checkpoint(self.path))
+                self._checkpointed = True
+            merge_run_cells(on_disk, self.notebook, self.written, self.removed, self.run_record)
+            nbformat.validate(on_disk)
+            content = {"type": "notebook", "format": "json", "content": on_disk}
+            await self.saves.save(content, self.path)

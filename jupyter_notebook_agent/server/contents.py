@@ -1,0 +1,70 @@
+"""The notebook files a run writes, as the ContentsManager holds them: one spelling of a path,
+confined to the root, and saves of one file one at a time."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import posixpath
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from jupyter_core.utils import ensure_async
+from jupyter_server.services.contents.manager import ContentsManager
+from tornado.web import HTTPError
+
+
+class OutsideRoot(ValueError):
+    """A path that is, or leads (through a symlink), outside the server's root."""
+
+
+def real_api_path(contents: ContentsManager, spelled: str) -> str:
+    """The one spelling of an API path, so that `n.ipynb`, `./n.ipynb`, `sub/../n.ipynb` and a
+    symlink to it are one file: its real path below the root, where the contents live in files.
+    OutsideRoot for one outside, or leading outside."""
+    path = posixpath.normpath(spelled.strip("/")) if spelled.strip("/") else ""
+    if path == ".." or path.startswith("../"):
+        raise OutsideRoot(f"{spelled!r} is outside the server's root")
+    os_path = getattr(contents, "_get_os_path", None)
+    if os_path is None or not path:
+        return path
+    try:
+        real = Path(os_path(path)).resolve()
+    except HTTPError:  # outside the root
+        raise OutsideRoot(f"{spelled!r} is outside the server's root") from None
+    try:
+        return real.relative_to(Path(contents.root_dir).resolve()).as_posix()
+    except ValueError:
+        raise OutsideRoot(f"{spelled!r} leads outside the server's root") from None
+
+
+class SerialSaves:
+    """Every save through the ContentsManager, the person's included, takes its file's turn, and
+    so does a writer's read, merge and save as one: a save made between the writer's read and its
+    save would otherwise be lost (3 of 257 saves 30 ms apart were)."""
+
+    def __init__(self, contents: ContentsManager) -> None:
+        self._locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(
+            asyncio.Lock
+        )
+        self.save: Callable[..., Awaitable[dict[str, Any]]] = self._unlocked(contents.save)
+        """The manager's own save, for a caller holding the file's turn."""
+        contents.save = self._in_turn  # type: ignore[method-assign]
+
+    @staticmethod
+    def _unlocked(save: Callable[..., Any]) -> Callable[..., Awaitable[dict[str, Any]]]:
+        async def call(model: dict[str, Any], path: str, *args: Any, **kwargs: Any) -> Any:
+            return await ensure_async(save(model, path, *args, **kwargs))
+
+        return call
+
+    async def _in_turn(self, model: dict[str, Any], path: str, *args: Any, **kwargs: Any) -> Any:
+        async with self.turn(path):
+            return await self.save(model, path, *args, **kwargs)
+
+    @asynccontextmanager
+    async def turn(self, path: str) -> AsyncIterator[None]:
+        async with self._locks[path.strip("/")]:
+            yield
