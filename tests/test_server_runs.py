@@ -352,8 +352,11 @@ async def test_unknown_runs_cells_and_actions_are_404(api, replay, jp_root_dir):
     assert "404" in str(refused.value)
 
 
-def start_server(root: Path, port: int, replay: ReplayServerThread) -> subprocess.Popen[bytes]:
-    """A real `jupyter server` process with the extension on the replayed model."""
+def start_server(
+    root: Path, port: int, replay: ReplayServerThread, log: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """A real `jupyter server` process with the extension on the replayed model; its log goes
+    to `log`, else to a pipe read when it fails to start."""
     server = subprocess.Popen(
         [
             sys.executable,
@@ -373,7 +376,7 @@ def start_server(root: Path, port: int, replay: ReplayServerThread) -> subproces
             "--NotebookAgent.warm_pool_size=0",
         ],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=log.open("wb") if log else subprocess.PIPE,
     )
     deadline = time.monotonic() + 60
     while True:
@@ -381,7 +384,8 @@ def start_server(root: Path, port: int, replay: ReplayServerThread) -> subproces
             rest(port, "GET", "api/status")
             return server
         except OSError:
-            assert server.poll() is None, server.stderr.read().decode()[-3000:]
+            failed = log.read_text() if log else server.stderr.read().decode()
+            assert server.poll() is None, failed[-3000:]
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.1)
 
