@@ -10,8 +10,8 @@ from pathlib import Path
 import nbformat
 import pytest
 import schemathesis
-from schemathesis import GenerationMode
 from hypothesis import HealthCheck, given, settings
+from schemathesis import GenerationMode
 
 from jupyter_notebook_agent.llm.replay_server import ReplayScript, ReplayServerThread
 

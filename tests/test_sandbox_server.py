@@ -111,3 +111,26 @@ async def test_a_run_over_rest_executes_in_a_warm_sandbox_kernel(
     left = {c.id for c in docker.from_env().containers.list(all=True, filters=mine)}
     assert left == {w.manager.provisioner.container.id for w in extension.pool.ready}
     assert jp_serverapp.kernel_manager.list_kernel_ids() == []
+
+
+async def test_a_run_stopped_while_its_kernel_starts_leaves_no_container(
+    api, extension, replay, jp_serverapp, jp_root_dir
+):
+    """Stop lands while a warm kernel is being claimed and started: the start finishes and the
+    kernel goes, rather than its container staying with no manager to remove it."""
+    replay.script.turns = [add_cell_turn("print(1)"), complete()]
+    await jp_serverapp.extension_manager.start_all_extensions()
+    extension.model, extension.base_url = "openai:test-model", replay.base_url
+    extension.api_key = SECRET
+    mine = {"label": f"{LABEL}.owner={OWNER}"}
+    for number in range(4):
+        await filled(extension.pool)
+        name = f"stopped-{number}.ipynb"
+        nbformat.write(nbformat.v4.new_notebook(), jp_root_dir / name)
+        run = await api.start(name)
+        await receive_until(await api.events(run["id"]), "cell_proposed", 30)
+        await api.call("POST", f"runs/{run['id']}/stop")
+    await asyncio.sleep(3)
+    await filled(extension.pool)
+    left = {c.id for c in docker.from_env().containers.list(all=True, filters=mine)}
+    assert left == {w.manager.provisioner.container.id for w in extension.pool.ready}

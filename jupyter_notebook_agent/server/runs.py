@@ -6,6 +6,7 @@ Plain asyncio and jupyter_server's managers, no Tornado: the handlers only call 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -191,6 +192,7 @@ class RunRegistry:
         self.limits = limits
         self.saves = SerialSaves(contents)
         self.runs: dict[str, Run] = {}
+        self._background: set[asyncio.Future[None]] = set()
 
     def get(self, run_id: str) -> Run:
         try:
@@ -303,10 +305,17 @@ class RunRegistry:
         deaths and restarts itself, so the manager's auto-restart is off for it (a gateway's
         kernel manager has none to stop: a restart there is the gateway's own)."""
         gateway = bool(self.gateway)
+        starting = asyncio.ensure_future(
+            ensure_async(self.kernels.start_kernel(kernel_name=kernel_name, path=folder))
+        )
         with explained(f"starting the kernel {kernel_name!r}", gateway=gateway):
-            kernel_id = await ensure_async(
-                self.kernels.start_kernel(kernel_name=kernel_name, path=folder)
-            )
+            try:
+                kernel_id = await asyncio.shield(starting)
+            except asyncio.CancelledError:
+                # Stopped while the kernel starts: a start cancelled midway would leave its
+                # container with no manager to remove it, so it finishes, then the kernel goes.
+                self._keep(self._shut_down_once_started(starting))
+                raise
         manager = self.kernels.get_kernel(kernel_id)
         # In this order: stop_restarter() does nothing once autorestart is off, and a restarter
         # left running starts the kernel again after the run shuts it down.
@@ -319,9 +328,20 @@ class RunRegistry:
 
         return await connected_session(manager, kernel_name, shutdown=shutdown, gateway=gateway)
 
+    async def _shut_down_once_started(self, starting: asyncio.Future[str]) -> None:
+        with contextlib.suppress(Exception):
+            await ensure_async(self.kernels.shutdown_kernel(await starting, now=True))
+
+    def _keep(self, work: Awaitable[None]) -> None:
+        """Runs `work` in the background, held until done; `close` waits for it."""
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
     async def close(self) -> None:
         """At server shutdown: every run stops, and what it wrote is saved."""
         await asyncio.gather(
             *(run.stop("the server shut down") for run in self.runs.values() if run.active),
             return_exceptions=True,
         )
+        await asyncio.gather(*self._background, return_exceptions=True)
