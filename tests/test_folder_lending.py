@@ -195,3 +195,24 @@ def test_the_staging_of_a_killed_server_is_unmounted_by_the_next(private: Path, 
     lending.release_orphans()
     assert mounted_below(staging) == [] and not staging.exists()
     assert (private / "sales_data.csv").read_text() == "amount\n1\n2\n"
+
+
+def test_kernels_starting_at_once_share_one_staging_mount_that_propagates():
+    """Kernels start in threads: two making the staging folder at once stacked two mounts, the
+    upper one private, and the engine refused the warm kernel's mount."""
+    script = (
+        "import threading\n"
+        "from jupyter_notebook_agent.sandbox.lending import Lending\n"
+        "made = []\n"
+        "threads = [threading.Thread(target=lambda i=i: made.append(Lending(f'k{i}')))"
+        " for i in range(8)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "root = str(made[0].staging.parent)\n"
+        "print([line.split()[6] for line in open('/proc/self/mountinfo')"
+        " if line.split()[4] == root])\n"
+        "[lending.release() for lending in made]\n"
+    )
+    shown = subprocess.run(["python", "-c", script], capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    (optional,) = eval(shown.stdout)  # one mount, its optional fields: shared:N
+    assert optional.startswith("shared:")

@@ -31,6 +31,8 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -180,7 +182,23 @@ def readable_by_kernel(folder: Path) -> None:
         )
 
 
-@functools.cache
+def _made_once(make: Callable[[], Path]) -> Callable[[], Path]:
+    """A cache for what is made with mounts, once per process: kernels start in threads, and two
+    makers at once would stack two mounts, the upper one not shared."""
+    made = functools.cache(make)
+
+    @functools.wraps(make)
+    def once() -> Path:
+        with _MAKING:
+            return made()
+
+    return once
+
+
+_MAKING = threading.Lock()
+
+
+@_made_once
 def _staging_root() -> Path:
     """This process's staging folder, private to it and made a shared mount once, so that what
     is mounted below it later propagates into the containers that mount its folders."""
@@ -275,7 +293,7 @@ def _mask_for(is_folder: bool) -> str:
     return str(_masks() / ("folder" if is_folder else "file"))
 
 
-@functools.cache
+@_made_once
 def _masks() -> Path:
     """The empty folder and file, read-only: owned by root and a read-only mount of their own
     where this process makes mounts, so that every bind of them is read-only too."""
