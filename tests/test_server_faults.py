@@ -231,8 +231,11 @@ async def test_every_acknowledged_save_of_the_persons_survives_a_runs_writes(
     path = make_notebook(jp_root_dir)
     mine = read(jp_root_dir, path)
     run = await api.start(path)
+    # The person saves until the agent is done: a save after that, without the agent's cells,
+    # would be the person deleting them.
+    done = asyncio.ensure_future(receive_until(await api.events(run["id"]), "run_finished", 120))
     acknowledged = []
-    while (await api.run(run["id"]))["state"] == "running":
+    while not done.done():
         cell_id = f"person-save-{len(acknowledged)}"
         mine.cells.append(nbformat.v4.new_code_cell(f"# {cell_id}", id=cell_id))
         model = {"type": "notebook", "format": "json", "content": mine}

@@ -177,7 +177,7 @@ def readable_by_kernel(folder: Path) -> None:
         raise FolderUnreadable(
             f"the sandbox kernel runs as uid {SANDBOX_UID}, which cannot read {folder} (owner uid "
             f"{info.st_uid}, mode {stat.filemode(info.st_mode)}); install bindfs (apt-get install "
-            "bindfs) so that the kernel is lent the owner's access to the folder, or start Jupyter "
+            "bindfs) so that the kernel is lent the owner's access to the folder, or run Jupyter "
             "as a user other than root"
         )
 

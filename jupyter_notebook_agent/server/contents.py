@@ -46,9 +46,10 @@ class SerialSaves:
     save would otherwise be lost (3 of 257 saves 30 ms apart were)."""
 
     def __init__(self, contents: ContentsManager) -> None:
-        self._locks: collections.defaultdict[str, asyncio.Lock] = collections.defaultdict(
-            asyncio.Lock
-        )
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._holders: collections.Counter[str] = collections.Counter()
+        """Who holds or waits for each file's turn: a lock nobody wants goes, so that the locks
+        do not grow with every file ever saved."""
         self.save: Callable[..., Awaitable[dict[str, Any]]] = self._unlocked(contents.save)
         """The manager's own save, for a caller holding the file's turn."""
         contents.save = self._in_turn  # type: ignore[method-assign]
@@ -66,5 +67,12 @@ class SerialSaves:
 
     @asynccontextmanager
     async def turn(self, path: str) -> AsyncIterator[None]:
-        async with self._locks[path.strip("/")]:
-            yield
+        path = path.strip("/")
+        self._holders[path] += 1
+        try:
+            async with self._locks.setdefault(path, asyncio.Lock()):
+                yield
+        finally:
+            self._holders[path] -= 1
+            if not self._holders[path]:
+                del self._holders[path], self._locks[path]
