@@ -44,11 +44,22 @@ def summary(values: list[float]) -> str:
 
 
 def start_jupyter(
-    app: str, work: Path, port: int, model: str, model_url: str, *extra: str
+    app: str,
+    work: Path,
+    port: int,
+    model: str,
+    model_url: str,
+    *extra: str,
+    sandboxed: bool = False,
 ) -> subprocess.Popen[bytes]:
     """`app` (jupyter_server or jupyterlab) with the extension on the replayed `model`, code in
-    a local kernel, in a process group of its own. Notebooks are served from work/notebooks;
-    the log goes to work/server.log."""
+    a local kernel (or, `sandboxed`, in sandbox kernels with the warm pool), in a process group
+    of its own. Notebooks are served from work/notebooks; the log goes to work/server.log."""
+    local = [
+        "--NotebookAgent.kernel_name=python3",
+        "--NotebookAgent.allow_unsandboxed=True",
+        "--NotebookAgent.warm_pool_size=0",
+    ]
     (work / "notebooks").mkdir(exist_ok=True)
     command = [
         sys.executable,
@@ -64,9 +75,7 @@ def start_jupyter(
         f"--NotebookAgent.model=openai:{model}",
         f"--NotebookAgent.base_url={model_url}",
         f"--NotebookAgent.api_key={API_KEY}",
-        "--NotebookAgent.kernel_name=python3",
-        "--NotebookAgent.allow_unsandboxed=True",
-        "--NotebookAgent.warm_pool_size=0",
+        *([] if sandboxed else local),
         *extra,
     ]
     if os.geteuid() == 0:

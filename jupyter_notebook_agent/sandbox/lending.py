@@ -217,7 +217,7 @@ def release_orphans() -> list[str]:
     gone: dict[Path, list[Path]] = {}
     for point in _mount_points():
         match = pattern.search(str(point))
-        if match and not _alive(int(match[1])):
+        if match and not alive(int(match[1])):
             gone.setdefault(Path(str(point)[: match.end(1)]), []).append(point)
     for folder, points in gone.items():
         for point in sorted(points, key=lambda p: len(p.parts), reverse=True):
@@ -226,7 +226,7 @@ def release_orphans() -> list[str]:
     mounted = set(_mount_points())
     for masks_folder in Path(tempfile.gettempdir()).glob(f"{MASKS_PREFIX}*"):
         pid = masks_folder.name.removeprefix(MASKS_PREFIX)
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             if masks_folder in mounted:
                 _unmount(masks_folder)
             shutil.rmtree(masks_folder, ignore_errors=True)
@@ -257,7 +257,8 @@ def _mount_points() -> list[Path]:
         ]
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether a process of this machine is still there (one of another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

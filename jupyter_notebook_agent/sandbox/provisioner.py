@@ -28,7 +28,7 @@ from jupyter_client.provisioning import KernelProvisionerBase
 from traitlets import Bool, Enum, Float, Integer, List, Unicode
 
 from .image import default_image, missing_image
-from .lending import Lending, folder_access, kernel_user, masks
+from .lending import Lending, alive, folder_access, kernel_user, masks
 from .pool import FOLDER_FILE, WarmKernel, WarmPool
 
 #: Every container this package starts carries it, so that orphans can be found and removed.
@@ -390,7 +390,7 @@ def remove_orphans(client: docker.DockerClient) -> list[str]:
     for container in client.containers.list(all=True, filters={"label": LABEL}, sparse=True):
         labels = container.attrs.get("Labels") or {}
         host, _, pid = labels.get(f"{LABEL}.owner", "").rpartition(":")
-        if host != socket.gethostname() or not pid.isdigit() or _alive(int(pid)):
+        if host != socket.gethostname() or not pid.isdigit() or alive(int(pid)):
             continue
         try:
             container.remove(force=True)
@@ -399,13 +399,3 @@ def remove_orphans(client: docker.DockerClient) -> list[str]:
         shutil.rmtree(labels.get(f"{LABEL}.socket-dir", ""), ignore_errors=True)
         removed.append(container.attrs["Names"][0].lstrip("/"))
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
