@@ -132,17 +132,12 @@ async def test_a_dropped_connection_resumes_from_its_last_event(api, replay, jp_
 
 
 async def test_the_server_writes_coalesced_and_keeps_what_the_person_saved(
-    api, replay, jp_root_dir, jp_serverapp, monkeypatch
+    api, replay, jp_root_dir, jp_serverapp
 ):
-    contents = jp_serverapp.contents_manager
-    saves: list[str] = []
-    original_save = contents.save
-
-    def counting_save(model, path):
-        saves.append(path)
-        return original_save(model, path)
-
-    monkeypatch.setattr(contents, "save", counting_save)
+    saves: list[str] = []  # every write of a file, whoever saves it
+    jp_serverapp.contents_manager.register_post_save_hook(
+        lambda os_path, **_: saves.append(os_path)
+    )
     long_source = "\n".join(f"value_{i} = {i} * 2" for i in range(120))
     replay.script.turns = [add_cell_turn(long_source), complete()]
     path = make_notebook(jp_root_dir)
@@ -384,8 +379,12 @@ def start_server(
             rest(port, "GET", "api/status")
             return server
         except OSError:
-            failed = log.read_text() if log else server.stderr.read().decode()
-            assert server.poll() is None, failed[-3000:]
+            assert server.poll() is None, (
+                log.read_text() if log else server.stderr.read().decode()
+            )[
+                # read only once it failed: it blocks until then
+                -3000:
+            ]
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.1)
 
