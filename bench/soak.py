@@ -12,6 +12,8 @@ containers_while_idle: its containers after the runs, before the shutdown: the w
 memory_ratio: the server's resident memory after the runs over the same after a warm-up round of
 KEPT runs, which loads what a server loads on its first runs (the model's client, its types) and
 fills the window of finished runs it keeps (target <= 1.2).
+memory_second_half_ratio: the same after the runs over after half of them: what a leak would make
+grow, where the first half also reaches the allocator's high-water mark for floods at AT_ONCE.
 runs_per_s: runs finished per second over the soak.
 The last line printed is one JSON object of the figures.
 """
@@ -158,11 +160,16 @@ async def main() -> dict[str, float]:
             slots = asyncio.Semaphore(AT_ONCE)
             outcomes: Counter[str] = Counter()
 
+            memory_half: list[float] = []
+
             async def limited(number: int) -> None:
                 async with slots:
                     outcomes[await one_run(client, url, work / "notebooks", number)] += 1
-                    if sum(outcomes.values()) % 20 == 0:
-                        print(f"{sum(outcomes.values())} runs: {dict(outcomes)}")
+                    done = sum(outcomes.values())
+                    if done % 20 == 0:
+                        print(f"{done} runs: {dict(outcomes)}")
+                    if number >= 0 and done == RUNS // 2:
+                        memory_half.append(resident_mb(server.pid))
 
             print(f"server ready; a warm-up round of {KEPT} runs")
             await asyncio.gather(*(limited(n) for n in range(-KEPT, 0)))
@@ -193,6 +200,8 @@ async def main() -> dict[str, float]:
             "memory_mb_before": round(memory_before, 1),
             "memory_mb_after": round(memory_after, 1),
             "memory_ratio": round(memory_after / memory_before, 3),
+            "memory_mb_half": round(memory_half[0], 1),
+            "memory_second_half_ratio": round(memory_after / memory_half[0], 3),
             "runs_per_s": round(RUNS / took, 2),
         }
     return figures

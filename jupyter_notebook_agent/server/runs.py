@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import time
 import uuid
@@ -31,6 +32,18 @@ from .writer import NotebookWriter
 RunState = Literal["running", "finished"]
 #: How long the server holds off writing for a frontend that said it would subscribe as writer.
 FRONTEND_GRACE_S = 10.0
+
+
+def release_freed_memory() -> None:
+    """Hands the memory a run freed back to the system. A run whose cells printed a flood leaves
+    glibc's allocator holding the megabytes its messages took, which it keeps for the process
+    otherwise; elsewhere than glibc there is nothing to do."""
+    trim = getattr(_LIBC, "malloc_trim", None)
+    if trim is not None:
+        trim(0)
+
+
+_LIBC = ctypes.CDLL(None)
 
 
 class RunError(HTTPError):
@@ -106,6 +119,7 @@ class Run:
                 self.writer.log.error("Run %s could not put its work away: %s", self.id, error)
             finally:
                 self.state = "finished"
+                release_freed_memory()
 
     async def stop(self, summary: str = "stopped by the person") -> None:
         """Cancels the model's answer or interrupts the execution; returns once it stopped and
