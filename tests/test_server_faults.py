@@ -195,7 +195,9 @@ async def test_a_huge_tool_argument_is_refused_and_the_server_stays_responsive(
         await asyncio.sleep(0.05)
     finished = await api.finished(run["id"])
     assert finished["outcome"]["success"]
-    assert slowest < 2, f"the server took {slowest:.1f} s to answer"
+    # Generous: the replay server streams its 5 MB from a thread of this process, sharing the GIL
+    # with the server under test (before the fix, the server did not answer for minutes).
+    assert slowest < 10, f"the server took {slowest:.1f} s to answer"
     assert finished["events"] < 15_000
     assert told in json.dumps(replay.script.requests[-1]["messages"])
     assert [c.source for c in agent_cells(read(jp_root_dir, run["path"])).values()] == [
