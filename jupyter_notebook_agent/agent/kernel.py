@@ -187,11 +187,12 @@ class KernelSession:
                 await self._reply(msg_id)
                 break
             collector.add(msg)
-        if status == "ok" and any(o.output_type == "error" for o in collector.outputs):
+        outputs = collector.outputs  # each read joins the streams' kept text: once
+        if status == "ok" and any(o.output_type == "error" for o in outputs):
             status = "error"
         return Execution(
             status,
-            collector.outputs,
+            outputs,
             collector.execution_count,
             note,
             self.restarts > restarts,

@@ -335,6 +335,15 @@ class Agent:
 
     # The tools. Each returns the JSON object the model reads; a cell tool names its cell_id.
 
+    def _oversized(self, source: str, streamed: _StreamingCall | None) -> dict[str, Any] | None:
+        """The refusal of a cell source longer than a cell may have, its streamed cell withdrawn;
+        None for one that fits."""
+        if len(source) <= self.config.max_cell_chars:
+            return None
+        if streamed:
+            self._withdraw(streamed, "the cell's source is too long")
+        return self._too_long(len(source))
+
     def _too_long(self, chars: int) -> dict[str, Any]:
         limit = self.config.max_cell_chars
         return {
@@ -350,10 +359,8 @@ class Agent:
         after_cell_id: str | None = None,
         streamed: _StreamingCall | None = None,
     ) -> dict[str, Any]:
-        if len(source) > self.config.max_cell_chars:
-            if streamed:
-                self._withdraw(streamed, "the cell's source is too long")
-            return self._too_long(len(source))
+        if refused := self._oversized(source, streamed):
+            return refused
         if after_cell_id is not None and (missing := self._missing(after_cell_id)):
             if streamed:
                 self._withdraw(streamed, f"no cell has id {after_cell_id!r}")
@@ -378,10 +385,8 @@ class Agent:
     ) -> dict[str, Any]:
         if missing := self._missing(cell_id):
             return missing
-        if len(source) > self.config.max_cell_chars:
-            if streamed:
-                self._withdraw(streamed, "the cell's source is too long")
-            return self._too_long(len(source))
+        if refused := self._oversized(source, streamed):
+            return refused
         if not self._is_live(cell_id):
             return {
                 "status": "error",

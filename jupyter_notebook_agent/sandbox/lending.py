@@ -216,7 +216,7 @@ def _staging_root() -> Path:
     return root
 
 
-def release_orphans() -> list[str]:
+def release_orphans() -> None:
     """Unmounts and removes the staging folders of processes that are gone (a crash, a kill)."""
     pattern = re.compile(rf"/{re.escape(STAGING_PREFIX)}(\d+)(/|$)")
     gone: dict[Path, list[Path]] = {}
@@ -235,7 +235,6 @@ def release_orphans() -> list[str]:
             if masks_folder in mounted:
                 _unmount(masks_folder)
             shutil.rmtree(masks_folder, ignore_errors=True)
-    return [str(folder) for folder in gone]
 
 
 def _remove_empty_folders(top: Path) -> None:
