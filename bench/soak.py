@@ -78,7 +78,9 @@ def resident_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-async def call(client: AsyncHTTPClient, url: str, method: str, body: object = None) -> dict:
+async def call(
+    client: AsyncHTTPClient, url: str, method: str, body: object = None
+) -> dict | list | None:
     request = HTTPRequest(
         url,
         method=method,
@@ -86,7 +88,8 @@ async def call(client: AsyncHTTPClient, url: str, method: str, body: object = No
         body=None if body is None else json.dumps(body),
         request_timeout=300,
     )
-    return json.loads((await client.fetch(request)).body)
+    answer = (await client.fetch(request)).body
+    return json.loads(answer) if answer else None
 
 
 async def one_run(client: AsyncHTTPClient, url: str, root: Path, number: int) -> str:
@@ -112,10 +115,22 @@ async def one_run(client: AsyncHTTPClient, url: str, root: Path, number: int) ->
         except HTTPClientError as error:  # finished, and forgotten among KEPT newer ones
             if error.code != 404:
                 raise
-            return f"{kind}:forgotten"
+            outcome = "forgotten"
+            break
         if answer["state"] != "running":
-            return f"{kind}:{answer['outcome']['reason']}"
+            outcome = answer["outcome"]["reason"]
+            break
         await asyncio.sleep(0.25)
+    await close_notebook(client, url, body["path"])
+    return f"{kind}:{outcome}"
+
+
+async def close_notebook(client: AsyncHTTPClient, url: str, path: str) -> None:
+    """The person is done with the notebook: its session, and so its kernel, goes (a run works
+    in the notebook's own kernel, which outlives the run)."""
+    for session in await call(client, f"{url}api/sessions", "GET"):
+        if session["path"] == path:
+            await call(client, f"{url}api/sessions/{session['id']}", "DELETE")
 
 
 def sandbox_containers(engine: docker.DockerClient, pid: int) -> int:

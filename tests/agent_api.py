@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -122,3 +123,66 @@ async def receive_until(socket: Any, stop: str, timeout_s: float = 60) -> list[d
         events.append(event)
         if event["type"] == stop:
             return events
+
+
+class NotebookKernel:
+    """The person's side of a notebook's kernel: its channels over the server's WebSocket, as
+    JupyterLab uses them, to run the person's cells."""
+
+    def __init__(self, jp_ws_fetch: Any, kernel_id: str) -> None:
+        self.ws_fetch, self.kernel_id = jp_ws_fetch, kernel_id
+        self.socket: Any = None
+        self.session = uuid.uuid4().hex
+
+    async def __aenter__(self) -> NotebookKernel:
+        self.socket = await self.ws_fetch("api", "kernels", self.kernel_id, "channels")
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.socket.close()
+
+    def send(self, code: str) -> str:
+        """Sends the cell; its msg_id, for `outcome`."""
+        msg_id = uuid.uuid4().hex
+        header = {
+            "msg_id": msg_id,
+            "msg_type": "execute_request",
+            "username": "person",
+            "session": self.session,
+            "date": "2026-01-01T00:00:00Z",
+            "version": "5.3",
+        }
+        content = {
+            "code": code,
+            "silent": False,
+            "store_history": True,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        }
+        message = {"header": header, "parent_header": {}, "metadata": {}, "content": content}
+        self.socket.write_message(json.dumps(message | {"channel": "shell", "buffers": []}))
+        return msg_id
+
+    async def outcome(self, msg_id: str, timeout_s: float = 60) -> tuple[str, int | None]:
+        """What the cell printed (errors as `ename: evalue`) and its execution count, once the
+        kernel is idle after it."""
+        text, count = "", None
+        while True:
+            raw = await asyncio.wait_for(self.socket.read_message(), timeout_s)
+            assert raw is not None, "the kernel's WebSocket closed"
+            message = json.loads(raw)
+            if message["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = message["header"]["msg_type"], message["content"]
+            if kind == "stream":
+                text += content["text"]
+            elif kind == "error":
+                text += f"{content['ename']}: {content['evalue']}"
+            elif kind == "execute_input":
+                count = content["execution_count"]
+            elif kind == "status" and content["execution_state"] == "idle":
+                return text, count
+
+    async def run(self, code: str, timeout_s: float = 60) -> tuple[str, int | None]:
+        return await self.outcome(self.send(code), timeout_s)

@@ -51,7 +51,10 @@ async def test_unknown_tool_is_named_with_the_tools_there_are(kernel, write_reco
     assert outcome.success
     error = tool_results(agent)[0]["error"]
     assert "no tool named 'run_shell'" in error
-    assert "add_cell, edit_cell, execute_code, restart_kernel, complete_task" in error
+    assert (
+        "add_cell, edit_cell, execute_code, inspect_variable, restart_kernel, complete_task"
+        in error
+    )
 
 
 async def test_missing_and_mistyped_arguments_are_named(kernel, write_recording):

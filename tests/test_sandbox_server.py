@@ -103,21 +103,22 @@ async def test_a_run_over_rest_executes_in_a_warm_sandbox_kernel(
     assert events[-1]["success"]
     ready = [w.manager.provisioner.container.id for w in extension.pool.ready]
     assert warm[0] not in ready  # the run claimed a warm kernel
-    # The run shut its kernel down, and nothing starts it again behind its back (the kernel
-    # manager's restarter did, about 3 s later, on a container of its own).
-    await api.finished(run["id"])
+    # The kernel is the notebook's (a session's): it stays for the person once the run is done,
+    # the one container besides the pool's, and nothing else starts behind anyone's back.
+    finished = await api.finished(run["id"])
     await asyncio.sleep(5)
+    assert jp_serverapp.kernel_manager.list_kernel_ids() == [finished["kernel_id"]]
     mine = {"label": f"{LABEL}.owner={OWNER}"}
     left = {c.id for c in docker.from_env().containers.list(all=True, filters=mine)}
-    assert left == {w.manager.provisioner.container.id for w in extension.pool.ready}
-    assert jp_serverapp.kernel_manager.list_kernel_ids() == []
+    assert left == {w.manager.provisioner.container.id for w in extension.pool.ready} | {warm[0]}
 
 
 async def test_a_run_stopped_while_its_kernel_starts_leaves_no_container(
     api, extension, replay, jp_serverapp, jp_root_dir
 ):
-    """Stop lands while a warm kernel is being claimed and started: the start finishes and the
-    kernel goes, rather than its container staying with no manager to remove it."""
+    """Stop lands while a warm kernel is being claimed and started: the start finishes, and
+    the kernel is the notebook's session's, rather than a container with no manager to remove
+    it."""
     replay.script.turns = [add_cell_turn("print(1)"), complete()]
     await jp_serverapp.extension_manager.start_all_extensions()
     extension.model, extension.base_url = "openai:test-model", replay.base_url
@@ -133,4 +134,10 @@ async def test_a_run_stopped_while_its_kernel_starts_leaves_no_container(
     await asyncio.sleep(3)
     await filled(extension.pool)
     left = {c.id for c in docker.from_env().containers.list(all=True, filters=mine)}
-    assert left == {w.manager.provisioner.container.id for w in extension.pool.ready}
+    kernels = jp_serverapp.kernel_manager
+    sessions = {
+        kernels.get_kernel(kernel_id).provisioner.container.id
+        for kernel_id in kernels.list_kernel_ids()
+    }
+    assert len(sessions) == 4  # each notebook's own, held by its session
+    assert left == {w.manager.provisioner.container.id for w in extension.pool.ready} | sessions

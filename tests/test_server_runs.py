@@ -208,14 +208,18 @@ async def test_accept_reject_and_regenerate_with_an_instruction(api, replay, jp_
     (regenerating,) = [e for e in events if e["type"] == "cell_regenerating"]
     assert regenerating["instruction"] == "triple it"
     assert regenerating["source"] == "print(value * 2)"
-    # The rebuilt kernel ran agent-1 again but not the rejected agent-2: 3 * 3 = 9, not 300.
-    (rebuilt,) = [e for e in events if e["type"] == "kernel_rebuilt"]
-    assert rebuilt["cell_ids"] == ["agent-1"]
+    # The kernel is the notebook's: the rejected agent-2's effects remain in it (3 * 100), it
+    # is not rebuilt behind the person's back, and the person is offered a restart instead.
+    assert "kernel_rebuilt" not in kinds
+    (rejected,) = [e for e in events if e["type"] == "cell_rejected"]
+    assert rejected["effects_remain"]
+    assert "kernel_restart_proposed" in kinds
     last_outputs = [e for e in events if e["type"] == "cell_outputs"][-1]
-    assert last_outputs["cell_id"] == "agent-3" and last_outputs["outputs"][0]["text"] == "9\n"
+    assert last_outputs["cell_id"] == "agent-3" and last_outputs["outputs"][0]["text"] == "300\n"
     # The model was told what the person did and asked.
     told = json.dumps(replay.script.requests[-2]["messages"][-1])
     assert "rejected cell agent-2" in told and "triple it" in told and "agent-3" in told
+    assert "remains in the kernel" in told
 
     finished = await api.finished(run["id"])
     assert finished["outcome"]["summary"] == "rewritten"
@@ -227,7 +231,7 @@ async def test_accept_reject_and_regenerate_with_an_instruction(api, replay, jp_
     assert [c.id for c in notebook.cells] == ["person-1", "agent-1", "agent-3"]
     assert notebook.cells[1].metadata[METADATA_KEY]["state"] == "accepted"
     assert notebook.cells[2].source == "print(value * 3)"
-    assert notebook.cells[2].outputs[0].text == "9\n"
+    assert notebook.cells[2].outputs[0].text == "300\n"
 
 
 async def test_in_ask_mode_code_runs_only_once_accepted(api, replay, jp_root_dir):
@@ -462,6 +466,27 @@ async def test_a_frontend_that_will_write_is_waited_for(api, replay, jp_root_dir
     while "agent-1" not in agent_cells(read_between_writes(jp_root_dir, path)):
         assert time.monotonic() < deadline
         await asyncio.sleep(0.05)
+
+
+async def test_a_writer_that_hands_over_a_finished_run_leaves_the_file_to_the_notebook(
+    api, replay, jp_root_dir, jp_serverapp
+):
+    """The frontend follows the notebook's next run: the finished run's cells are in the notebook
+    it keeps open, so a write of the server's would only make it ask which version to keep."""
+    saves: list[str] = []
+    jp_serverapp.contents_manager.register_post_save_hook(
+        lambda os_path, **_: saves.append(os_path)
+    )
+    replay.script.turns = [add_cell_turn("x = 1"), complete()]
+    path = make_notebook(jp_root_dir)
+    run = await api.start(path, writer="frontend")
+    writer = await api.events(run["id"], role="writer")
+    await receive_until(writer, "run_finished")
+    await api.finished(run["id"])
+    writer.close(code=4000)
+    await asyncio.sleep(1)  # the server would have written by now (save_interval is 0.05 s)
+    assert saves == []
+    assert [c.id for c in read(jp_root_dir, path).cells] == ["person-1"]
 
 
 async def test_stop_while_a_cell_streams_takes_the_half_written_cell_back(api, replay, jp_root_dir):

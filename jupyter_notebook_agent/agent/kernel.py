@@ -11,7 +11,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from queue import Empty
 from typing import Literal
@@ -35,6 +35,14 @@ IOPUB_RETRY_S = 0.05
 RECONNECT_MS = 5
 #: Environment variables that hold the agent's secrets: no kernel gets them, sandboxed or not.
 SECRET_VARIABLES = ("OPENAI_API_KEY",)
+#: How long a shared kernel that is busy with the person's cell is left before the agent says it
+#: waits (a kernel that just finished the agent's previous cell is reported idle a little late).
+BUSY_GRACE_S = 0.2
+STATE_GONE = "all variables and imports are gone"
+#: How often a shared kernel busy with the person's cell is looked at.
+BUSY_POLL_S = 0.05
+#: How long a shared kernel that died is given to come back (the server restarts it).
+REVIVAL_S = 60.0
 
 ExecutionStatus = Literal["ok", "error", "timeout", "died"]
 
@@ -49,8 +57,12 @@ class Execution:
     note: str = ""
     """Said to the model: an interrupt, a restart, a death."""
     restarted: bool = False
-    """The kernel was restarted, so its state is gone."""
+    """The kernel was restarted (or died), so its state is gone."""
     duration_s: float = 0.0
+
+
+class KernelUnresponsive(RuntimeError):
+    """A shared kernel did not answer an interrupt: only its owner may restart it."""
 
 
 def without_secrets(environment: Mapping[str, str]) -> dict[str, str]:
@@ -60,22 +72,28 @@ def without_secrets(environment: Mapping[str, str]) -> dict[str, str]:
 
 class KernelSession:
     """Runs code: a timeout interrupts, then restarts a kernel that does not answer; a kernel that
-    died is reported and restarted."""
+    died is reported and restarted.
+
+    A `shared` kernel is a notebook's, which the person uses too: it is never restarted or shut
+    down here (a death is reported, and the server brings it back); code waits for the person's
+    cell to finish rather than queue behind it; a Stop interrupts only the agent's own
+    execution; and a restart by the person between two executions is reported."""
 
     def __init__(
         self,
         manager: AsyncKernelManager,
         *,
         interrupt_grace_s: float = 5.0,
-        shutdown: Callable[[], Awaitable[None]] | None = None,
+        shared: bool = False,
     ) -> None:
-        """`shutdown` replaces the manager's own, for a kernel that a multi-kernel manager
-        (the Jupyter server's) started and must forget."""
         self.manager = manager
-        self._shutdown = shutdown
+        self.shared = shared
         self.interrupt_grace_s = interrupt_grace_s
         self.client = self._new_client()
         self.restarts = 0
+        self._incarnation = self._current_incarnation()
+        self._reopen = False
+        """The channels went with a dead kernel: open new ones before the next execution."""
 
     @classmethod
     async def start(
@@ -89,9 +107,12 @@ class KernelSession:
         await session.connect()
         return session
 
-    async def connect(self) -> None:
+    async def connect(self, on_wait: Callable[[], None] | None = None) -> None:
         """Opens the channels and waits until the kernel answers; a kernel that never does is
-        shut down, so that it leaves nothing running, and the error says why it failed."""
+        shut down, so that it leaves nothing running, and the error says why it failed. A
+        shared kernel busy with the person's cell answers nothing until it ends: `on_wait` is
+        told that the agent waits."""
+        await self._wait_while_busy(on_wait)
         try:
             await self._open()
         except BaseException:
@@ -150,43 +171,140 @@ class KernelSession:
         return False
 
     async def execute(
-        self, code: str, timeout_s: float, limits: OutputLimits | None = None
+        self,
+        code: str,
+        timeout_s: float,
+        limits: OutputLimits | None = None,
+        on_wait: Callable[[], None] | None = None,
     ) -> Execution:
-        """Cancelling it (Stop) interrupts the kernel, so the code stops running too. Outputs
-        are kept within `limits` as they arrive."""
+        """Cancelling it (Stop) interrupts the kernel while the code runs, so the code stops
+        too. Outputs are kept within `limits` as they arrive. `timeout_s` counts from when the
+        code starts: a shared kernel busy with the person's cell is waited for first, and
+        `on_wait` told so."""
+        note = await self._prepare(on_wait)
         msg_id = self.client.execute(code, store_history=True, allow_stdin=False)
+        running = _Running(msg_id)
         try:
-            return await self._collect(msg_id, timeout_s, OutputCollector(limits))
+            execution = await self._collect(running, timeout_s, OutputCollector(limits))
         except asyncio.CancelledError:
-            await self.manager.interrupt_kernel()
+            if running.started and not running.ended:
+                await self.manager.interrupt_kernel()
             raise
+        if note:
+            execution.note = f"{note}. {execution.note}" if execution.note else note
+            execution.restarted = True
+        return execution
+
+    async def _prepare(self, on_wait: Callable[[], None] | None) -> str:
+        """Before code runs in a shared kernel: channels for a kernel that came back, the
+        person's cell finished. What the model must know of a restart by the person."""
+        if not self.shared:
+            return ""
+        if self._reopen:
+            await self._revived()
+        await self._wait_while_busy(on_wait)
+        incarnation = self._current_incarnation()
+        if incarnation is self._incarnation:
+            return ""
+        self._incarnation = incarnation
+        return (
+            "the kernel was restarted since your last execution: all variables and imports are gone"
+        )
+
+    async def _wait_while_busy(self, on_wait: Callable[[], None] | None) -> None:
+        """Until a shared kernel is done with the person's cell, as the server saw its status
+        (the server owns that state: polled, it has no event to wait on)."""
+        if not self.shared:
+            return
+        started = time.perf_counter()
+        told = False
+        while True:
+            if getattr(self.manager, "execution_state", "idle") != "busy":
+                return
+            if not told and time.perf_counter() - started > BUSY_GRACE_S:
+                told = True
+                if on_wait:
+                    on_wait()
+            await asyncio.sleep(BUSY_POLL_S)
+
+    async def _revived(self) -> None:
+        """Opens channels once the server brought the dead kernel back."""
+        deadline = time.perf_counter() + REVIVAL_S
+        while not await self.manager.is_alive():
+            if time.perf_counter() > deadline:
+                raise KernelUnresponsive(
+                    f"the notebook's kernel died and did not come back within {REVIVAL_S:g} s"
+                )
+            await asyncio.sleep(0.2)
+        self.client = self._new_client()
+        await self._open()
+        self._reopen = False
+        self._incarnation = self._current_incarnation()
+
+    def _current_incarnation(self) -> object:
+        """What a restart replaces: the manager's future of the kernel being ready, made anew
+        for each start (its provisioner is kept across restarts). A gateway's manager has none:
+        its restarts are the gateway's."""
+        return getattr(self.manager, "ready", None)
+
+    async def evaluate(self, expression: str, timeout_s: float = 10.0) -> str:
+        """The text of `expression` evaluated in the kernel as a user expression: silent, so
+        nothing is printed, kept in the history or counted, and the person's names stay as
+        they were. RuntimeError with the kernel's error when it raised."""
+        msg_id = self.client.execute(
+            "", silent=True, store_history=False, user_expressions={"value": expression}
+        )
+        deadline = time.perf_counter() + timeout_s
+        while (remaining := deadline - time.perf_counter()) > 0:
+            try:
+                reply = await self.client.get_shell_msg(timeout=remaining)
+            except Empty:
+                break
+            if reply["parent_header"].get("msg_id") != msg_id:
+                continue
+            value = reply["content"].get("user_expressions", {}).get("value", {})
+            if value.get("status") != "ok":
+                raise RuntimeError(f"{value.get('ename', 'error')}: {value.get('evalue', '')}")
+            return value["data"].get("text/plain", "")
+        raise TimeoutError(f"the kernel did not evaluate the expression within {timeout_s:g} s")
 
     async def _collect(
-        self, msg_id: str, timeout_s: float, collector: OutputCollector
+        self, running: _Running, timeout_s: float, collector: OutputCollector
     ) -> Execution:
         started = time.perf_counter()
-        deadline = started + timeout_s
+        # A shared kernel's deadline is set once the code starts: waiting in its queue behind
+        # the person's cell does not count. The agent's own kernel runs nothing else.
+        deadline = None if self.shared else started + timeout_s
         status: ExecutionStatus = "ok"
         note = ""
         restarts = self.restarts
         while True:
-            remaining = deadline - time.perf_counter()
-            if remaining <= 0:
-                status, note = "timeout", await self._interrupt(msg_id, collector, timeout_s)
+            if deadline is not None and deadline - time.perf_counter() <= 0:
+                status, note = "timeout", await self._interrupt(running, collector, timeout_s)
                 break
+            wait = LIVENESS_POLL_S
+            if deadline is not None:
+                wait = min(wait, deadline - time.perf_counter())
             try:
-                msg = await self.client.get_iopub_msg(timeout=min(remaining, LIVENESS_POLL_S))
+                msg = await self.client.get_iopub_msg(timeout=wait)
             except Empty:
-                if not await self.manager.is_alive():
+                if not await self.manager.is_alive() or self._replaced():
                     status, note = "died", await self._after_death()
                     break
                 continue
-            if msg["parent_header"].get("msg_id") != msg_id:
+            if msg["parent_header"].get("msg_id") != running.msg_id:
                 continue
-            if _is_idle(msg):
-                await self._reply(msg_id)
+            if _is_status(msg, "busy") and deadline is None:
+                running.started = True
+                deadline = time.perf_counter() + timeout_s
+            elif _is_status(msg, "idle"):
+                running.ended = True
+                await self._reply(running.msg_id)
+                if self._replaced():  # interrupted by the restart, which is under way
+                    status, note = "died", await self._after_death()
                 break
-            collector.add(msg)
+            else:
+                collector.add(msg)
         outputs = collector.outputs  # each read joins the streams' kept text: once
         if status == "ok" and any(o.output_type == "error" for o in outputs):
             status = "error"
@@ -195,9 +313,17 @@ class KernelSession:
             outputs,
             collector.execution_count,
             note,
-            self.restarts > restarts,
+            self.restarts > restarts or status == "died",
             time.perf_counter() - started,
         )
+
+    def _replaced(self) -> bool:
+        """A shared kernel restarted (or shut down) by the person while code ran: its manager
+        interrupts it first, then shuts it down, then starts a new one."""
+        if not self.shared:
+            return False
+        going = getattr(self.manager, "shutting_down", False)
+        return going or self._current_incarnation() is not self._incarnation
 
     async def _reply(self, msg_id: str) -> None:
         """Takes the execute reply off the shell channel, so replies never pile up there."""
@@ -209,7 +335,10 @@ class KernelSession:
             if reply["parent_header"].get("msg_id") == msg_id:
                 return
 
-    async def _interrupt(self, msg_id: str, collector: OutputCollector, timeout_s: float) -> str:
+    async def _interrupt(
+        self, running: _Running, collector: OutputCollector, timeout_s: float
+    ) -> str:
+        msg_id = running.msg_id
         await self.manager.interrupt_kernel()
         deadline = time.perf_counter() + self.interrupt_grace_s
         while (remaining := deadline - time.perf_counter()) > 0:
@@ -220,9 +349,16 @@ class KernelSession:
             if msg["parent_header"].get("msg_id") != msg_id:
                 continue
             if _is_idle(msg):
+                running.ended = True
                 await self._reply(msg_id)
                 return f"execution exceeded {timeout_s:g} s and was interrupted; state is kept"
             collector.add(msg)
+        if self.shared:
+            raise KernelUnresponsive(
+                f"an execution exceeded {timeout_s:g} s and the notebook's kernel did not answer "
+                "the interrupt; it is the person's kernel, so it was not restarted: restart it "
+                "from the notebook (its variables go)"
+            )
         await self.restart()
         return (
             f"execution exceeded {timeout_s:g} s and the kernel did not answer the interrupt: "
@@ -231,6 +367,12 @@ class KernelSession:
 
     async def _after_death(self) -> str:
         reason = await self.exit_reason()
+        if self.shared:  # the server restarts the notebook's kernel; new channels for it then
+            self.client.stop_channels()
+            self._reopen = True
+            if self._replaced():
+                return f"the kernel was restarted while your code ran: {STATE_GONE}"
+            return f"the kernel died ({reason}): {STATE_GONE}"
         await self.restart()
         return f"the kernel died ({reason}) and was restarted: all variables and imports are gone"
 
@@ -255,12 +397,25 @@ class KernelSession:
         await self._open()
 
     async def shutdown(self) -> None:
+        """Ends the kernel; a shared one keeps running for its notebook, only the agent's
+        channels close."""
         self.client.stop_channels()
-        if self._shutdown:
-            await self._shutdown()
-        else:
+        if not self.shared:
             await self.manager.shutdown_kernel(now=True)
 
 
+@dataclass
+class _Running:
+    """One execution request, as far as the kernel got with it."""
+
+    msg_id: str
+    started: bool = False
+    ended: bool = False
+
+
+def _is_status(msg: dict, state: str) -> bool:
+    return msg["header"]["msg_type"] == "status" and msg["content"]["execution_state"] == state
+
+
 def _is_idle(msg: dict) -> bool:
-    return msg["header"]["msg_type"] == "status" and msg["content"]["execution_state"] == "idle"
+    return _is_status(msg, "idle")

@@ -17,11 +17,13 @@ from ..llm.base import Model, ModelError, ModelTurn, TextDelta, ToolCall, ToolCa
 from ..notebook.document import METADATA_KEY, CellNotFound, CellState, NotebookDocument
 from ..notebook.outputs import OutputLimits, digest
 from ..partial_json import FieldStream, string_field
+from .conversation import Conversation
 from .events import EventLog
-from .kernel import Execution, KernelSession
+from .kernel import Execution, KernelSession, KernelUnresponsive
 from .prompt import system_message, task_message
 from .review import CellGone, CellRecord, Decision, Review
 from .tools import TOOLS, FormatError, parse_call
+from .variables import kernel_variables
 
 #: Starts the run's kernel when it first needs one.
 KernelStarter = Callable[[], Awaitable[KernelSession]]
@@ -55,6 +57,11 @@ class AgentConfig:
     """State of the cells the agent writes: proposed for review, or accepted (headless runs)."""
     execution: Literal["auto", "ask"] = "auto"
     """auto: a code cell runs as soon as it is written; ask: once the person accepts it."""
+    variables_chars: int = 4_000
+    """Characters of the summary of the kernel's variables each request tells the model."""
+    history_share: float = 0.5
+    """Share of the context budget that earlier requests of the conversation may fill; past
+    it the oldest are left out, with a paragraph that says what they were."""
 
 
 @dataclass
@@ -92,10 +99,13 @@ class _StreamingCall:
 
 
 class Agent:
-    """One run of one task on one notebook, with one kernel.
+    """One run of one task on one notebook, with one kernel, continuing the notebook's
+    conversation.
 
-    `kernel` is a started session, or a coroutine function that starts one when code first
-    runs. `accept`, `reject`, `regenerate` and `stop` may be called at any time while it runs."""
+    `kernel` is a started session, or a coroutine function that starts one when the run first
+    needs it. A shared kernel (the notebook's own, which the person uses too) is told about
+    at the start of the request, and never restarted: the person is asked instead.
+    `accept`, `reject`, `regenerate` and `stop` may be called at any time while it runs."""
 
     def __init__(
         self,
@@ -107,18 +117,26 @@ class Agent:
         config: AgentConfig | None = None,
         events: EventLog | None = None,
         run_id: str | None = None,
+        conversation: Conversation | None = None,
     ) -> None:
         self.model, self.notebook = model, notebook
         self.kernel = kernel if isinstance(kernel, KernelSession) else None
         self._start_kernel = None if isinstance(kernel, KernelSession) else kernel
+        self.kernel_is_persons = bool(self.kernel and self.kernel.shared)
+        """The run executes in the person's kernel (known once it has one): never restarted
+        here, and a rejected cell's effects remain in it. Kept after the run lets it go."""
         self.notebook_path = notebook_path
         self.config = config or AgentConfig()
         self.events = events or EventLog()
         self.run_id = run_id or uuid.uuid4().hex
         self.review = Review()
-        self.messages: list[dict[str, Any]] = []
+        self.conversation = conversation or Conversation()
         self.step = 0
-        self._history_chars = 0
+        self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
+        """Tokens this run's model turns took, as the model reported them."""
+        self._request: str | None = None
+        """The task not yet told to the model: the first step tells it, with the kernel's
+        variables."""
         self._reported_tokens = 0
         self._format_errors = 0
         self._outcome: RunOutcome | None = None
@@ -128,6 +146,11 @@ class Agent:
         self._rerun_cells = False
         """The kernel is new but cells ran before (the run resumed): run them again first."""
 
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        """What the model is sent: the conversation so far."""
+        return self.conversation.messages
+
     async def run(self, task: str) -> RunOutcome:
         self.events.emit(
             "run_started",
@@ -136,15 +159,32 @@ class Agent:
             model=self.model.name,
             max_steps=self.config.max_steps,
             execution=self.config.execution,
+            conversation_id=self.conversation.id,
         )
-        self._append(system_message())
-        self._append(
-            {
-                "role": "user",
-                "content": task_message(task, self.notebook_path, self.notebook.summary()),
-            }
-        )
+        self._request = task
         return await self._drive()
+
+    async def _tell_request(self, task: str) -> None:
+        """The request, with what the notebook and its kernel hold now, after the earlier
+        requests of the conversation (the oldest left out where they no longer fit)."""
+        budget = self.config.context_budget_tokens * CHARS_PER_TOKEN
+        self.conversation.fit(int(budget * self.config.history_share))
+        if not self.messages:
+            self._append(system_message())
+        variables = await self._variables()
+        message = task_message(task, self.notebook_path, self.notebook.summary(), variables)
+        self.conversation.begin_request(task, {"role": "user", "content": message})
+
+    async def _variables(self) -> str | None:
+        """The summary of the person's variables, for a kernel of theirs; None for the run's
+        own new kernel, which holds none."""
+        kernel = await self._session()
+        if not kernel.shared:
+            return None
+        try:
+            return await kernel_variables(kernel, max_chars=self.config.variables_chars)
+        except (RuntimeError, TimeoutError) as error:
+            return f"(the kernel's variables could not be read: {error})"
 
     async def resume(self) -> RunOutcome:
         """Goes on after the run finished, for what the person asked since (a regenerate)."""
@@ -178,6 +218,9 @@ class Agent:
         return outcome
 
     async def _loop(self, last_step: int) -> RunOutcome:
+        if self._request is not None:
+            task, self._request = self._request, None
+            await self._tell_request(task)
         while self.step < last_step:
             self.step += 1
             self.events.emit("step", step=self.step, max_steps=last_step)
@@ -239,6 +282,8 @@ class Agent:
             call.id: calls[i] for call, i in zip(turn.tool_calls, indices, strict=False)
         }
         self._reported_tokens = turn.usage.prompt_tokens + turn.usage.completion_tokens
+        self.usage["prompt_tokens"] += turn.usage.prompt_tokens
+        self.usage["completion_tokens"] += turn.usage.completion_tokens
         self.events.emit("model_turn", step=step, **asdict(turn))
         return turn
 
@@ -415,9 +460,24 @@ class Agent:
     async def _tool_execute_code(self, code: str) -> dict[str, Any]:
         return self._report(await self._execute(code))
 
+    async def _tool_inspect_variable(self, name: str) -> dict[str, Any]:
+        kernel = await self._session()
+        try:
+            details = await kernel_variables(kernel, name, max_chars=self.config.output_chars)
+        except (RuntimeError, TimeoutError) as error:
+            return {"status": "error", "error": f"the variable could not be inspected: {error}"}
+        return {"status": "ok", "details": details}
+
     async def _tool_restart_kernel(self) -> dict[str, Any]:
-        if self.kernel:
-            await self.kernel.restart()
+        kernel = await self._session()
+        if kernel.shared:
+            self.events.emit("kernel_restart_proposed", reason="the agent asked to restart")
+            return {
+                "status": "not_done",
+                "note": "the kernel is the person's, and only they may restart it: they were "
+                "offered a restart. Go on with the kernel as it is (define again what you need).",
+            }
+        await kernel.restart()
         self.review.rebuild_kernel = self._rerun_cells = False
         return {"status": "ok", "note": "the kernel restarted: all variables and imports are gone"}
 
@@ -470,15 +530,23 @@ class Agent:
 
     def reject(self, cell_id: str, keep_state: bool = False) -> None:
         """Removes the cell; unless `keep_state`, a cell that ran has its effects undone by
-        rebuilding the kernel from the remaining cells before the next execution."""
+        rebuilding the run's own kernel from the remaining cells before the next execution. In
+        the person's kernel its effects remain, and the person is offered a restart."""
         record = self.review.record(cell_id)
         self.notebook.remove(cell_id)
         record.state = "rejected"
-        rebuild = record.executed and not keep_state
+        remain = record.executed and self.kernel_is_persons
+        rebuild = record.executed and not keep_state and not self.kernel_is_persons
         self.review.rebuild_kernel |= rebuild
-        self.events.emit("cell_rejected", cell_id=cell_id, keep_state=keep_state)
+        self.events.emit(
+            "cell_rejected", cell_id=cell_id, keep_state=keep_state, effects_remain=remain
+        )
+        if remain and not keep_state:
+            self.events.emit("kernel_restart_proposed", reason=f"cell {cell_id} was rejected")
         if not self.review.decide(cell_id, Decision("reject")):
             consequence = " The kernel will be rebuilt without it." if rebuild else ""
+            if remain:
+                consequence = " What it did remains in the kernel."
             self.review.notes.append(
                 f"The person rejected cell {cell_id}: it is gone from the notebook.{consequence}"
             )
@@ -566,9 +634,15 @@ class Agent:
         kernel = await self._session()
         if self.review.rebuild_kernel or self._rerun_cells:
             await self._rebuild(kernel, skip, restart=self.review.rebuild_kernel)
-        return await kernel.execute(
-            code, self.config.execution_timeout_s, self.config.output_limits
-        )
+        try:
+            return await kernel.execute(
+                code,
+                self.config.execution_timeout_s,
+                self.config.output_limits,
+                on_wait=lambda: self.events.emit("kernel_waiting", reason="busy"),
+            )
+        except KernelUnresponsive as error:
+            raise RunEnded(RunOutcome(False, "kernel_error", str(error))) from error
 
     async def _session(self) -> KernelSession:
         if self.kernel is None:
@@ -579,7 +653,12 @@ class Agent:
                 raise RunEnded(
                     RunOutcome(False, "kernel_error", f"the kernel did not start: {error}")
                 ) from error
-            self._rerun_cells = any(r.executed for r in self.review.cells.values())
+            # A new kernel of the run's own lacks what the cells that ran did; the notebook's
+            # kernel still has it.
+            self.kernel_is_persons = self.kernel.shared
+            self._rerun_cells = not self.kernel.shared and any(
+                r.executed for r in self.review.cells.values()
+            )
         return self.kernel
 
     async def _rebuild(self, kernel: KernelSession, skip: str | None, restart: bool) -> None:
@@ -621,11 +700,10 @@ class Agent:
     # The context budget: the history is append-only, so what is spent stays spent.
 
     def _append(self, message: dict[str, Any]) -> None:
-        self.messages.append(message)
-        self._history_chars += len(json.dumps(message))
+        self.conversation.append(message)
 
     def _tokens_used(self) -> int:
-        return max(self._reported_tokens, self._history_chars // CHARS_PER_TOKEN)
+        return max(self._reported_tokens, self.conversation.chars // CHARS_PER_TOKEN)
 
     def _digest_chars(self) -> int:
         """Outputs get less room as the budget fills, so that the run can still finish."""

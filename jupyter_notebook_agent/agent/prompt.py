@@ -17,16 +17,26 @@ How to work:
 - Use markdown cells to explain what you do, briefly. Use execute_code to look at things (files,
   shapes, columns) without adding cells.
 - The kernel's working directory is the notebook's folder. Read data files from there.
+- The kernel may be the person's own, holding their variables: each request says what it holds.
+  Use their variables rather than loading data again; inspect_variable shows one in detail.
 - When the task is done, or cannot be done, call complete_task with an honest outcome and a short
   markdown summary. Always answer with tool calls; prose alone does nothing.
 """
 
 
-def task_message(task: str, notebook_path: str, cells: list[dict[str, Any]]) -> str:
+def task_message(
+    task: str, notebook_path: str, cells: list[dict[str, Any]], variables: str | None = None
+) -> str:
+    """A request: the notebook as it is now, what its kernel holds (None: a new kernel of the
+    run's own), then the task."""
     existing = (
         f"It already has these cells:\n{json.dumps(cells, indent=1)}" if cells else "It is empty."
     )
-    return f"The notebook is {notebook_path}. {existing}\n\nThe task:\n{task}"
+    held = ""
+    if variables is not None:
+        held = f"\n\nIts kernel holds:\n{variables}" if variables.strip() else ""
+        held = held or "\n\nIts kernel holds no variables yet."
+    return f"The notebook is {notebook_path}. {existing}{held}\n\nThe task:\n{task}"
 
 
 def system_message() -> dict[str, str]:

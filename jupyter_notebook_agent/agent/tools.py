@@ -50,6 +50,13 @@ TOOLS: list[dict[str, Any]] = [
         {"code": {"type": "string"}},
         ["code"],
     ),
+    _tool(
+        "inspect_variable",
+        "Look at one variable of the kernel in detail: a DataFrame's columns, types, missing "
+        "values and first rows; another value's type, size and contents.",
+        {"name": {"type": "string", "description": "The variable's name."}},
+        ["name"],
+    ),
     _tool("restart_kernel", "Restart the kernel: all variables and imports are lost.", {}, []),
     _tool(
         "complete_task",

@@ -15,7 +15,7 @@ import json
 import re
 import socket
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from queue import Empty
 from typing import Any
 
@@ -193,16 +193,18 @@ async def connected_session(
     manager: Any,
     kernel_name: str,
     *,
-    shutdown: Callable[[], Awaitable[None]] | None = None,
     gateway: bool = True,
+    shared: bool = False,
+    on_wait: Callable[[], None] | None = None,
 ) -> KernelSession:
     """The agent's session of a started kernel, connected and ready; a gateway's kernel is
-    reached over the agent's own client."""
+    reached over the agent's own client. `shared`: a notebook's kernel (see KernelSession),
+    which may first be busy with the person's cell (`on_wait` is told)."""
     if gateway:
         use_agent_client(manager)
-    session = KernelSession(manager, shutdown=shutdown)
+    session = KernelSession(manager, shared=shared)
     with explained(f"connecting to the kernel {kernel_name!r}", gateway=gateway):
-        await session.connect()
+        await session.connect(on_wait)
     return session
 
 

@@ -30,6 +30,9 @@ from .image import default_image
 log = logging.getLogger(__name__)
 #: The longest wait before the pool replaces old kernels or retries ones that failed to start.
 RECYCLE_EVERY_S = 10.0
+#: How long after a claim that leaves kernels ready the pool waits to start a replacement: a
+#: container starting meanwhile slows the claimed kernel's first replies several times over.
+REFILL_DELAY_S = 1.0
 #: Where a claim leaves the notebook's folder, in the kernel's socket folder (mounted alike).
 FOLDER_FILE = "folder"
 #: Run in each warm kernel: before any code runs, move to the folder a claim left, once.
@@ -136,7 +139,10 @@ class WarmPool:
             return None
         warm = fresh[0]
         self.ready.remove(warm)
-        self.refill()
+        if self.ready:  # a container's start would slow the claimed kernel's first moments
+            asyncio.get_running_loop().call_later(REFILL_DELAY_S, self.refill)
+        else:
+            self.refill()
         return warm
 
     async def _recycle(self) -> None:

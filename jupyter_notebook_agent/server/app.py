@@ -22,11 +22,12 @@ from ..llm.base import ModelError
 from ..llm.hub import HubFile, default_local_model
 from ..llm.llama_cpp import LlamaCppModel, LlamaCppOptions
 from ..notebook.outputs import OutputLimits
-from ..sandbox import docker_problem
+from ..sandbox import SANDBOX_KERNEL, docker_problem
 from ..sandbox.image import build_instructions, default_image, image_exists
 from ..sandbox.lending import folder_access
 from ..sandbox.pool import WarmPool
 from .handlers import ROUTES
+from .kernel_websocket import prompt_kernel_websockets
 from .runs import RunLimits, RunRegistry
 
 
@@ -199,10 +200,12 @@ class NotebookAgent(ExtensionApp):
             os.environ.pop(name, None)
         self._models = {}
         self._warming: set[asyncio.Future[None]] = set()
+        prompt_kernel_websockets(self.settings)  # what the server's web app takes next
         self.llama_cpp = LlamaCpp(parent=self)
         self.registry = RunRegistry(
             self.serverapp.contents_manager,
             self.serverapp.kernel_manager,
+            self.serverapp.session_manager,
             gateway=self.gateway_url,
             log=self.log,
             write_delay_s=self.save_interval,
@@ -339,11 +342,19 @@ class NotebookAgent(ExtensionApp):
         task.add_done_callback(self._warming.discard)
 
     async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
-        """Starts the warm pool where sandbox kernels can run; it never builds the image."""
-        if self.warm_pool_size < 1:
-            return
+        """Where sandbox kernels can run here: the sandbox becomes the notebooks' default
+        kernel, and the warm pool starts (it never builds the image)."""
         if self.gateway_url:
             self.log.info("No warm pool: kernels run on the gateway %s", self.gateway_url)
+            return
+        problem = await asyncio.to_thread(docker_problem)
+        if problem is None and not await asyncio.to_thread(image_exists, default_image()):
+            problem = f"the sandbox image is missing ({build_instructions(default_image())})"
+        if problem:
+            self.log.warning("Notebooks keep their default kernel, with no warm pool: %s", problem)
+            return
+        self._sandbox_by_default(serverapp)
+        if self.warm_pool_size < 1:
             return
         if not folder_access().lends_later:
             self.log.info(
@@ -351,16 +362,26 @@ class NotebookAgent(ExtensionApp):
                 "that makes no mounts (one not run as root), so each kernel starts on its own"
             )
             return
-        problem = await asyncio.to_thread(docker_problem)
-        if problem is None and not await asyncio.to_thread(image_exists, default_image()):
-            problem = f"the sandbox image is missing ({build_instructions(default_image())})"
-        if problem:
-            self.log.warning("No warm pool of sandbox kernels: %s", problem)
-            return
         self.pool = WarmPool(
             Path(serverapp.root_dir), size=self.warm_pool_size, config=serverapp.config
         )
         self.pool.start()
+
+    def _sandbox_by_default(self, serverapp: ServerApp) -> None:
+        """New notebooks, and notebooks without kernel metadata, get the sandbox the agent runs
+        code in (JupyterLab offers the default kernel first), unless the person chose a default
+        kernel themselves or the agent runs code elsewhere."""
+        kernels = serverapp.kernel_manager
+        chosen = any(
+            "default_kernel_name" in serverapp.config.get(cls.__name__, {})
+            for cls in type(kernels).__mro__
+        )
+        wanted = self.kernel_name or SANDBOX_KERNEL
+        if chosen or wanted != SANDBOX_KERNEL:
+            return
+        if SANDBOX_KERNEL in serverapp.kernel_spec_manager.find_kernel_specs():
+            kernels.default_kernel_name = SANDBOX_KERNEL
+            self.log.info("Notebooks get the sandbox kernel %s by default", SANDBOX_KERNEL)
 
     async def stop_extension(self) -> None:
         """Runs stop and save what they wrote, then the warm kernels go."""

@@ -23,7 +23,7 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from .. import __version__
 from ..agent import AgentConfig, Event
 from ..llm import ModelError, parse_model_string
-from ..sandbox import KernelChoice, SandboxUnavailable, choose_kernel
+from ..sandbox import KernelChoice, SandboxUnavailable, choose_kernel, is_sandboxed
 from ..sandbox.gateway import explain
 from .runs import Run, RunError, RunRegistry, RunRequest
 
@@ -74,6 +74,29 @@ class AgentHandler(RegistryMixin, APIHandler):
         return await asyncio.to_thread(
             choose_kernel, app.kernel_name or None, app.allow_unsandboxed, specs, app.gateway_url
         )
+
+    async def notebook_kernel(self, path: str) -> str:
+        """The kernelspec a run on the notebook executes in: its session's kernel, which must be
+        a sandbox unless the person allowed otherwise (409 says how to switch), or the kernel
+        a new session gets (503 where there is none to be had)."""
+        session = await self.registry.notebook_session(path)
+        if session is None:
+            try:
+                return (await self.choose_kernel()).name
+            except SandboxUnavailable as error:
+                raise RunError(503, str(error)) from None
+        name = session["kernel"]["name"]
+        if not self.extensionapp.allow_unsandboxed:
+            specs = await ensure_async(self.kernel_spec_manager.get_all_specs())
+            metadata = specs.get(name, {}).get("spec", {}).get("metadata", {})
+            if not is_sandboxed(metadata):
+                raise RunError(
+                    409,
+                    f"the notebook's kernel {name!r} is not sandboxed, so the agent's code would "
+                    "run as you: switch the notebook's kernel to a sandbox (its variables go), or "
+                    "allow unsandboxed kernels (c.NotebookAgent.allow_unsandboxed)",
+                )
+        return name
 
     def body(self) -> dict[str, Any]:
         """The request's JSON object; an empty body is an empty object."""
@@ -144,6 +167,7 @@ class StatusHandler(AgentHandler):
                     "execution": app.execution,
                     "max_steps": app.max_steps,
                     "kernel": kernel,
+                    "allow_unsandboxed": app.allow_unsandboxed,
                 }
             )
         )
@@ -206,10 +230,7 @@ class RunsHandler(AgentHandler):
         self.registry.check_free(path)
         self.registry.check_capacity(self.current_user.username)
         notebook = await self.registry.read_notebook(path)  # said before the kernel, the model
-        try:
-            kernel = await self.choose_kernel()
-        except SandboxUnavailable as error:
-            raise RunError(503, str(error)) from None
+        kernel_name = await self.notebook_kernel(path)
         try:
             chosen = await app.make_model(model)  # a bad model is said now, not as an event
         except ModelError as error:
@@ -227,12 +248,29 @@ class RunsHandler(AgentHandler):
             ),
             notebook,
             chosen,
-            kernel.name,
+            kernel_name,
             config,
         )
         self.set_status(201)
         self.set_header("Location", self.request.path.rstrip("/") + "/" + run.id)
         self.finish(json.dumps(run.to_json()))
+
+
+class ConversationHandler(AgentHandler):
+    """A notebook's conversation: what the model is sent of its earlier requests."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        path = self.registry.api_path(self.get_query_argument("path"))
+        self.finish(json.dumps(self.registry.conversation(path).to_json() | {"path": path}))
+
+    @tornado.web.authenticated
+    @authorized
+    async def delete(self) -> None:
+        """Starts the thread afresh: the next request's model sees none of the earlier ones."""
+        path = self.registry.api_path(self.get_query_argument("path"))
+        self.finish(json.dumps(self.registry.new_conversation(path).to_json() | {"path": path}))
 
 
 class RunHandler(AgentHandler):
@@ -320,22 +358,29 @@ class EventsHandler(
         """Clients only listen; actions go over REST."""
 
     def on_close(self) -> None:
-        self._stop_listening()
+        # A writer that closes saying it handed over (the run finished, and the notebook it
+        # applied every event to stays open) leaves the file to that notebook's own saves.
+        self._stop_listening(handed_over=self.close_code == HANDED_OVER and not self.run.active)
 
-    def _stop_listening(self) -> None:
+    def _stop_listening(self, handed_over: bool = False) -> None:
         if self._unsubscribe is None:
             return
         self._unsubscribe()
         self._unsubscribe = None
         if self.role == "writer":
-            self.run.writer.frontend_detached()
+            self.run.writer.frontend_detached(handed_over)
 
+
+#: The close code of a writer that applied every event of a finished run to a notebook that
+#: stays open (it follows the notebook's next run now).
+HANDED_OVER = 4000
 
 _RUN = r"(?P<run_id>[^/]+)"
 ROUTES: list[tuple[str, type[JupyterHandler]]] = [
     (r"/notebook-agent/status", StatusHandler),
     (r"/notebook-agent/local-model/download", LocalModelDownloadHandler),
     (r"/notebook-agent/runs", RunsHandler),
+    (r"/notebook-agent/conversation", ConversationHandler),
     (rf"/notebook-agent/runs/{_RUN}", RunHandler),
     (rf"/notebook-agent/runs/{_RUN}/stop", StopHandler),
     (

@@ -1,4 +1,5 @@
-"""Runs held by the server: they outlive browser tabs, one active run per notebook.
+"""Runs held by the server: they outlive browser tabs, one active run per notebook, each in the
+notebook's own kernel (its session's, the one JupyterLab shows) and continuing its conversation.
 
 Plain asyncio and jupyter_server's managers, no Tornado: the handlers only call in here.
 """
@@ -6,7 +7,6 @@ Plain asyncio and jupyter_server's managers, no Tornado: the handlers only call 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import logging
 import time
@@ -19,9 +19,11 @@ import nbformat
 from jupyter_core.utils import ensure_async
 from jupyter_server.services.contents.manager import ContentsManager
 from jupyter_server.services.kernels.kernelmanager import MappingKernelManager
+from jupyter_server.services.sessions.sessionmanager import SessionManager
 from tornado.web import HTTPError
 
 from ..agent import Agent, AgentConfig, EventLog, KernelSession, RunOutcome
+from ..agent.conversation import Conversation
 from ..agent.review import ReviewError
 from ..llm import Model
 from ..notebook import NotebookDocument
@@ -93,6 +95,8 @@ class Run:
         self.state: RunState = "running"
         self.outcome: RunOutcome | None = None
         self.task: asyncio.Task[None] | None = None
+        self.kernel_id: str | None = None
+        """The notebook's kernel the run executes in, once it has one."""
 
     @property
     def active(self) -> bool:
@@ -176,6 +180,9 @@ class Run:
             "max_steps": self.request.max_steps,
             "created": self.created,
             "events": len(self.events.events),
+            "kernel_id": self.kernel_id,
+            "conversation_id": self.agent.conversation.id,
+            "usage": dict(self.agent.usage),
             "outcome": None
             if outcome is None
             else {"success": outcome.success, "reason": outcome.reason, "summary": outcome.summary},
@@ -190,6 +197,7 @@ class RunRegistry:
         self,
         contents: ContentsManager,
         kernels: MappingKernelManager,
+        sessions: SessionManager,
         *,
         gateway: str | None = None,
         log: logging.Logger | None = None,
@@ -197,7 +205,7 @@ class RunRegistry:
         finished_runs_kept: int = 200,
         limits: RunLimits = RunLimits(),
     ) -> None:
-        self.contents, self.kernels = contents, kernels
+        self.contents, self.kernels, self.sessions = contents, kernels, sessions
         self.gateway = gateway
         """The URL of the gateway that runs the kernels (`--gateway-url`); None: this machine."""
         self.log = log or logging.getLogger(__name__)
@@ -206,7 +214,8 @@ class RunRegistry:
         self.limits = limits
         self.saves = SerialSaves(contents)
         self.runs: dict[str, Run] = {}
-        self._background: set[asyncio.Future[None]] = set()
+        self.conversations: dict[str, Conversation] = {}
+        """Each notebook's thread, by API path."""
 
     def get(self, run_id: str) -> Run:
         try:
@@ -224,6 +233,29 @@ class RunRegistry:
 
     def for_path(self, path: str) -> list[Run]:
         return [run for run in self.runs.values() if run.request.path == path]
+
+    def conversation(self, path: str) -> Conversation:
+        """The notebook's thread, which its next run continues."""
+        return self.conversations.setdefault(path, Conversation())
+
+    def new_conversation(self, path: str) -> Conversation:
+        """Starts the notebook's thread afresh; 409 while a run works on it."""
+        self.check_free(path)
+        self.conversations[path] = Conversation()
+        return self.conversations[path]
+
+    async def notebook_session(self, path: str) -> dict[str, Any] | None:
+        """The notebook's Jupyter session (with its kernel), as the sessions API lists it, or
+        None where it has none: closed, or never opened."""
+        for session in await ensure_async(self.sessions.list_sessions()):
+            if not session.get("kernel") or session.get("type", "notebook") != "notebook":
+                continue
+            try:
+                if real_api_path(self.contents, session["path"]) == path:
+                    return session
+            except OutsideRoot:
+                continue
+        return None
 
     async def read_notebook(self, path: str) -> nbformat.NotebookNode:
         """The notebook at an API path; RunError 400 or 404 when there is none to act on."""
@@ -262,15 +294,15 @@ class RunRegistry:
             delay_s=self.write_delay_s,
             frontend_grace_s=FRONTEND_GRACE_S if request.frontend_writes else None,
         )
-        folder = request.path.rpartition("/")[0]
         agent = Agent(
             model,
-            lambda: self._start_kernel(kernel_name, folder),
+            lambda: self._notebook_kernel(run, kernel_name),
             document,
             notebook_path=request.path,
             config=config,
             events=events,
             run_id=run_id,
+            conversation=self.conversation(request.path),
         )
         run = Run(request, agent, writer)
         record.update(run._record())
@@ -314,43 +346,36 @@ class RunRegistry:
             if run.active:
                 raise RunError(409, f"run {run.id} is still working on {path}; stop it first")
 
-    async def _start_kernel(self, kernel_name: str, folder: str) -> KernelSession:
-        """Through the server's kernel manager, so that a gateway can run it; the agent handles
-        deaths and restarts itself, so the manager's auto-restart is off for it (a gateway's
-        kernel manager has none to stop: a restart there is the gateway's own)."""
+    async def _notebook_kernel(self, run: Run, kernel_name: str) -> KernelSession:
+        """The notebook's own kernel, shared with the person: its session's, or a new session's
+        of `kernel_name` where it has none, so that a JupyterLab that opens the notebook later
+        finds the same kernel and state. Through the server's managers, so that a gateway can
+        run it; the session's restarter stays, as for any notebook."""
         gateway = bool(self.gateway)
-        starting = asyncio.ensure_future(
-            ensure_async(self.kernels.start_kernel(kernel_name=kernel_name, path=folder))
+        session = await self.notebook_session(run.request.path)
+        if session is None:
+            path = run.request.path
+            creating = asyncio.ensure_future(
+                ensure_async(
+                    self.sessions.create_session(
+                        path=path,
+                        name=path.rpartition("/")[2],
+                        type="notebook",
+                        kernel_name=kernel_name,
+                    )
+                )
+            )
+            with explained(f"starting the kernel {kernel_name!r}", gateway=gateway):
+                # Stopped meanwhile, the session is still made: it is the notebook's.
+                session = await asyncio.shield(creating)
+        run.kernel_id = session["kernel"]["id"]
+        return await connected_session(
+            self.kernels.get_kernel(run.kernel_id),
+            session["kernel"]["name"],
+            gateway=gateway,
+            shared=True,
+            on_wait=lambda: run.events.emit("kernel_waiting", reason="busy"),
         )
-        with explained(f"starting the kernel {kernel_name!r}", gateway=gateway):
-            try:
-                kernel_id = await asyncio.shield(starting)
-            except asyncio.CancelledError:
-                # Stopped while the kernel starts: a start cancelled midway would leave its
-                # container with no manager to remove it, so it finishes, then the kernel goes.
-                self._keep(self._shut_down_once_started(starting))
-                raise
-        manager = self.kernels.get_kernel(kernel_id)
-        # In this order: stop_restarter() does nothing once autorestart is off, and a restarter
-        # left running starts the kernel again after the run shuts it down.
-        manager.stop_restarter()
-        manager.autorestart = False
-
-        async def shutdown() -> None:
-            if kernel_id in self.kernels:
-                await ensure_async(self.kernels.shutdown_kernel(kernel_id, now=True))
-
-        return await connected_session(manager, kernel_name, shutdown=shutdown, gateway=gateway)
-
-    async def _shut_down_once_started(self, starting: asyncio.Future[str]) -> None:
-        with contextlib.suppress(Exception):
-            await ensure_async(self.kernels.shutdown_kernel(await starting, now=True))
-
-    def _keep(self, work: Awaitable[None]) -> None:
-        """Runs `work` in the background, held until done; `close` waits for it."""
-        task = asyncio.ensure_future(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
 
     async def close(self) -> None:
         """At server shutdown: every run stops, and what it wrote is saved."""
@@ -358,4 +383,3 @@ class RunRegistry:
             *(run.stop("the server shut down") for run in self.runs.values() if run.active),
             return_exceptions=True,
         )
-        await asyncio.gather(*self._background, return_exceptions=True)

@@ -92,11 +92,13 @@ class NotebookWriter:
             return
         self.frontends += 1
 
-    def frontend_detached(self) -> None:
-        """The last frontend gone, the server carries everything the run wrote into the file."""
+    def frontend_detached(self, handed_over: bool = False) -> None:
+        """The last frontend gone, the server carries everything the run wrote into the file;
+        unless that frontend `handed_over`: the finished run is in a notebook it keeps open,
+        which a write here would only make ask the person which version to keep."""
         self._reserved = None
         self.frontends -= 1
-        if self.frontends == 0:
+        if self.frontends == 0 and not handed_over:
             self._dirty = True
             self._write_soon()
 

@@ -1,0 +1,118 @@
+"""A notebook's conversation: what the model was told and answered, over every run on it."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Characters of a dropped request kept in the summary that stands for it.
+SUMMARY_REQUEST_CHARS = 200
+#: Characters of a dropped request's outcome kept in the summary.
+SUMMARY_OUTCOME_CHARS = 300
+
+
+@dataclass
+class Request:
+    """One request of the person's, as the conversation holds it."""
+
+    prompt: str
+    start: int
+    """Index of its first message (the task) in the conversation's messages."""
+
+
+@dataclass
+class Conversation:
+    """The thread a notebook's runs continue: each request sees the earlier ones, its answers
+    and the tools' results. It owns its messages and their size, so that every run appends
+    to the same thread and the budget counts all of it."""
+
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    messages: list[dict[str, Any]] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
+    chars: int = 0
+    """Characters of the messages as JSON: what the context budget is estimated from."""
+    dropped: int = 0
+    """Requests left out for length, which the summary message stands for."""
+
+    def append(self, message: dict[str, Any]) -> None:
+        self.messages.append(message)
+        self.chars += len(json.dumps(message))
+
+    def begin_request(self, prompt: str, message: dict[str, Any]) -> None:
+        """A new request of the person's: calls a stopped run left unanswered are answered
+        first (an assistant's tool calls must each have a result before anything else)."""
+        self._answer_open_calls()
+        self.requests.append(Request(prompt, len(self.messages)))
+        self.append(message)
+
+    def _answer_open_calls(self) -> None:
+        answered = {m.get("tool_call_id") for m in self.messages if m.get("role") == "tool"}
+        for message in list(self.messages):
+            for call in message.get("tool_calls") or []:
+                if call["id"] not in answered:
+                    result = {"status": "not_run", "note": "the run stopped before this call"}
+                    self.append(
+                        {"role": "tool", "tool_call_id": call["id"], "content": json.dumps(result)}
+                    )
+
+    def fit(self, budget_chars: int) -> None:
+        """Leaves out the oldest requests, whole, until the thread fits `budget_chars`, with
+        one paragraph that says what they were; the newest request always stays."""
+        while self.chars > budget_chars and len(self.requests) > 1:
+            self._drop_oldest()
+
+    def _drop_oldest(self) -> None:
+        summary_at = 1 if self.dropped else None  # after the system message, once made
+        first = self.requests[0].start
+        end = self.requests[1].start
+        gone, kept = self.requests[0], self.messages[first:end]
+        summary = self._summary_line(gone, kept)
+        head = self.messages[:first]
+        if summary_at is not None:
+            previous = head[summary_at]["content"]
+            head[summary_at] = {"role": "user", "content": f"{previous}\n{summary}"}
+        else:
+            head.append({"role": "user", "content": f"{_SUMMARY_HEADING}\n{summary}"})
+        self.messages = head + self.messages[end:]
+        self.chars = sum(len(json.dumps(message)) for message in self.messages)
+        shift = end - len(head)
+        self.requests = [Request(r.prompt, r.start - shift) for r in self.requests[1:]]
+        self.dropped += 1
+
+    @staticmethod
+    def _summary_line(request: Request, messages: list[dict[str, Any]]) -> str:
+        prompt = _shortened(request.prompt, SUMMARY_REQUEST_CHARS)
+        cells, outcome = [], "it ended without an outcome"
+        for message in messages:
+            if message.get("role") == "tool":
+                cell_id = json.loads(message["content"]).get("cell_id")
+                if cell_id and cell_id not in cells:
+                    cells.append(cell_id)
+            for call in message.get("tool_calls") or []:
+                if call["function"]["name"] == "complete_task":
+                    try:
+                        said = json.loads(call["function"]["arguments"]).get("summary", "")
+                    except (json.JSONDecodeError, AttributeError):
+                        said = ""
+                    outcome = _shortened(str(said), SUMMARY_OUTCOME_CHARS) or "it ended"
+        wrote = f"; cells {', '.join(cells)}" if cells else ""
+        return f"- {prompt!r}: {outcome}{wrote}"
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "requests": [request.prompt for request in self.requests],
+            "dropped_requests": self.dropped,
+            "messages": self.messages,
+            "tokens_estimate": self.chars // 4,
+        }
+
+
+_SUMMARY_HEADING = "Earlier requests in this conversation, left out for length:"
+
+
+def _shortened(text: str, limit: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,241 @@
+"""The agent in the person's notebook: the notebook's own kernel, shared with the person over its
+WebSocket, the person's variables told to the model, one conversation per notebook, and a kernel
+that only the person restarts. A real server, the model replayed over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
+from jupyter_notebook_agent.sandbox.image import ensure_image
+from jupyter_notebook_agent.server.kernel_websocket import PromptKernelWebsocketConnection
+
+from .agent_api import AgentAPI, NotebookKernel, receive_until
+from .conftest import add_cell_turn, complete, runs_server_config, tool, turn
+from .test_warm_pool import filled
+
+
+def sandboxed(replay: Any) -> dict[str, Any]:
+    """The extension as installed: sandbox kernels, a warm pool of one."""
+    config = runs_server_config(replay)
+    for local in ("kernel_name", "allow_unsandboxed"):
+        del config["NotebookAgent"][local]
+    config["NotebookAgent"]["warm_pool_size"] = 1
+    return config
+
+
+@pytest.fixture
+def jp_server_config(request: pytest.FixtureRequest, replay: Any) -> dict[str, Any]:
+    if request.node.get_closest_marker("sandbox"):
+        ensure_image()
+        return sandboxed(replay)
+    return runs_server_config(replay)
+
+
+def new_notebook(root: Path, name: str) -> str:
+    nbformat.write(nbformat.v4.new_notebook(), root / name)
+    return name
+
+
+async def open_notebook(jp_fetch: Any, path: str, kernel: str | None = None) -> dict[str, Any]:
+    """What JupyterLab does on opening a notebook: a session, of the default kernel unless
+    `kernel` names one."""
+    body: dict[str, Any] = {"path": path, "type": "notebook", "name": path}
+    if kernel:
+        body["kernel"] = {"name": kernel}
+    answer = await jp_fetch("api", "sessions", method="POST", body=json.dumps(body))
+    return json.loads(answer.body)
+
+
+async def finish(api: AgentAPI, path: str, prompt: str) -> tuple[dict, list[dict]]:
+    run = await api.start(path, prompt)
+    events = await receive_until(await api.events(run["id"]), "run_finished", 120)
+    return await api.finished(run["id"]), events
+
+
+def sent_text(request: dict[str, Any]) -> str:
+    """Everything one model request carried, as one text."""
+    return json.dumps(request["messages"])
+
+
+@pytest.mark.sandbox
+async def test_the_agent_works_in_the_notebooks_sandboxed_kernel_and_keeps_the_thread(
+    api, extension, replay, jp_fetch, jp_ws_fetch, jp_serverapp, jp_root_dir
+):
+    await jp_serverapp.extension_manager.start_all_extensions()
+    await filled(extension.pool)
+    specs = json.loads((await jp_fetch("api", "kernelspecs")).body)
+    assert specs["default"] == SANDBOX_KERNEL  # no unsandboxed kernel offered first
+
+    path = new_notebook(jp_root_dir, "sales.ipynb")
+    session = await open_notebook(jp_fetch, path)
+    kernel_id = session["kernel"]["id"]
+    assert session["kernel"]["name"] == SANDBOX_KERNEL
+    async with NotebookKernel(jp_ws_fetch, kernel_id) as person:
+        printed, first_count = await person.run(
+            "import pandas as pd\n"
+            "df = pd.DataFrame({'month': [1, 1, 2], 'amount': [10.0, 5.0, 7.5]})\n"
+            "print('loaded')"
+        )
+        assert printed == "loaded\n"
+
+        replay.script.turns = [
+            add_cell_turn("by_month = df.groupby('month')['amount'].sum()\nprint(by_month[1])"),
+            complete("Summed by month: 15.0 in month 1."),
+        ]
+        run, events = await finish(api, path, "Sum the amounts by month")
+        assert run["kernel_id"] == kernel_id  # the kernel JupyterLab shows
+        assert run["outcome"]["success"]
+        told = replay.script.requests[0]["messages"][-1]["content"]
+        assert "df" in told and "DataFrame" in told and "amount" in told, told
+        (outputs,) = [e for e in events if e["type"] == "cell_outputs"]
+        assert outputs["outputs"][0]["text"] == "15.0\n"
+        assert outputs["execution_count"] == first_count + 1  # the kernel's own count
+
+        # The person's next cell sees the agent's variable: one kernel, and it is still up.
+        printed, count = await person.run("print(by_month.to_dict())")
+        assert printed == "{1: 15.0, 2: 7.5}\n"
+        assert count == first_count + 2
+
+    # A follow-up continues the thread: the model is sent the first request and its result.
+    # (A replayed model answers by the count of its turns in the thread: the third comes now.)
+    replay.script.turns.append(complete("Month 2 had 7.5."))
+    run, _ = await finish(api, path, "And month 2?")
+    assert run["outcome"]["summary"] == "Month 2 had 7.5."
+    follow_up = sent_text(replay.script.requests[-1])
+    assert "Sum the amounts by month" in follow_up
+    assert "15.0" in follow_up and "Summed by month" in follow_up
+    assert "And month 2?" in follow_up
+
+    # A new conversation: the next request starts from nothing said before.
+    cleared = await api.call("DELETE", "conversation", params={"path": path})
+    assert cleared["messages"] == [] and cleared["requests"] == []
+    replay.script.turns = [complete("Fresh.")]
+    run, _ = await finish(api, path, "Start over")
+    assert run["outcome"]["summary"] == "Fresh."
+    fresh = sent_text(replay.script.requests[-1])
+    assert "Sum the amounts by month" not in fresh and "Start over" in fresh
+    assert "by_month" in fresh  # the kernel kept its state: only the thread is new
+    listed = json.loads((await jp_fetch("api", "kernels")).body)
+    assert [k["id"] for k in listed] == [kernel_id]
+
+
+@pytest.mark.sandbox
+async def test_a_run_on_a_closed_notebook_makes_the_session_a_jupyterlab_then_finds(
+    api, extension, replay, jp_fetch, jp_ws_fetch, jp_serverapp, jp_root_dir
+):
+    await jp_serverapp.extension_manager.start_all_extensions()
+    path = new_notebook(jp_root_dir, "closed.ipynb")
+    replay.script.turns = [add_cell_turn("answer = 6 * 7\nprint(answer)"), complete()]
+    run, _ = await finish(api, path, "Compute 6 * 7")
+    sessions = json.loads((await jp_fetch("api", "sessions")).body)
+    (session,) = [s for s in sessions if s["path"] == path]
+    assert session["kernel"]["id"] == run["kernel_id"]
+    assert session["kernel"]["name"] == SANDBOX_KERNEL
+    # Opening the notebook attaches to that same kernel and state.
+    opened = await open_notebook(jp_fetch, path)
+    assert opened["kernel"]["id"] == run["kernel_id"]
+    async with NotebookKernel(jp_ws_fetch, run["kernel_id"]) as person:
+        assert await person.run("print(answer)") == ("42\n", 2)
+
+
+async def test_an_unsandboxed_notebook_kernel_is_refused_with_a_way_out(
+    api, extension, jp_fetch, jp_root_dir
+):
+    extension.allow_unsandboxed = False
+    path = new_notebook(jp_root_dir, "local.ipynb")
+    await open_notebook(jp_fetch, path, "python3")
+    refused = await api.call("POST", "runs", {"path": path, "prompt": "hi"}, expect=409)
+    assert "not sandboxed" in refused["message"] and "switch" in refused["message"]
+
+
+async def test_the_agent_waits_for_the_persons_cell_and_a_stop_leaves_it_running(
+    api, replay, jp_fetch, jp_ws_fetch, jp_root_dir
+):
+    path = new_notebook(jp_root_dir, "busy.ipynb")
+    kernel_id = (await open_notebook(jp_fetch, path))["kernel"]["id"]
+    async with NotebookKernel(jp_ws_fetch, kernel_id) as person:
+        mine = person.send("import time\ntime.sleep(4)\nprint('mine finished')")
+        await asyncio.sleep(0.5)  # the server has seen the kernel busy
+        replay.script.turns = [add_cell_turn("print('agent ran')"), complete()]
+        run = await api.start(path, "do it")
+        events = await receive_until(await api.events(run["id"]), "kernel_waiting", 30)
+        assert events[-1]["reason"] == "busy"
+        assert not any(e["type"] == "cell_outputs" for e in events)
+        await api.call("POST", f"runs/{run['id']}/stop")
+        printed, _ = await person.outcome(mine)
+        assert printed == "mine finished\n"  # not interrupted: Stop is for the agent's code
+        printed, _ = await person.run("print('next')")
+        assert printed == "next\n"  # and the agent's code was never queued behind it
+
+
+async def test_the_agent_never_restarts_the_persons_kernel(
+    api, replay, jp_fetch, jp_ws_fetch, jp_root_dir
+):
+    path = new_notebook(jp_root_dir, "keep.ipynb")
+    kernel_id = (await open_notebook(jp_fetch, path))["kernel"]["id"]
+    async with NotebookKernel(jp_ws_fetch, kernel_id) as person:
+        await person.run("mine = 'precious'")
+        replay.script.turns = [
+            add_cell_turn("scratch = 1\nprint(scratch)"),
+            turn(tool("restart_kernel", {})),
+            complete(),
+        ]
+        run, events = await finish(api, path, "clean up")
+        (restart,) = [
+            e for e in events if e["type"] == "tool_result" and e["name"] == "restart_kernel"
+        ]
+        assert restart["result"]["status"] == "not_done"
+        assert any(e["type"] == "kernel_restart_proposed" for e in events)
+        # Rejecting a cell that ran leaves what it did in the kernel, says so, offers a restart.
+        cell_id = next(e["cell_id"] for e in events if e["type"] == "cell_proposed")
+        await api.call("POST", f"runs/{run['id']}/cells/{cell_id}/reject")
+        more = await receive_until(
+            await api.events(run["id"], len(events)), "kernel_restart_proposed"
+        )
+        assert more[0]["type"] == "cell_rejected" and more[0]["effects_remain"]
+        assert await person.run("print(mine, scratch)") == ("precious 1\n", 3)
+
+
+async def test_a_restart_by_the_person_mid_run_is_noticed_at_once(
+    api, replay, jp_fetch, jp_root_dir
+):
+    path = new_notebook(jp_root_dir, "restarted.ipynb")
+    kernel_id = (await open_notebook(jp_fetch, path))["kernel"]["id"]
+    replay.script.turns = [add_cell_turn("import time\ntime.sleep(60)"), complete()]
+    run = await api.start(path, "wait a minute")
+    socket = await api.events(run["id"])
+    await receive_until(socket, "cell_proposed", 30)
+    await asyncio.sleep(1)  # the cell runs
+    started = asyncio.get_running_loop().time()
+    await jp_fetch("api", "kernels", kernel_id, "restart", method="POST", body="")
+    events = await receive_until(socket, "error", 30)
+    assert asyncio.get_running_loop().time() - started < 10  # not at the 120 s timeout
+    (outputs,) = [e for e in events if e["type"] == "cell_outputs"]
+    assert outputs["status"] == "died"
+    assert "restarted" in events[-1]["message"]
+
+
+async def test_the_notebooks_kernel_websocket_sends_replies_at_once(
+    jp_fetch, jp_ws_fetch, jp_root_dir
+):
+    """Nagle's algorithm off on JupyterLab's kernel connection: each message of a reply after the
+    first no longer waits for the browser's delayed acknowledgement (about 40 ms)."""
+    path = new_notebook(jp_root_dir, "prompt.ipynb")
+    kernel_id = (await open_notebook(jp_fetch, path))["kernel"]["id"]
+    async with NotebookKernel(jp_ws_fetch, kernel_id) as person:
+        assert await person.run("print('hi')") == ("hi\n", 1)
+        (handler,) = [
+            h
+            for key, h in PromptKernelWebsocketConnection._open_sessions.items()
+            if key.startswith(kernel_id)
+        ]
+        sock = handler.ws_connection.stream.socket
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
