@@ -1,5 +1,5 @@
 import { Notification } from '@jupyterlab/apputils';
-import { NotebookPanel } from '@jupyterlab/notebook';
+import { NotebookActions, NotebookPanel } from '@jupyterlab/notebook';
 import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
@@ -11,11 +11,21 @@ import {
   RunEvent
 } from './model/events';
 import { RunEventStream } from './model/eventStream';
+import { isSandbox } from './model/kernels';
 import { RunModel } from './model/runModel';
 import { NotebookCellWriter } from './notebook/cellWriter';
 
+/** The kernel of a notebook, as the panel tells the person about it. */
+export interface INotebookKernel {
+  readonly name: string;
+  readonly displayName: string;
+  /** A sandbox by its kernelspec (the Docker provisioner, or declared isolated). */
+  readonly sandboxed: boolean;
+}
+
 /**
- * What the panel shows for one open notebook: its current run, live, and its past runs.
+ * What the panel shows for one open notebook: its current run, live, its conversation with
+ * the agent, its past runs, and its kernel, which the person and the agent share.
  *
  * While the notebook is open, this frontend is the writer of the run's cells into it: the run's
  * events are applied to the notebook's own model, so cells fill in token by token and the
@@ -28,6 +38,7 @@ export class NotebookSession implements IDisposable {
     private readonly api: AgentAPI
   ) {
     panel.disposed.connect(() => this.dispose());
+    panel.sessionContext.kernelChanged.connect(() => this._changed.emit());
   }
 
   /** The notebook's path now (it follows renames). */
@@ -42,6 +53,69 @@ export class NotebookSession implements IDisposable {
 
   get pastRuns(): IRunInfo[] {
     return this._pastRuns;
+  }
+
+  /** The finished runs of the notebook's current conversation, oldest first. */
+  get thread(): IRunInfo[] {
+    return this._pastRuns
+      .filter(
+        run =>
+          run.conversation_id === this._conversationId &&
+          run.outcome !== null &&
+          run.id !== this._run?.runId
+      )
+      .reverse();
+  }
+
+  /** The notebook's kernel now; null while it has none. */
+  get kernel(): INotebookKernel | null {
+    const context = this.panel.sessionContext;
+    const name = context.session?.kernel?.name;
+    if (!name) {
+      return null;
+    }
+    const spec = context.specsManager.specs?.kernelspecs[name];
+    return {
+      name,
+      displayName: spec?.display_name ?? name,
+      sandboxed: isSandbox(spec)
+    };
+  }
+
+  /** Starts the notebook's conversation afresh: the next request sees none of the earlier
+   * ones; the kernel keeps its state. */
+  async newConversation(): Promise<void> {
+    this._conversationId = (await this.api.newConversation(this.path)).id;
+    this._changed.emit();
+  }
+
+  /** Changes the notebook's kernel (the person agreed: its state goes). */
+  async switchKernel(name: string): Promise<void> {
+    await this.panel.sessionContext.changeKernel({ name });
+  }
+
+  /** Restarts the notebook's kernel and runs again every code cell but the agent's proposed
+   * ones, top to bottom (the person agreed: the kernel's state goes). */
+  async restartAndRunAccepted(): Promise<void> {
+    const context = this.panel.sessionContext;
+    await context.restartKernel();
+    const notebook = this.panel.content;
+    const cells = notebook.widgets.filter(cell => {
+      const provenance = cell.model.getMetadata(METADATA_KEY) as
+        ICellProvenance | undefined;
+      return cell.model.type === 'code' && provenance?.state !== 'proposed';
+    });
+    await NotebookActions.runCells(notebook, cells, context);
+  }
+
+  /** Scrolls the notebook to the cell and makes it the active one. */
+  async showCell(cellId: string): Promise<void> {
+    const notebook = this.panel.content;
+    const index = notebook.widgets.findIndex(cell => cell.model.id === cellId);
+    if (index >= 0) {
+      notebook.activeCellIndex = index;
+      await notebook.scrollToCell(notebook.widgets[index]);
+    }
   }
 
   get isDisposed(): boolean {
@@ -87,7 +161,12 @@ export class NotebookSession implements IDisposable {
   }
 
   async refreshPastRuns(): Promise<void> {
-    this._pastRuns = (await this.api.runs(this.path)).reverse();
+    const [runs, conversation] = await Promise.all([
+      this.api.runs(this.path),
+      this.api.conversation(this.path)
+    ]);
+    this._pastRuns = runs.reverse();
+    this._conversationId = conversation.id;
     this._changed.emit();
   }
 
@@ -155,7 +234,11 @@ export class NotebookSession implements IDisposable {
    * With `reload`, events wait until the notebook is reloaded from disk, once connected.
    */
   private follow(info: IRunInfo, reload = false): void {
-    this._stream?.dispose();
+    if (this._run && !this._run.running) {
+      this._stream?.handOver(); // its cells are in this notebook, which stays open
+    } else {
+      this._stream?.dispose();
+    }
     const model = new RunModel({ runId: info.id });
     const writer = new NotebookCellWriter(this.panel.model!);
     const apply = (event: RunEvent): void => {
@@ -218,6 +301,7 @@ export class NotebookSession implements IDisposable {
   private _run: RunModel | null = null;
   private _stream: RunEventStream | null = null;
   private _pastRuns: IRunInfo[] = [];
+  private _conversationId = '';
   private _isDisposed = false;
   private _changed = new Signal<this, void>(this);
 }

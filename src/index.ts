@@ -13,6 +13,7 @@ import { Signal } from '@lumino/signaling';
 import { NotebookSession } from './controller';
 import { AgentAPI } from './model/api';
 import { IAgentStatus, METADATA_KEY } from './model/events';
+import { sandboxByDefault } from './model/kernels';
 import { downloadLocalModel } from './model/localModel';
 import {
   askForInstruction,
@@ -160,6 +161,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
       });
 
     tracker.widgetAdded.connect((_, notebook) => {
+      // Before the notebook loads: one without kernel metadata then starts the sandbox.
+      const sandbox = sandboxByDefault(app.serviceManager.kernelspecs.specs);
+      const preference = notebook.sessionContext.kernelPreference;
+      if (sandbox && !preference.name) {
+        notebook.sessionContext.kernelPreference = {
+          ...preference,
+          name: sandbox
+        };
+      }
       const session = new NotebookSession(notebook, api);
       sessions.set(notebook, session);
       notebook.disposed.connect(() => sessions.delete(notebook));

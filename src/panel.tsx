@@ -1,3 +1,4 @@
+import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { IRenderMimeRegistry, MimeModel } from '@jupyterlab/rendermime';
 import { TranslationBundle } from '@jupyterlab/translation';
 import { ReactWidget, UseSignal } from '@jupyterlab/ui-components';
@@ -101,6 +102,7 @@ function SessionView(props: {
         <UseSignal signal={session.changed}>
           {() => (
             <>
+              <KernelNotice context={context} session={session} />
               <RequestBox context={context} session={session} />
               {session.run ? (
                 <RunView
@@ -117,6 +119,7 @@ function SessionView(props: {
                   )}
                 </p>
               )}
+              <Thread context={context} session={session} />
               <PastRuns session={session} trans={trans} />
             </>
           )}
@@ -250,6 +253,79 @@ function LocalModelOffer(props: {
   );
 }
 
+/** Asks the person to agree to something that loses their kernel's state. */
+async function consent(
+  context: IPanelContext,
+  title: string,
+  body: string,
+  accept: string
+): Promise<boolean> {
+  const { trans } = context;
+  const answer = await showDialog({
+    title,
+    body,
+    buttons: [
+      Dialog.cancelButton({ label: trans.__('Cancel') }),
+      Dialog.warnButton({ label: accept })
+    ]
+  });
+  return answer.button.accept;
+}
+
+/** The notebook's kernel is no sandbox and the server will not run the agent's code in it:
+ * says so, and switches it to the sandbox with one click (and the person's consent). */
+function KernelNotice(props: {
+  context: IPanelContext;
+  session: NotebookSession;
+}): JSX.Element | null {
+  const { context, session } = props;
+  const { trans } = context;
+  const kernel = session.kernel;
+  const sandbox = context.status?.kernel;
+  if (
+    !kernel ||
+    kernel.sandboxed ||
+    context.status?.allow_unsandboxed ||
+    !sandbox?.sandboxed ||
+    !sandbox.name
+  ) {
+    return null;
+  }
+  const name = sandbox.name;
+  const change = async (): Promise<void> => {
+    const agreed = await consent(
+      context,
+      trans.__('Switch to the sandbox kernel?'),
+      trans.__(
+        'The notebook gets a new kernel in the sandbox, so the variables of its current kernel (%1) go. Run your cells again afterwards.',
+        kernel.displayName
+      ),
+      trans.__('Switch kernel')
+    );
+    if (agreed) {
+      await context.attempt(trans.__('Could not switch the kernel'), () =>
+        session.switchKernel(name)
+      );
+    }
+  };
+  return (
+    <div className="jp-NotebookAgent-warning jp-NotebookAgent-kernel-notice">
+      <p>
+        {trans.__(
+          'This notebook’s kernel, %1, is not sandboxed: the agent does not run code in it.',
+          kernel.displayName
+        )}
+      </p>
+      <button
+        className="jp-mod-styled jp-mod-accept"
+        onClick={() => void change()}
+      >
+        {trans.__('Switch to the sandbox kernel')}
+      </button>
+    </div>
+  );
+}
+
 function RequestBox(props: {
   context: IPanelContext;
   session: NotebookSession;
@@ -371,6 +447,13 @@ function RunView(props: {
           rendermime={props.rendermime}
         />
       ))}
+      {run.restartProposal ? (
+        <RestartOffer
+          reason={run.restartProposal}
+          session={session}
+          context={context}
+        />
+      ) : null}
       {run.errors.map((error, index) => (
         <div key={index} className="jp-NotebookAgent-error">
           {error}
@@ -396,13 +479,124 @@ function RunView(props: {
   );
 }
 
+/** The agent would restart the kernel (or undo a rejected cell's effects): only the person
+ * may, and this is how. */
+function RestartOffer(props: {
+  reason: string;
+  session: NotebookSession;
+  context: IPanelContext;
+}): JSX.Element {
+  const { session, context } = props;
+  const { trans } = context;
+  const restart = async (): Promise<void> => {
+    const agreed = await consent(
+      context,
+      trans.__('Restart the kernel?'),
+      trans.__(
+        'All variables go; then every code cell but the proposed ones runs again, top to bottom.'
+      ),
+      trans.__('Restart and run')
+    );
+    if (agreed) {
+      await context.attempt(trans.__('Could not restart the kernel'), () =>
+        session.restartAndRunAccepted()
+      );
+    }
+  };
+  return (
+    <div className="jp-NotebookAgent-warning jp-NotebookAgent-restart-offer">
+      <p>
+        {trans.__(
+          'The kernel is yours, so the agent did not restart it (%1): what it ran remains in the kernel.',
+          props.reason
+        )}
+      </p>
+      <button className="jp-mod-styled" onClick={() => void restart()}>
+        {trans.__('Restart the kernel and run the accepted cells again')}
+      </button>
+    </div>
+  );
+}
+
+/** The notebook's conversation: each earlier request the agent still remembers, what came of
+ * it and the cells it wrote; and a way to start afresh. */
+function Thread(props: {
+  context: IPanelContext;
+  session: NotebookSession;
+}): JSX.Element | null {
+  const { context, session } = props;
+  const { trans } = context;
+  const thread = session.thread;
+  if (thread.length === 0 && !session.run) {
+    return null;
+  }
+  return (
+    <div className="jp-NotebookAgent-thread">
+      <div className="jp-NotebookAgent-thread-header">
+        <span>
+          {trans._n(
+            'The agent remembers %1 earlier request',
+            'The agent remembers %1 earlier requests',
+            thread.length
+          )}
+        </span>
+        <button
+          className="jp-mod-styled"
+          disabled={session.run?.running ?? false}
+          onClick={() =>
+            void context.attempt(
+              trans.__('Could not start a new conversation'),
+              () => session.newConversation()
+            )
+          }
+        >
+          {trans.__('New conversation')}
+        </button>
+      </div>
+      <ol className="jp-NotebookAgent-thread-requests">
+        {thread.map(run => (
+          <li key={run.id}>
+            <div className="jp-NotebookAgent-thread-prompt">{run.prompt}</div>
+            <div className="jp-NotebookAgent-thread-outcome">
+              {run.outcome?.success ? '✓ ' : '✗ '}
+              {run.outcome?.summary}
+            </div>
+            <div className="jp-NotebookAgent-thread-meta">
+              {run.cells
+                .filter(cell => cell.state !== 'rejected')
+                .map(cell => (
+                  <button
+                    key={cell.cell_id}
+                    className="jp-NotebookAgent-cell-link"
+                    title={trans.__('Show the cell in the notebook')}
+                    onClick={() => void session.showCell(cell.cell_id)}
+                  >
+                    {cell.cell_id}
+                  </button>
+                ))}
+              <span>
+                {trans._n(
+                  '%1 token',
+                  '%1 tokens',
+                  run.usage.prompt_tokens + run.usage.completion_tokens
+                )}
+              </span>
+            </div>
+          </li>
+        ))}
+      </ol>
+    </div>
+  );
+}
+
 function PastRuns(props: {
   session: NotebookSession;
   trans: TranslationBundle;
 }): JSX.Element | null {
   const current = props.session.run?.runId;
+  const thread = new Set(props.session.thread.map(run => run.id));
   const finished = props.session.pastRuns.filter(
-    run => run.outcome && run.id !== current
+    run => run.outcome && run.id !== current && !thread.has(run.id)
   );
   if (finished.length === 0) {
     return null;
@@ -410,7 +604,10 @@ function PastRuns(props: {
   return (
     <details className="jp-NotebookAgent-history">
       <summary>
-        {props.trans.__('Earlier runs on this notebook (%1)', finished.length)}
+        {props.trans.__(
+          'Earlier conversations on this notebook (%1 requests)',
+          finished.length
+        )}
       </summary>
       <ul>
         {finished.map(run => (

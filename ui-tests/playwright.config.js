@@ -24,9 +24,13 @@ module.exports = {
   workers: 1,
   // The same tests at the server's root; base_url.spec.ts in a JupyterLab served under a
   // JupyterHub-style base URL, as JupyterHub serves a person's server at /user/NAME/; and
-  // local_model.spec.ts in one whose server has no model configured.
+  // local_model.spec.ts in one whose server has no model configured; notebook_kernel.spec.ts
+  // in one that runs code in sandbox kernels, as installed (the others use the local kernel).
   projects: [
-    { name: 'root', testIgnore: /(base_url|local_model)\.spec\.ts/ },
+    {
+      name: 'root',
+      testIgnore: /(base_url|local_model|notebook_kernel)\.spec\.ts/
+    },
     {
       name: 'base-url',
       testMatch: /base_url\.spec\.ts/,
@@ -36,6 +40,11 @@ module.exports = {
       name: 'no-model',
       testMatch: /local_model\.spec\.ts/,
       use: { baseURL: 'http://localhost:8890' }
+    },
+    {
+      name: 'sandbox',
+      testMatch: /notebook_kernel\.spec\.ts/,
+      use: { baseURL: 'http://localhost:8891' }
     }
   ],
   webServer: [
@@ -54,6 +63,12 @@ module.exports = {
     {
       command: 'jlpm start:no-model',
       url: 'http://localhost:8890/lab',
+      timeout: 120 * 1000,
+      reuseExistingServer: !process.env.CI
+    },
+    {
+      command: 'jlpm start:sandbox',
+      url: 'http://localhost:8891/lab',
       timeout: 120 * 1000,
       reuseExistingServer: !process.env.CI
     }

@@ -1,7 +1,7 @@
 import { ServerConnection } from '@jupyterlab/services';
 
 import { requestAPI } from '../handler';
-import { IAgentStatus, IDownload, IRunInfo } from './events';
+import { IAgentStatus, IConversation, IDownload, IRunInfo } from './events';
 
 /**
  * The server extension's REST API, typed; the WebSocket lives in eventStream.ts.
@@ -47,6 +47,24 @@ export class AgentAPI {
       this.settings
     );
     return answer.runs;
+  }
+
+  /** The notebook's conversation, which its next run continues. */
+  conversation(path: string): Promise<IConversation> {
+    return requestAPI<IConversation>(
+      `conversation?path=${encodeURIComponent(path)}`,
+      {},
+      this.settings
+    );
+  }
+
+  /** Starts the notebook's conversation afresh; its kernel keeps its state. */
+  newConversation(path: string): Promise<IConversation> {
+    return requestAPI<IConversation>(
+      `conversation?path=${encodeURIComponent(path)}`,
+      { method: 'DELETE' },
+      this.settings
+    );
   }
 
   run(runId: string): Promise<IRunInfo> {

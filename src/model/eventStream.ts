@@ -15,6 +15,8 @@ const MAX_DELAY_MS = 5000;
  * so a run the server does not know (404) looks like a server that is down: both end here.
  */
 const MAX_ATTEMPTS = 10;
+/** The close code of `handOver` (the server's HANDED_OVER). */
+const HANDED_OVER = 4000;
 
 /**
  * Keeps a RunModel in step with its run on the server, over the run's event WebSocket.
@@ -67,6 +69,19 @@ export class RunEventStream implements IDisposable {
     this._stop();
     this._setStatus('disposed');
     Signal.clearData(this);
+  }
+
+  /**
+   * Closes the connection for good, telling the server that this writer applied every event
+   * of the finished run to a notebook that stays open: the server then leaves the file to the
+   * notebook's own saves, rather than write it behind the open notebook's back.
+   */
+  handOver(): void {
+    if (this.isDisposed) {
+      return;
+    }
+    this._closeCode = HANDED_OVER;
+    this.dispose();
   }
 
   private _connect(): void {
@@ -165,7 +180,7 @@ export class RunEventStream implements IDisposable {
     socket.onopen = null;
     socket.onmessage = null;
     socket.onclose = null;
-    socket.close();
+    socket.close(this._closeCode);
   }
 
   private _setStatus(status: RunEventStream.Status): void {
@@ -182,6 +197,8 @@ export class RunEventStream implements IDisposable {
   private _timer: ReturnType<typeof setTimeout> | null = null;
   /** Connection attempts since the last one that opened. */
   private _attempts = 0;
+  /** How the socket is closed: normally (1000), or as a writer that handed over. */
+  private _closeCode = 1000;
   private _status: RunEventStream.Status = 'connecting';
   private _connectionChanged = new Signal<this, RunEventStream.Status>(this);
   private _failed = new Signal<this, Error>(this);

@@ -20,6 +20,8 @@ export type RunEvent = IEventBase &
         model: string;
         max_steps: number;
         execution: 'auto' | 'ask';
+        /** The notebook's conversation the run continues. */
+        conversation_id?: string;
       }
     | { type: 'step'; step: number; max_steps: number }
     | { type: 'message_delta'; text: string }
@@ -86,6 +88,8 @@ export type RunEvent = IEventBase &
         type: 'cell_rejected';
         cell_id: string;
         keep_state?: boolean;
+        /** It ran in the person's kernel, where what it did remains. */
+        effects_remain?: boolean;
         reason?: string;
       }
     | {
@@ -96,6 +100,10 @@ export type RunEvent = IEventBase &
         version: number;
       }
     | { type: 'kernel_rebuilt'; cell_ids: string[] }
+    /** The notebook's kernel is busy with the person's cell: the agent's code waits. */
+    | { type: 'kernel_waiting'; reason: 'busy' }
+    /** Only the person may restart their kernel: the agent suggests it, and why. */
+    | { type: 'kernel_restart_proposed'; reason: string }
     | { type: 'error'; message: string }
     | {
         type: 'run_finished';
@@ -119,6 +127,11 @@ export interface IRunInfo {
   max_steps: number;
   created: number;
   events: number;
+  /** The notebook's kernel the run executes in, once it has one. */
+  kernel_id: string | null;
+  /** The conversation the run continues. */
+  conversation_id: string;
+  usage: { prompt_tokens: number; completion_tokens: number };
   outcome: { success: boolean; reason: string; summary: string } | null;
   cells: {
     cell_id: string;
@@ -147,6 +160,19 @@ export interface IAgentStatus {
   execution: 'auto' | 'ask';
   max_steps: number;
   kernel: { name: string | null; sandboxed: boolean; problem: string | null };
+  /** The agent may run code in a kernel that is no sandbox (the server's setting). */
+  allow_unsandboxed: boolean;
+}
+
+/** What `GET conversation?path=` answers: the notebook's thread, as the model sees it. */
+export interface IConversation {
+  id: string;
+  path: string;
+  /** The person's requests the model still sees, oldest first. */
+  requests: string[];
+  dropped_requests: number;
+  messages: Record<string, unknown>[];
+  tokens_estimate: number;
 }
 
 /** A model download the person asked for. */

@@ -108,6 +108,9 @@ export class RunModel {
     if (!this._running) {
       return '';
     }
+    if (this._waitingForKernel) {
+      return 'Waiting for your cell to finish…';
+    }
     if (this._tool) {
       return this._toolActivity(this._tool);
     }
@@ -178,6 +181,17 @@ export class RunModel {
     return this._errors;
   }
 
+  /** Why a restart of the notebook's kernel would help, which only the person may do; null
+   * when none was suggested. */
+  get restartProposal(): string | null {
+    return this._restartProposal;
+  }
+
+  /** The conversation the run continues ('' before run_started says). */
+  get conversationId(): string {
+    return this._conversationId;
+  }
+
   /** The last run_finished's outcome (kept while a resumed run goes on, as the server does). */
   get outcome(): IRunOutcome | null {
     return this._outcome;
@@ -211,6 +225,7 @@ export class RunModel {
         this._model = event.model;
         this._maxSteps = event.max_steps;
         this._execution = event.execution;
+        this._conversationId = event.conversation_id ?? '';
         this._startedAt = this._now();
         this._resume();
         break;
@@ -238,6 +253,7 @@ export class RunModel {
         };
         break;
       case 'tool_result':
+        this._waitingForKernel = false;
         if (this._tool?.callId === event.call_id) {
           this._tool = null;
         }
@@ -257,7 +273,14 @@ export class RunModel {
           afterCellId: event.after_cell_id
         }));
         break;
+      case 'kernel_waiting':
+        this._waitingForKernel = true;
+        break;
+      case 'kernel_restart_proposed':
+        this._restartProposal = event.reason;
+        break;
       case 'cell_outputs':
+        this._waitingForKernel = false;
         this._update(event.cell_id, () => ({
           status: event.status,
           outputs: event.outputs,
@@ -311,6 +334,7 @@ export class RunModel {
     }
     this._stretchStart = null;
     this._running = false;
+    this._waitingForKernel = false;
     this._finishedAt = now;
     this._outcome = {
       success: event.success,
@@ -444,6 +468,8 @@ export class RunModel {
         return this._cellToolActivity(tool);
       case 'execute_code':
         return 'Running code…';
+      case 'inspect_variable':
+        return 'Looking at a variable…';
       case 'restart_kernel':
         return 'Restarting the kernel…';
       case 'complete_task':
@@ -492,6 +518,10 @@ export class RunModel {
   private _messages: IRunMessage[] = [];
   private _cells = new Map<string, IRunCell>();
   private _errors: string[] = [];
+  private _restartProposal: string | null = null;
+  private _conversationId = '';
+  /** The notebook's kernel is busy with the person's cell; the agent's code waits. */
+  private _waitingForKernel = false;
   private _outcome: IRunOutcome | null = null;
   /** The tool call under way, between its tool_call and tool_result. */
   private _tool: IToolInProgress | null = null;

@@ -10,12 +10,14 @@ class FakeSocket {
 
   readyState: number = WebSocket.CONNECTING;
   closedByClient = false;
+  closeCode: number | undefined = undefined;
   onopen: ((event: Event) => void) | null = null;
   onmessage: ((event: MessageEvent) => void) | null = null;
   onclose: ((event: CloseEvent) => void) | null = null;
 
-  close(): void {
+  close(code?: number): void {
     this.closedByClient = true;
+    this.closeCode = code;
     this.readyState = WebSocket.CLOSED;
   }
 
@@ -226,6 +228,21 @@ describe('RunEventStream', () => {
     last().drop();
     jest.runAllTimers();
     expect(sockets).toHaveLength(1);
+  });
+
+  it('says it handed over when it closes for a notebook that stays open', () => {
+    const { sockets, stream, serve } = setUp();
+    serve(2);
+    stream.handOver();
+    expect(sockets[0].closeCode).toBe(4000);
+    expect(stream.isDisposed).toBe(true);
+  });
+
+  it('closes normally otherwise', () => {
+    const { sockets, stream, serve } = setUp();
+    serve(2);
+    stream.dispose();
+    expect(sockets[0].closeCode).toBe(1000);
   });
 
   it('stops a pending reconnection on dispose', () => {

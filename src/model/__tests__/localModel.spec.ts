@@ -37,7 +37,8 @@ class DownloadingServer implements IDownloadAPI {
       },
       execution: 'auto',
       max_steps: 30,
-      kernel: { name: 'python3-sandbox', sandboxed: true, problem: null }
+      kernel: { name: 'python3-sandbox', sandboxed: true, problem: null },
+      allow_unsandboxed: false
     };
   }
 

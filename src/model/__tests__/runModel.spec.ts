@@ -536,6 +536,32 @@ describe('RunModel', () => {
     expect(run.model.activity).toBe('Thinking…');
   });
 
+  it('says it waits while the person’s cell runs, until the agent’s runs', () => {
+    const run = new Run();
+    run.step(1);
+    run.streamCell('agent-1', 'code', 'print(df.shape)');
+    run.call('call-1', 'add_cell', {
+      cell_type: 'code',
+      source: 'print(df.shape)'
+    });
+    expect(run.model.activity).toBe('Running cell agent-1…');
+    run.emit('kernel_waiting', { reason: 'busy' });
+    expect(run.model.activity).toBe('Waiting for your cell to finish…');
+    run.outputs('agent-1');
+    expect(run.model.activity).toBe('Thinking…');
+  });
+
+  it('keeps a restart the agent may not do, for the person to decide', () => {
+    const run = new Run();
+    expect(run.model.restartProposal).toBeNull();
+    run.step(1);
+    run.emit('kernel_restart_proposed', {
+      reason: 'the agent asked to restart'
+    });
+    run.complete(2);
+    expect(run.model.restartProposal).toBe('the agent asked to restart');
+  });
+
   it('collects error events', () => {
     const run = new Run();
     run.step(1);
