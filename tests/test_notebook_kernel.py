@@ -239,3 +239,20 @@ async def test_the_notebooks_kernel_websocket_sends_replies_at_once(
         ]
         sock = handler.ws_connection.stream.socket
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+
+
+async def test_the_model_is_told_the_cells_with_their_latest_outputs(api, replay, jp_root_dir):
+    notebook = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("rows = load()\nprint(len(rows))", id="person-1")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1200\n")]
+    failed = nbformat.v4.new_code_cell("rows.plot()", id="person-2")
+    failed.outputs = [
+        nbformat.v4.new_output("error", ename="AttributeError", evalue="no plot", traceback=[])
+    ]
+    notebook.cells += [cell, failed]
+    nbformat.write(notebook, jp_root_dir / "told.ipynb")
+    replay.script.turns = [complete()]
+    await finish(api, "told.ipynb", "why did the plot fail?")
+    told = replay.script.requests[0]["messages"][-1]["content"]
+    assert "print(len(rows))" in told and "1200" in told
+    assert "AttributeError" in told and "no plot" in told

@@ -10,6 +10,8 @@ from typing import Any, Literal
 import nbformat
 from nbformat import NotebookNode
 
+from .outputs import cut, digest
+
 #: Key of the cell and notebook metadata this package writes.
 METADATA_KEY = "notebook_agent"
 
@@ -111,13 +113,17 @@ class NotebookDocument:
         if cell_id == f"agent-{self._agent_cells}":
             self._agent_cells -= 1
 
-    def summary(self) -> list[dict[str, Any]]:
-        """Each cell's id, type and first line: how the model sees a notebook it did not write."""
-        return [
-            {
+    def summary(self, source_chars: int = 1_000, output_chars: int = 300) -> list[dict[str, Any]]:
+        """Each cell as the model sees a notebook it did not write: its id, type and source,
+        and a code cell's latest outputs as digests, each bounded."""
+        cells = []
+        for c in self.nb.cells:
+            cell: dict[str, Any] = {
                 "cell_id": c.get("id"),
                 "cell_type": c.cell_type,
-                "first_line": c.source.split("\n")[0],
+                "source": cut(c.source, source_chars),
             }
-            for c in self.nb.cells
-        ]
+            if c.cell_type == "code" and c.get("outputs"):
+                cell["outputs"] = digest(c.outputs, output_chars)
+            cells.append(cell)
+        return cells
