@@ -15,12 +15,15 @@ import nbformat
 import pytest
 from jsonschema import Draft202012Validator
 
+from jupyter_notebook_agent.agent import Agent, AgentConfig
+from jupyter_notebook_agent.agent.conversation import Conversation
 from jupyter_notebook_agent.agent.tools import TOOLS, parse_call
 from jupyter_notebook_agent.llm import ModelError, load_model
 from jupyter_notebook_agent.llm.base import ModelTurn, TextDelta, ToolCallDelta
 from jupyter_notebook_agent.llm.llama_cpp import LlamaCppModel, LlamaCppOptions
 from jupyter_notebook_agent.llm.tiny_model import write_tiny_gguf
 from jupyter_notebook_agent.llm.tool_grammar import AnswerReader, answer_text
+from jupyter_notebook_agent.notebook import NotebookDocument
 
 from .conftest import put_in_hub_cache
 
@@ -313,3 +316,26 @@ def test_with_no_model_configured_the_cli_offers_the_local_default(
     assert "using the local model hf:tests/cli-GGUF/m.gguf" in result.stdout, result.stderr
     runs = nbformat.read(out, as_version=4).metadata["notebook_agent"]["runs"]
     assert runs[0]["model"] == "hf:tests/cli-GGUF/m.gguf"
+
+
+def test_a_long_conversation_stays_within_a_local_models_context(tiny_gguf, kernel, run):
+    """Each follow-up continues the notebook's thread: past the model's context it would fail,
+    so the oldest requests are left out first, by the model's own count of tokens (its
+    byte-level vocabulary takes a token for nearly every character)."""
+    model = load_model(f"llama-cpp:{tiny_gguf}", local=LlamaCppOptions(n_ctx=6144, seed=1))
+    conversation = Conversation()
+    outcomes = []
+    for number in range(12):
+        agent = Agent(
+            model,
+            kernel,
+            NotebookDocument(),
+            config=AgentConfig(max_steps=2),
+            conversation=conversation,
+        )
+        outcomes.append(run(agent.run(f"request {number}: load data.csv and plot it")))
+    run(model.aclose())
+    failed = [o.summary for o in outcomes if o.reason in ("model_error", "context_budget")]
+    assert failed == []
+    assert conversation.dropped > 0
+    assert conversation.requests[-1].prompt.startswith("request 11")

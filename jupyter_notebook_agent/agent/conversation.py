@@ -7,6 +7,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+#: Characters per token, for estimating a thread's size before a model has reported any.
+CHARS_PER_TOKEN = 4
 #: Characters of a dropped request kept in the summary that stands for it.
 SUMMARY_REQUEST_CHARS = 200
 #: Characters of a dropped request's outcome kept in the summary.
@@ -32,7 +34,10 @@ class Conversation:
     messages: list[dict[str, Any]] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     chars: int = 0
-    """Characters of the messages as JSON: what the context budget is estimated from."""
+    """Characters of the messages as JSON."""
+    tokens_per_char: float = 1 / CHARS_PER_TOKEN
+    """Tokens a character of the thread takes, as the model last reported (a byte-level
+    vocabulary takes more than the usual quarter)."""
     dropped: int = 0
     """Requests left out for length, which the summary message stands for."""
 
@@ -57,10 +62,21 @@ class Conversation:
                         {"role": "tool", "tool_call_id": call["id"], "content": json.dumps(result)}
                     )
 
-    def fit(self, budget_chars: int) -> None:
-        """Leaves out the oldest requests, whole, until the thread fits `budget_chars`, with
+    @property
+    def tokens(self) -> int:
+        """The thread's size in tokens, estimated from what the model reported last."""
+        return int(self.chars * self.tokens_per_char)
+
+    def observe(self, prompt_tokens: int, sent_chars: int) -> None:
+        """The model said the thread, `sent_chars` long then, took `prompt_tokens` (with the
+        tools and the template, so the estimate errs on the large side)."""
+        if prompt_tokens and sent_chars:
+            self.tokens_per_char = max(1 / CHARS_PER_TOKEN, prompt_tokens / sent_chars)
+
+    def fit(self, budget_tokens: int) -> None:
+        """Leaves out the oldest requests, whole, until the thread fits `budget_tokens`, with
         one paragraph that says what they were; the newest request always stays."""
-        while self.chars > budget_chars and len(self.requests) > 1:
+        while self.tokens > budget_tokens and len(self.requests) > 1:
             self._drop_oldest()
 
     def _drop_oldest(self) -> None:
@@ -106,7 +122,7 @@ class Conversation:
             "requests": [request.prompt for request in self.requests],
             "dropped_requests": self.dropped,
             "messages": self.messages,
-            "tokens_estimate": self.chars // 4,
+            "tokens_estimate": self.tokens,
         }
 
 

@@ -28,9 +28,6 @@ from .variables import kernel_variables
 #: Starts the run's kernel when it first needs one.
 KernelStarter = Callable[[], Awaitable[KernelSession]]
 
-#: Characters per token, for estimating the history's size where the model does not report it.
-CHARS_PER_TOKEN = 4
-
 
 @dataclass
 class AgentConfig:
@@ -41,7 +38,8 @@ class AgentConfig:
     execution_timeout_s: float = 120.0
     """Per execution; past it the kernel is interrupted, and restarted if it does not answer."""
     context_budget_tokens: int = 100_000
-    """Tokens of history the model may be sent; digests shrink as it fills; full ends the run."""
+    """Tokens of history the model may be sent (at most the model's context, where it says);
+    digests shrink as it fills; full ends the run."""
     output_chars: int = 4_000
     """Characters of one output the model reads at most (head and tail kept)."""
     max_format_errors: int = 3
@@ -167,8 +165,7 @@ class Agent:
     async def _tell_request(self, task: str) -> None:
         """The request, with what the notebook and its kernel hold now, after the earlier
         requests of the conversation (the oldest left out where they no longer fit)."""
-        budget = self.config.context_budget_tokens * CHARS_PER_TOKEN
-        self.conversation.fit(int(budget * self.config.history_share))
+        self.conversation.fit(int(self._budget_tokens * self.config.history_share))
         if not self.messages:
             self._append(system_message())
         variables = await self._variables()
@@ -252,6 +249,7 @@ class Agent:
         turn: ModelTurn | None = None
         calls: dict[int, _StreamingCall] = {}
         received = 0
+        sent_chars = self.conversation.chars
         try:
             async with contextlib.aclosing(self.model.stream(self.messages, TOOLS)) as stream:
                 async for item in stream:
@@ -282,6 +280,7 @@ class Agent:
             call.id: calls[i] for call, i in zip(turn.tool_calls, indices, strict=False)
         }
         self._reported_tokens = turn.usage.prompt_tokens + turn.usage.completion_tokens
+        self.conversation.observe(turn.usage.prompt_tokens, sent_chars)
         self.usage["prompt_tokens"] += turn.usage.prompt_tokens
         self.usage["completion_tokens"] += turn.usage.completion_tokens
         self.events.emit("model_turn", step=step, **asdict(turn))
@@ -702,17 +701,24 @@ class Agent:
     def _append(self, message: dict[str, Any]) -> None:
         self.conversation.append(message)
 
+    @property
+    def _budget_tokens(self) -> int:
+        """The configured budget, within the model's context where the model says it."""
+        held = self.model.context_tokens
+        budget = self.config.context_budget_tokens
+        return min(budget, held) if held else budget
+
     def _tokens_used(self) -> int:
-        return max(self._reported_tokens, self.conversation.chars // CHARS_PER_TOKEN)
+        return max(self._reported_tokens, self.conversation.tokens)
 
     def _digest_chars(self) -> int:
         """Outputs get less room as the budget fills, so that the run can still finish."""
-        left = (self.config.context_budget_tokens - self._tokens_used()) * CHARS_PER_TOKEN
-        return max(200, min(self.config.output_chars, left // 4))
+        left = (self._budget_tokens - self._tokens_used()) / self.conversation.tokens_per_char
+        return max(200, min(self.config.output_chars, int(left) // 4))
 
     def _check_budget(self) -> None:
-        if self._tokens_used() >= self.config.context_budget_tokens:
-            budget = self.config.context_budget_tokens
+        if self._tokens_used() >= self._budget_tokens:
+            budget = self._budget_tokens
             raise RunEnded(
                 RunOutcome(
                     False, "context_budget", f"the history reached the budget of {budget} tokens"

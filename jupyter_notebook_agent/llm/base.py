@@ -80,6 +80,9 @@ class Model(Protocol):
     """A chat model that can call tools. `stream` yields deltas, then exactly one ModelTurn."""
 
     name: str
+    context_tokens: int | None
+    """Tokens of context the model holds (a local model's n_ctx); None where the endpoint
+    knows it and the agent does not."""
 
     def stream(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]

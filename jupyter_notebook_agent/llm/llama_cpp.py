@@ -107,6 +107,7 @@ class LlamaCppModel:
             raise ModelError(INSTALL_HINT) from None
         self.name = name
         self.options = options or LlamaCppOptions()
+        self.context_tokens: int | None = self.options.n_ctx
         self.path = resolve_path(name)
         self.metadata = check_gguf(self.path)
         self.offload: Offload | None = None

@@ -37,6 +37,7 @@ class OpenAIModel:
                 )
             api_key = PLACEHOLDER_KEY
         self.name = name
+        self.context_tokens: int | None = None
         self.max_retries = max_retries
         self._client = openai.AsyncOpenAI(
             api_key=api_key, base_url=base_url, max_retries=max_retries, timeout=timeout_s

@@ -81,6 +81,7 @@ class ReplayModel:
         self.path = Path(path)
         recorded, self.turns = load_recording(self.path)
         self.name = f"replay:{recorded}"
+        self.context_tokens: int | None = None
         self.speed = speed
 
     async def stream(
@@ -110,6 +111,7 @@ class RecordingModel:
     def __init__(self, inner: Any, path: str | Path) -> None:
         self.inner = inner
         self.name = inner.name
+        self.context_tokens: int | None = inner.context_tokens
         self.path = Path(path)
         self.turns: list[ModelTurn] = []
 
