@@ -119,7 +119,11 @@ function SessionView(props: {
                   )}
                 </p>
               )}
-              <Thread context={context} session={session} />
+              <Thread
+                context={context}
+                session={session}
+                rendermime={props.rendermime}
+              />
               <PastRuns session={session} trans={trans} />
             </>
           )}
@@ -523,6 +527,7 @@ function RestartOffer(props: {
 function Thread(props: {
   context: IPanelContext;
   session: NotebookSession;
+  rendermime: IRenderMimeRegistry;
 }): JSX.Element | null {
   const { context, session } = props;
   const { trans } = context;
@@ -557,6 +562,13 @@ function Thread(props: {
         {thread.map(run => (
           <li key={run.id}>
             <div className="jp-NotebookAgent-thread-prompt">{run.prompt}</div>
+            {run.messages.map((message, index) => (
+              <Markdown
+                key={index}
+                text={message}
+                rendermime={props.rendermime}
+              />
+            ))}
             <div className="jp-NotebookAgent-thread-outcome">
               {run.outcome?.success ? '✓ ' : '✗ '}
               {run.outcome?.summary}

@@ -221,21 +221,30 @@ async def test_code_that_swaps_its_notebook_for_a_symlink_gets_nothing_written_o
     assert "outside the server's root" in events[-1]["message"]
 
 
+async def cells_run(socket: Any, count: int) -> None:
+    """Until `count` cells have run: the run has then written all its cells."""
+    for _ in range(count):
+        await receive_until(socket, "cell_outputs", 120)
+
+
 async def test_every_acknowledged_save_of_the_persons_survives_a_runs_writes(
     api, replay, jp_root_dir, jp_fetch
 ):
     """The person saves a new cell every 20 ms while the server writes the run's cells into the
     same file: each save the server acknowledged is in the final file."""
+    finish = complete()
+    finish.ttft_s = 1.0  # the model thinks a second before it ends the run
+    replay.script.speed = 1
     replay.script.turns = [
         *[add_cell_turn(f"import time; time.sleep(0.1); print({i})") for i in range(12)],
-        complete(),
+        finish,
     ]
     path = make_notebook(jp_root_dir)
     mine = read(jp_root_dir, path)
     run = await api.start(path)
-    # The person saves until the agent is done: a save after that, without the agent's cells,
-    # would be the person deleting them.
-    done = asyncio.ensure_future(receive_until(await api.events(run["id"]), "run_finished", 120))
+    # The person saves until the agent has written its last cell: a save after the run's last
+    # write, without the agent's cells, would be the person deleting them.
+    done = asyncio.ensure_future(cells_run(await api.events(run["id"]), 12))
     acknowledged = []
     while not done.done():
         cell_id = f"person-save-{len(acknowledged)}"

@@ -132,6 +132,8 @@ class Agent:
         self.step = 0
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
         """Tokens this run's model turns took, as the model reported them."""
+        self.prose: list[str] = []
+        """What the model said to the person, a turn's text each, as the thread shows it."""
         self._request: str | None = None
         """The task not yet told to the model: the first step tells it, with the kernel's
         variables."""
@@ -283,6 +285,8 @@ class Agent:
         self.conversation.observe(turn.usage.prompt_tokens, sent_chars)
         self.usage["prompt_tokens"] += turn.usage.prompt_tokens
         self.usage["completion_tokens"] += turn.usage.completion_tokens
+        if turn.content.strip():
+            self.prose.append(turn.content)
         self.events.emit("model_turn", step=step, **asdict(turn))
         return turn
 

@@ -183,6 +183,7 @@ class Run:
             "kernel_id": self.kernel_id,
             "conversation_id": self.agent.conversation.id,
             "usage": dict(self.agent.usage),
+            "messages": list(self.agent.prose),
             "outcome": None
             if outcome is None
             else {"success": outcome.success, "reason": outcome.reason, "summary": outcome.summary},

@@ -132,6 +132,8 @@ export interface IRunInfo {
   /** The conversation the run continues. */
   conversation_id: string;
   usage: { prompt_tokens: number; completion_tokens: number };
+  /** What the agent said to the person (markdown), a model turn's text each. */
+  messages: string[];
   outcome: { success: boolean; reason: string; summary: string } | null;
   cells: {
     cell_id: string;

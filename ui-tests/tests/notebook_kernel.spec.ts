@@ -86,24 +86,24 @@ test('the agent works in the notebook’s sandboxed kernel and keeps the thread'
     'As before: the total amount is 22.5.',
     { timeout: 60_000 }
   );
-  await expect(panel.locator('.jp-NotebookAgent-thread')).toContainText(
-    'What is the total amount?'
-  );
+  // The panel reads as the thread: the earlier request, what the agent said, its outcome.
+  const thread = panel.locator('.jp-NotebookAgent-thread');
+  await expect(thread).toContainText('What is the total amount?');
+  await expect(thread).toContainText('I use your df.');
+  await expect(thread).toContainText('The total amount is 22.5.');
   const conversation = async () =>
     (
       await page.request.get(
         `/notebook-agent/conversation?path=${encodeURIComponent(path)}`
       )
     ).json();
-  const thread = JSON.stringify((await conversation()).messages);
-  expect(thread).toContain('What is the total amount?');
-  expect(thread).toContain('The total amount is 22.5.');
-  expect(thread).toContain('Remind me of the total');
+  const sent = JSON.stringify((await conversation()).messages);
+  expect(sent).toContain('What is the total amount?');
+  expect(sent).toContain('The total amount is 22.5.');
+  expect(sent).toContain('Remind me of the total');
 
   // A new conversation: nothing of the earlier requests is sent any more.
   await panel.getByRole('button', { name: 'New conversation' }).click();
   await expect.poll(async () => (await conversation()).messages.length).toBe(0);
-  await expect(panel.locator('.jp-NotebookAgent-thread')).toContainText(
-    'The agent remembers 0 earlier requests'
-  );
+  await expect(thread).toContainText('The agent remembers 0 earlier requests');
 });
