@@ -13,6 +13,7 @@ from typing import Any
 import nbformat
 import pytest
 
+from jupyter_notebook_agent.agent import KernelSession
 from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
 from jupyter_notebook_agent.sandbox.image import ensure_image
 from jupyter_notebook_agent.server.kernel_websocket import PromptKernelWebsocketConnection
@@ -256,3 +257,37 @@ async def test_the_model_is_told_the_cells_with_their_latest_outputs(api, replay
     told = replay.script.requests[0]["messages"][-1]["content"]
     assert "print(len(rows))" in told and "1200" in told
     assert "AttributeError" in told and "no plot" in told
+
+
+async def test_code_stopped_while_queued_behind_the_persons_cell_never_runs_on(kernel, tmp_path):
+    """The agent's request went out just as the person's cell started (the server saw the
+    kernel idle a moment before): Stop cannot take it back, so it is interrupted once it starts,
+    and the person's cell runs on untouched."""
+    agent = KernelSession(kernel.manager, shared=True)
+    await agent.connect()
+    person = kernel.manager.client()
+    person.start_channels()
+    await person.wait_for_ready(timeout=30)
+    mine = person.execute("import time\ntime.sleep(2)\nprint('mine finished')")
+    await asyncio.sleep(0.2)  # the person's cell runs; the agent's request queues behind it
+    marker = tmp_path / "agent-ran"
+    code = f"import time\ntime.sleep(3)\nopen({str(marker)!r}, 'w').write('ran')"
+    execution = asyncio.ensure_future(agent.execute(code, timeout_s=30))
+    await asyncio.sleep(0.5)
+    execution.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await execution
+    await agent.shutdown()
+    printed = ""
+    while True:
+        msg = await person.get_iopub_msg(timeout=10)
+        if msg["parent_header"].get("msg_id") != mine:
+            continue
+        if msg["header"]["msg_type"] == "stream":
+            printed += msg["content"]["text"]
+        if msg["header"]["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            break
+    assert printed == "mine finished\n"
+    await asyncio.sleep(5)  # long enough for the agent's code to have finished, had it run on
+    assert not marker.exists()
+    person.stop_channels()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import time
@@ -19,6 +20,7 @@ from typing import Literal
 import zmq
 from jupyter_client.client import KernelClient
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.session import new_id
 from jupyter_core.utils import ensure_async
 from nbformat import NotebookNode
 from traitlets.config import Config
@@ -41,6 +43,11 @@ BUSY_GRACE_S = 0.2
 STATE_GONE = "all variables and imports are gone"
 #: How often a shared kernel busy with the person's cell is looked at.
 BUSY_POLL_S = 0.05
+#: Every so many looks, the manager is asked whether the kernel is alive, which refreshes a
+#: gateway kernel's state.
+BUSY_REFRESH_POLLS = 20
+#: How long code stopped while queued is watched for, to interrupt it once it starts.
+ABANDONED_WATCH_S = 3600.0
 #: How long a shared kernel that died is given to come back (the server restarts it).
 REVIVAL_S = 60.0
 
@@ -94,6 +101,8 @@ class KernelSession:
         self._incarnation = self._current_incarnation()
         self._reopen = False
         """The channels went with a dead kernel: open new ones before the next execution."""
+        self._watchers: set[asyncio.Future[None]] = set()
+        """Interrupts waiting for code that was stopped while still queued."""
 
     @classmethod
     async def start(
@@ -126,9 +135,14 @@ class KernelSession:
         await self.wait_until_ready()
 
     def _new_client(self) -> KernelClient:
-        """A client of its own ZMQ context, which retries a kernel not yet listening soon."""
+        """A client of its own ZMQ context, which retries a kernel not yet listening soon, and
+        of its own session id: each client of a manager gets a copy of the manager's session,
+        whose message ids (session, process, count) would repeat those of another client of
+        the same kernel (the person's, in a shared one), so that its replies would pass for
+        ours."""
         client = self.manager.client()
         client.context.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
+        client.session.session = new_id()
         return client
 
     async def wait_until_ready(self, timeout_s: float = 120.0) -> None:
@@ -187,8 +201,12 @@ class KernelSession:
         try:
             execution = await self._collect(running, timeout_s, OutputCollector(limits))
         except asyncio.CancelledError:
-            if running.started and not running.ended:
+            if running.ended:
+                raise
+            if running.started or not self.shared:
                 await self.manager.interrupt_kernel()
+            else:  # queued behind the person's cell, which must run on
+                self._interrupt_when_it_starts(msg_id)
             raise
         if note:
             execution.note = f"{note}. {execution.note}" if execution.note else note
@@ -213,12 +231,13 @@ class KernelSession:
 
     async def _wait_while_busy(self, on_wait: Callable[[], None] | None) -> None:
         """Until a shared kernel is done with the person's cell, as the server saw its status
-        (the server owns that state: polled, it has no event to wait on)."""
+        (the server owns that state: polled, it has no event to wait on; a gateway's manager
+        updates it when asked whether the kernel is alive)."""
         if not self.shared:
             return
         started = time.perf_counter()
         told = False
-        while True:
+        for poll in itertools.count(1):
             if getattr(self.manager, "execution_state", "idle") != "busy":
                 return
             if not told and time.perf_counter() - started > BUSY_GRACE_S:
@@ -226,6 +245,39 @@ class KernelSession:
                 if on_wait:
                     on_wait()
             await asyncio.sleep(BUSY_POLL_S)
+            if poll % BUSY_REFRESH_POLLS == 0:
+                await self.manager.is_alive()
+
+    def _interrupt_when_it_starts(self, msg_id: str) -> None:
+        """Stopped while the code waited in a shared kernel's queue behind the person's cell:
+        the request cannot be taken back, so it is interrupted as soon as it starts, and left
+        alone if the kernel never gets to it (restarted meanwhile)."""
+        task = asyncio.ensure_future(self._interrupt_once_started(msg_id))
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+
+    async def _interrupt_once_started(self, msg_id: str) -> None:
+        """On channels of its own: the run lets its channels go once stopped."""
+        client = self._new_client()
+        await ensure_async(client.start_channels())
+        try:
+            deadline = time.perf_counter() + ABANDONED_WATCH_S
+            while time.perf_counter() < deadline:
+                try:
+                    msg = await client.get_iopub_msg(timeout=LIVENESS_POLL_S)
+                except Empty:
+                    if not await self.manager.is_alive():
+                        return
+                    continue
+                if msg["parent_header"].get("msg_id") != msg_id:
+                    continue
+                if _is_idle(msg):
+                    return
+                if _has_started(msg):
+                    await self.manager.interrupt_kernel()
+                    return
+        finally:
+            client.stop_channels()
 
     async def _revived(self) -> None:
         """Opens channels once the server brought the dead kernel back."""
@@ -237,7 +289,10 @@ class KernelSession:
                 )
             await asyncio.sleep(0.2)
         self.client = self._new_client()
-        await self._open()
+        try:
+            await self._open()
+        except (RuntimeError, TimeoutError) as error:
+            raise KernelUnresponsive(f"the notebook's kernel came back unusable: {error}") from None
         self._reopen = False
         self._incarnation = self._current_incarnation()
 
@@ -251,6 +306,8 @@ class KernelSession:
         """The text of `expression` evaluated in the kernel as a user expression: silent, so
         nothing is printed, kept in the history or counted, and the person's names stay as
         they were. RuntimeError with the kernel's error when it raised."""
+        if self._reopen:
+            await self._revived()
         msg_id = self.client.execute(
             "", silent=True, store_history=False, user_expressions={"value": expression}
         )
@@ -294,10 +351,13 @@ class KernelSession:
                 continue
             if msg["parent_header"].get("msg_id") != running.msg_id:
                 continue
-            if _is_status(msg, "busy") and deadline is None:
+            if _has_started(msg) and not running.started:
                 running.started = True
-                deadline = time.perf_counter() + timeout_s
-            elif _is_status(msg, "idle"):
+                if deadline is None:
+                    deadline = time.perf_counter() + timeout_s
+            if _is_status(msg, "busy"):
+                continue
+            if _is_status(msg, "idle"):
                 running.ended = True
                 await self._reply(running.msg_id)
                 if self._replaced():  # interrupted by the restart, which is under way
@@ -419,3 +479,9 @@ def _is_status(msg: dict, state: str) -> bool:
 
 def _is_idle(msg: dict) -> bool:
     return _is_status(msg, "idle")
+
+
+def _has_started(msg: dict) -> bool:
+    """The request's code runs: its execute_input, or anything it put out. A kernel may say
+    it is busy with a request while that request still waits in its queue."""
+    return msg["header"]["msg_type"] != "status"
