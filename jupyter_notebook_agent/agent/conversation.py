@@ -39,28 +39,51 @@ class Conversation:
     """Tokens a character of the thread takes, as the model last reported (a byte-level
     vocabulary takes more than the usual quarter)."""
     dropped: int = 0
-    """Requests left out for length, which the summary message stands for."""
+    """Requests left out for length, which a paragraph of the system message stands for (a
+    message of its own would make two user messages in a row, which some chat templates
+    refuse)."""
 
     def append(self, message: dict[str, Any]) -> None:
         self.messages.append(message)
         self.chars += len(json.dumps(message))
 
     def begin_request(self, prompt: str, message: dict[str, Any]) -> None:
-        """A new request of the person's: calls a stopped run left unanswered are answered
-        first (an assistant's tool calls must each have a result before anything else)."""
-        self._answer_open_calls()
+        """A new request of the person's, after whatever the thread holds."""
+        self.answer_open_calls()
         self.requests.append(Request(prompt, len(self.messages)))
         self.append(message)
 
-    def _answer_open_calls(self) -> None:
+    def answer_open_calls(self) -> None:
+        """Gives each tool call a stopped run left without a result one that says so, right
+        after the call's other results: an endpoint refuses a thread where anything else comes
+        between an assistant's tool calls and their results."""
         answered = {m.get("tool_call_id") for m in self.messages if m.get("role") == "tool"}
-        for message in list(self.messages):
+        if all(call["id"] in answered for m in self.messages for call in m.get("tool_calls") or []):
+            return
+        starts = [self.messages[r.start] for r in self.requests]
+        rebuilt: list[dict[str, Any]] = []
+        open_calls: list[str] = []
+        for message in self.messages:
+            if message.get("role") != "tool":
+                rebuilt += [_not_run(call_id) for call_id in open_calls]
+                open_calls = []
+            rebuilt.append(message)
             for call in message.get("tool_calls") or []:
                 if call["id"] not in answered:
-                    result = {"status": "not_run", "note": "the run stopped before this call"}
-                    self.append(
-                        {"role": "tool", "tool_call_id": call["id"], "content": json.dumps(result)}
-                    )
+                    open_calls.append(call["id"])
+        rebuilt += [_not_run(call_id) for call_id in open_calls]
+        self.messages = rebuilt
+        self._recount(starts)
+
+    def _recount(self, starts: list[dict[str, Any]]) -> None:
+        """The size, and each request's first message found again after the list changed."""
+        self.chars = sum(len(json.dumps(message)) for message in self.messages)
+        where = {id(message): index for index, message in enumerate(self.messages)}
+        self.requests = [
+            Request(r.prompt, where[id(first)])
+            for r, first in zip(self.requests, starts, strict=True)
+            if id(first) in where
+        ]
 
     @property
     def tokens(self) -> int:
@@ -80,21 +103,15 @@ class Conversation:
             self._drop_oldest()
 
     def _drop_oldest(self) -> None:
-        summary_at = 1 if self.dropped else None  # after the system message, once made
-        first = self.requests[0].start
-        end = self.requests[1].start
-        gone, kept = self.requests[0], self.messages[first:end]
-        summary = self._summary_line(gone, kept)
-        head = self.messages[:first]
-        if summary_at is not None:
-            previous = head[summary_at]["content"]
-            head[summary_at] = {"role": "user", "content": f"{previous}\n{summary}"}
-        else:
-            head.append({"role": "user", "content": f"{_SUMMARY_HEADING}\n{summary}"})
-        self.messages = head + self.messages[end:]
-        self.chars = sum(len(json.dumps(message)) for message in self.messages)
-        shift = end - len(head)
-        self.requests = [Request(r.prompt, r.start - shift) for r in self.requests[1:]]
+        first, end = self.requests[0].start, self.requests[1].start
+        summary = self._summary_line(self.requests[0], self.messages[first:end])
+        system = self.messages[0]
+        heading = "" if self.dropped else f"\n\n{_SUMMARY_HEADING}"
+        system = system | {"content": f"{system['content']}{heading}\n{summary}"}
+        starts = [self.messages[r.start] for r in self.requests[1:]]
+        self.messages = [system, *self.messages[1:first], *self.messages[end:]]
+        self.requests = self.requests[1:]
+        self._recount(starts)
         self.dropped += 1
 
     @staticmethod
@@ -127,6 +144,11 @@ class Conversation:
 
 
 _SUMMARY_HEADING = "Earlier requests in this conversation, left out for length:"
+
+
+def _not_run(call_id: str) -> dict[str, Any]:
+    result = {"status": "not_run", "note": "the run stopped before this call"}
+    return {"role": "tool", "tool_call_id": call_id, "content": json.dumps(result)}
 
 
 def _shortened(text: str, limit: int) -> str:

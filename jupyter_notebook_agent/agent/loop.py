@@ -167,12 +167,12 @@ class Agent:
     async def _tell_request(self, task: str) -> None:
         """The request, with what the notebook and its kernel hold now, after the earlier
         requests of the conversation (the oldest left out where they no longer fit)."""
-        self.conversation.fit(int(self._budget_tokens * self.config.history_share))
         if not self.messages:
             self._append(system_message())
         variables = await self._variables()
         message = task_message(task, self.notebook_path, self.notebook.summary(), variables)
         self.conversation.begin_request(task, {"role": "user", "content": message})
+        self.conversation.fit(int(self._budget_tokens * self.config.history_share))
 
     async def _variables(self) -> str | None:
         """The summary of the person's variables, for a kernel of theirs; None for the run's
@@ -213,6 +213,8 @@ class Agent:
         except ModelError as error:
             self.events.emit("error", message=str(error))
             outcome = RunOutcome(False, "model_error", str(error))
+        finally:  # a stop or an end mid-turn leaves calls the thread must still answer
+            self.conversation.answer_open_calls()
         self.events.emit("run_finished", **asdict(outcome))
         return outcome
 
