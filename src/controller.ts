@@ -67,6 +67,12 @@ export class NotebookSession implements IDisposable {
       .reverse();
   }
 
+  /** Requests of the thread the model is no longer sent whole (a paragraph says what they
+   * were), the oldest ones, to keep within the context budget. */
+  get droppedRequests(): number {
+    return this._droppedRequests;
+  }
+
   /** The notebook's kernel now; null while it has none. */
   get kernel(): INotebookKernel | null {
     const context = this.panel.sessionContext;
@@ -86,6 +92,7 @@ export class NotebookSession implements IDisposable {
    * ones; the kernel keeps its state. */
   async newConversation(): Promise<void> {
     this._conversationId = (await this.api.newConversation(this.path)).id;
+    this._droppedRequests = 0;
     this._changed.emit();
   }
 
@@ -167,6 +174,7 @@ export class NotebookSession implements IDisposable {
     ]);
     this._pastRuns = runs.reverse();
     this._conversationId = conversation.id;
+    this._droppedRequests = conversation.dropped_requests;
     this._changed.emit();
   }
 
@@ -302,6 +310,7 @@ export class NotebookSession implements IDisposable {
   private _stream: RunEventStream | null = null;
   private _pastRuns: IRunInfo[] = [];
   private _conversationId = '';
+  private _droppedRequests = 0;
   private _isDisposed = false;
   private _changed = new Signal<this, void>(this);
 }

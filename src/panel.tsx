@@ -544,6 +544,13 @@ function Thread(props: {
             'The agent remembers %1 earlier requests',
             thread.length
           )}
+          {session.droppedRequests > 0
+            ? trans._n(
+                ' (the oldest in a sentence, to keep within its context)',
+                ' (the %1 oldest in a sentence each, to keep within its context)',
+                session.droppedRequests
+              )
+            : ''}
         </span>
         <button
           className="jp-mod-styled"

@@ -291,3 +291,65 @@ async def test_code_stopped_while_queued_behind_the_persons_cell_never_runs_on(k
     await asyncio.sleep(5)  # long enough for the agent's code to have finished, had it run on
     assert not marker.exists()
     person.stop_channels()
+
+
+async def test_a_finished_run_that_goes_on_checks_the_notebooks_kernel_again(
+    api, replay, extension, jp_root_dir
+):
+    """The person switched the notebook to a kernel that is no sandbox after the run: a
+    regenerate must not run the rewritten cell there."""
+    replay.script.turns = [
+        add_cell_turn("print('first')"),
+        complete(),
+        turn(tool("edit_cell", {"cell_id": "agent-1", "source": "print('rewritten')"})),
+        complete(),
+    ]
+    path = new_notebook(jp_root_dir, "switched.ipynb")
+    run, _ = await finish(api, path, "print something")
+    extension.allow_unsandboxed = False  # as if the kernel were switched to an unsandboxed one
+    socket = await api.events(run["id"], run["events"])
+    await api.call("POST", f"runs/{run['id']}/cells/agent-1/regenerate", {})
+    events = await receive_until(socket, "run_finished")
+    assert events[-1]["reason"] == "kernel_error"
+    assert "not sandboxed" in events[-1]["summary"]
+    assert not any(e["type"] == "cell_outputs" for e in events)
+
+
+async def test_two_starts_of_a_notebooks_kernel_at_once_make_one_session(
+    extension, jp_fetch, jp_root_dir
+):
+    """A run stopped while the notebook's session was being made lets the making finish; a
+    run started right after must wait for that session, not make a second kernel."""
+    path = new_notebook(jp_root_dir, "once.ipynb")
+    registry = extension.registry
+    first = registry._new_session(path, "python3")
+    second = registry._new_session(path, "python3")
+    assert second is first
+    await first
+    sessions = json.loads((await jp_fetch("api", "sessions")).body)
+    assert len([s for s in sessions if s["path"] == path]) == 1
+    assert registry._creating == {}  # forgotten once made: a later start asks the sessions
+
+
+async def test_the_conversation_of_a_path_that_is_no_notebook_is_a_400(api, extension):
+    await api.call("GET", "conversation", params={"path": "data.csv"}, expect=400)
+    fresh = await api.call("GET", "conversation", params={"path": "never-run.ipynb"})
+    assert fresh["messages"] == []
+    assert extension.registry.conversations == {}
+
+
+async def test_a_long_notebook_is_told_within_a_bound_its_latest_cells_whole(
+    api, replay, jp_root_dir
+):
+    notebook = nbformat.v4.new_notebook()
+    for number in range(60):
+        cell = nbformat.v4.new_code_cell(f"step_{number} = {number}\n" + "x = 1\n" * 150)
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="y" * 300)]
+        notebook.cells.append(cell)
+    nbformat.write(notebook, jp_root_dir / "long.ipynb")
+    replay.script.turns = [complete()]
+    await finish(api, "long.ipynb", "go on")
+    told = replay.script.requests[0]["messages"][-1]["content"]
+    assert len(told) < 25_000
+    assert "step_0 = 0" in told  # the earliest, by its first line
+    assert "step_59 = 59\\nx = 1" in told  # the latest, whole

@@ -130,7 +130,7 @@ big, text = 10**5000, "t" * 10_000_000
     assert len(text) <= 4000
     assert "raises: Raises <Raises instance at 0x" in text
     assert re.search(r"^huge: Huge h+\.\.\.h+$", text, re.M)
-    assert "tracked: Tracked of 100000: {0: 0, 1: 0, 2: 0, 3: 0, ...}" in text
+    assert "tracked: Tracked of 100000, keys [0, 1, 2, 3, ...]" in text
     assert "big: int <int, repr failed: ValueError>" in text
     assert re.search(r"^text: str 't+\.\.\.t+'$", text, re.M)
     for name in ("raises", "huge", "tracked", "big", "text"):
@@ -159,7 +159,30 @@ async def test_a_kernel_without_pandas_is_told_and_gets_no_pandas(kernel):
     await run(kernel, "import sys\ndata = {'a': 1}")
     assert (await kernel_variables(kernel)).splitlines() == [
         "modules: sys",
-        "data: dict of 1: {'a': 1}",
+        "data: dict of 1, keys ['a']",
     ]
     printed, _ = await run(kernel, "print('pandas' in sys.modules, 'numpy' in sys.modules)")
     assert printed == "False False\n"
+
+
+async def test_what_may_be_a_secret_is_not_sent_to_the_model(kernel):
+    await kernel.execute(
+        "import os\n"
+        "api_key = 'hunter2'\n"
+        "token_like = 'sk-A1b2C3d4E5f6G7h8I9j0K1l2'\n"
+        "settings = {'user': 'ada', 'password': 'swordfish', 'region': 'eu'}\n"
+        "env = dict(os.environ, OPENAI_TOKEN='zz-9Y8x7W6v5U4t3S2r1Q0p')\n"
+        "data_path = 'data/sales_2024_q1.csv'\n",
+        30,
+    )
+    summary = await kernel_variables(kernel)
+    for secret in ("hunter2", "sk-A1b2C3d4", "swordfish", "zz-9Y8x7W6v"):
+        assert secret not in summary, summary
+    assert "api_key: str (not shown: it may be a secret)" in summary
+    assert "token_like: str (not shown" in summary
+    assert "settings: dict of 3, keys ['user', 'password', 'region']" in summary
+    assert "data/sales_2024_q1.csv" in summary  # a path is no secret
+    details = await kernel_variables(kernel, "settings")
+    assert "swordfish" not in details and "'ada'" in details and "<not shown>" in details
+    assert "hunter2" not in await kernel_variables(kernel, "api_key")
+    assert "zz-9Y8x7W6v" not in await kernel_variables(kernel, "env")

@@ -57,6 +57,9 @@ class AgentConfig:
     """auto: a code cell runs as soon as it is written; ask: once the person accepts it."""
     variables_chars: int = 4_000
     """Characters of the summary of the kernel's variables each request tells the model."""
+    notebook_chars: int = 20_000
+    """Characters of the notebook's cells (sources, output digests) each request tells the
+    model at most; a quarter of the context budget where that is less."""
     history_share: float = 0.5
     """Share of the context budget that earlier requests of the conversation may fill; past
     it the oldest are left out, with a paragraph that says what they were."""
@@ -170,7 +173,9 @@ class Agent:
         if not self.messages:
             self._append(system_message())
         variables = await self._variables()
-        message = task_message(task, self.notebook_path, self.notebook.summary(), variables)
+        room = int(self._budget_tokens / self.conversation.tokens_per_char) // 4
+        cells = self.notebook.summary(min(self.config.notebook_chars, room))
+        message = task_message(task, self.notebook_path, cells, variables)
         self.conversation.begin_request(task, {"role": "user", "content": message})
         self.conversation.fit(int(self._budget_tokens * self.config.history_share))
 
@@ -656,7 +661,7 @@ class Agent:
                 self.kernel = await self._start_kernel()
             except Exception as error:
                 raise RunEnded(
-                    RunOutcome(False, "kernel_error", f"the kernel did not start: {error}")
+                    RunOutcome(False, "kernel_error", f"no kernel to run code in: {error}")
                 ) from error
             # A new kernel of the run's own lacks what the cells that ran did; the notebook's
             # kernel still has it.

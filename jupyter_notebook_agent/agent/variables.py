@@ -88,7 +88,11 @@ def kernel_summary(namespace: dict, names: list[str], max_chars: int) -> str:
 def kernel_entry(name: str, value: Any) -> str:
     """In the kernel: one name of the summary, with what tells its value apart; a value that
     cannot be described is named with its type."""
+    import itertools
+
     kind = kernel_kind(value)
+    if kernel_secret(name, value):
+        return f"{name}: {type(value).__name__} (not shown: it may be a secret)"
     try:
         if kind == "frame":
             return f"{name}: " + kernel_frame(value, columns=20, rows=3, row_columns=8)
@@ -101,6 +105,9 @@ def kernel_entry(name: str, value: Any) -> str:
             return f"{name}: function {kernel_signature(value)}"
         if kind == "class":
             return f"{name}: class {value.__module__}.{value.__qualname__}"
+        if kind == "collection" and isinstance(value, dict):  # its values may be secrets
+            keys = kernel_repr(list(itertools.islice(value, 5)), 100)
+            return f"{name}: {type(value).__name__} of {len(value)}, keys {keys}"
         if kind == "collection":
             return f"{name}: {type(value).__name__} of {len(value)}: {kernel_repr(value, 100)}"
         return f"{name}: {type(value).__name__} {kernel_repr(value, 80)}"
@@ -113,9 +120,17 @@ def kernel_details(name: str, value: Any, max_chars: int) -> str:
     null counts (which read every row, of its first 50 columns) and first rows; else a longer
     bounded repr, with the length and shape where the value has them."""
     import inspect
+    import itertools
 
     kind = kernel_kind(value)
     lines = [f"{name}: {type(value).__module__}.{type(value).__qualname__}"]
+    if kernel_secret(name, value):
+        return lines[0] + " (not shown: it may be a secret)"
+    if isinstance(value, dict):  # what may be secrets among its first items stays hidden
+        value = {
+            key: "<not shown>" if kernel_secret(str(key), item) else item
+            for key, item in itertools.islice(value.items(), 31)
+        } | ({"...": f"{len(value) - 31} more"} if len(value) > 31 else {})
     try:
         if kind == "frame":
             lines.append(kernel_frame(value, columns=50, rows=5, row_columns=20, nulls=True))
@@ -141,6 +156,25 @@ def kernel_details(name: str, value: Any, max_chars: int) -> str:
     except Exception as error:
         lines.append(f"(not described: {type(error).__name__}: {kernel_repr(str(error), 200)})")
     return "\n".join(lines)
+
+
+def kernel_secret(name: str, value: Any) -> bool:
+    """In the kernel: a name or a string that may hold a secret (an API key, a token, a
+    password), which the model, maybe on another machine, is not sent."""
+    import re
+
+    if re.search(r"key|token|secret|passw|credential|auth", name, re.IGNORECASE):
+        return True
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    return (
+        isinstance(value, str)
+        and 20 <= len(value) <= 500
+        and not re.search(r"\s", value)
+        and re.search(r"[A-Za-z]", value) is not None
+        and re.search(r"[0-9]", value) is not None
+        and "/" not in value.strip("/")  # a path
+    )
 
 
 def kernel_kind(value: Any) -> str:
@@ -282,6 +316,7 @@ KERNEL_FUNCTIONS = (
     kernel_summary,
     kernel_entry,
     kernel_details,
+    kernel_secret,
     kernel_kind,
     kernel_frame,
     kernel_module,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -113,11 +114,16 @@ class NotebookDocument:
         if cell_id == f"agent-{self._agent_cells}":
             self._agent_cells -= 1
 
-    def summary(self, source_chars: int = 1_000, output_chars: int = 300) -> list[dict[str, Any]]:
+    def summary(
+        self, total_chars: int = 20_000, source_chars: int = 1_000, output_chars: int = 300
+    ) -> list[dict[str, Any]]:
         """Each cell as the model sees a notebook it did not write: its id, type and source,
-        and a code cell's latest outputs as digests, each bounded."""
-        cells = []
-        for c in self.nb.cells:
+        and a code cell's latest outputs as digests, each bounded. Past `total_chars`, the
+        earlier cells go by their first line: the latest are what a request most likely
+        continues."""
+        cells: list[dict[str, Any]] = []
+        used = 0
+        for c in reversed(self.nb.cells):
             cell: dict[str, Any] = {
                 "cell_id": c.get("id"),
                 "cell_type": c.cell_type,
@@ -125,5 +131,11 @@ class NotebookDocument:
             }
             if c.cell_type == "code" and c.get("outputs"):
                 cell["outputs"] = digest(c.outputs, output_chars)
+            size = len(json.dumps(cell))
+            if used + size > total_chars:
+                cell = {"cell_id": c.get("id"), "cell_type": c.cell_type}
+                cell["first_line"] = cut(c.source.split("\n")[0], 100)
+                size = len(json.dumps(cell))
+            used += size
             cells.append(cell)
-        return cells
+        return cells[::-1]

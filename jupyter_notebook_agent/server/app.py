@@ -206,6 +206,8 @@ class NotebookAgent(ExtensionApp):
             self.serverapp.contents_manager,
             self.serverapp.kernel_manager,
             self.serverapp.session_manager,
+            self.serverapp.kernel_spec_manager,
+            unsandboxed_allowed=lambda: self.allow_unsandboxed,
             gateway=self.gateway_url,
             log=self.log,
             write_delay_s=self.save_interval,

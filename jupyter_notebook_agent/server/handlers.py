@@ -22,8 +22,9 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 
 from .. import __version__
 from ..agent import AgentConfig, Event
+from ..agent.conversation import Conversation
 from ..llm import ModelError, parse_model_string
-from ..sandbox import KernelChoice, SandboxUnavailable, choose_kernel, is_sandboxed
+from ..sandbox import KernelChoice, SandboxUnavailable, choose_kernel
 from ..sandbox.gateway import explain
 from .runs import Run, RunError, RunRegistry, RunRequest
 
@@ -76,27 +77,16 @@ class AgentHandler(RegistryMixin, APIHandler):
         )
 
     async def notebook_kernel(self, path: str) -> str:
-        """The kernelspec a run on the notebook executes in: its session's kernel, which must be
-        a sandbox unless the person allowed otherwise (409 says how to switch), or the kernel
-        a new session gets (503 where there is none to be had)."""
+        """The kernelspec a run on the notebook executes in: its session's kernel (see
+        RunRegistry.check_kernel), or the kernel a new session gets (503 where there is none
+        to be had)."""
         session = await self.registry.notebook_session(path)
-        if session is None:
-            try:
-                return (await self.choose_kernel()).name
-            except SandboxUnavailable as error:
-                raise RunError(503, str(error)) from None
-        name = session["kernel"]["name"]
-        if not self.extensionapp.allow_unsandboxed:
-            specs = await ensure_async(self.kernel_spec_manager.get_all_specs())
-            metadata = specs.get(name, {}).get("spec", {}).get("metadata", {})
-            if not is_sandboxed(metadata):
-                raise RunError(
-                    409,
-                    f"the notebook's kernel {name!r} is not sandboxed, so the agent's code would "
-                    "run as you: switch the notebook's kernel to a sandbox (its variables go), or "
-                    "allow unsandboxed kernels (c.NotebookAgent.allow_unsandboxed)",
-                )
-        return name
+        if session is not None:
+            return await self.registry.check_kernel(session)
+        try:
+            return (await self.choose_kernel()).name
+        except SandboxUnavailable as error:
+            raise RunError(503, str(error)) from None
 
     def body(self) -> dict[str, Any]:
         """The request's JSON object; an empty body is an empty object."""
@@ -259,17 +249,25 @@ class RunsHandler(AgentHandler):
 class ConversationHandler(AgentHandler):
     """A notebook's conversation: what the model is sent of its earlier requests."""
 
+    def notebook_path(self) -> str:
+        path = self.registry.api_path(self.get_query_argument("path"))
+        if not path.endswith(".ipynb"):
+            raise RunError(400, f"{path!r} is not a notebook (an .ipynb file)")
+        return path
+
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
-        path = self.registry.api_path(self.get_query_argument("path"))
-        self.finish(json.dumps(self.registry.conversation(path).to_json() | {"path": path}))
+        """The thread; an empty one, kept nowhere, for a notebook that has none yet."""
+        path = self.notebook_path()
+        thread = self.registry.conversations.get(path) or Conversation()
+        self.finish(json.dumps(thread.to_json() | {"path": path}))
 
     @tornado.web.authenticated
     @authorized
     async def delete(self) -> None:
         """Starts the thread afresh: the next request's model sees none of the earlier ones."""
-        path = self.registry.api_path(self.get_query_argument("path"))
+        path = self.notebook_path()
         self.finish(json.dumps(self.registry.new_conversation(path).to_json() | {"path": path}))
 
 

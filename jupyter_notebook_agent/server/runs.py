@@ -11,11 +11,13 @@ import ctypes
 import logging
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import nbformat
+from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_core.utils import ensure_async
 from jupyter_server.services.contents.manager import ContentsManager
 from jupyter_server.services.kernels.kernelmanager import MappingKernelManager
@@ -27,11 +29,14 @@ from ..agent.conversation import Conversation
 from ..agent.review import ReviewError
 from ..llm import Model
 from ..notebook import NotebookDocument
-from ..sandbox.gateway import connected_session, explained
+from ..sandbox import is_sandboxed
+from ..sandbox.gateway import connected_session, explain, explained
 from .contents import OutsideRoot, SerialSaves, real_api_path
 from .writer import NotebookWriter
 
 RunState = Literal["running", "finished"]
+#: Notebooks whose conversations the server keeps; the least recently used goes first.
+CONVERSATIONS_KEPT = 200
 #: How long the server holds off writing for a frontend that said it would subscribe as writer.
 FRONTEND_GRACE_S = 10.0
 
@@ -199,7 +204,9 @@ class RunRegistry:
         contents: ContentsManager,
         kernels: MappingKernelManager,
         sessions: SessionManager,
+        kernel_specs: KernelSpecManager,
         *,
+        unsandboxed_allowed: Callable[[], bool] = lambda: False,
         gateway: str | None = None,
         log: logging.Logger | None = None,
         write_delay_s: float = 0.5,
@@ -207,6 +214,10 @@ class RunRegistry:
         limits: RunLimits = RunLimits(),
     ) -> None:
         self.contents, self.kernels, self.sessions = contents, kernels, sessions
+        self.kernel_specs = kernel_specs
+        self.unsandboxed_allowed = unsandboxed_allowed
+        """Whether the person allowed code in a kernel that is no sandbox (a setting that may
+        change while the server runs)."""
         self.gateway = gateway
         """The URL of the gateway that runs the kernels (`--gateway-url`); None: this machine."""
         self.log = log or logging.getLogger(__name__)
@@ -215,8 +226,10 @@ class RunRegistry:
         self.limits = limits
         self.saves = SerialSaves(contents)
         self.runs: dict[str, Run] = {}
-        self.conversations: dict[str, Conversation] = {}
-        """Each notebook's thread, by API path."""
+        self.conversations: OrderedDict[str, Conversation] = OrderedDict()
+        """Each notebook's thread, by API path, the most recently used last."""
+        self._creating: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        """Sessions being made for notebooks that had none, by API path: one each."""
 
     def get(self, run_id: str) -> Run:
         try:
@@ -237,19 +250,24 @@ class RunRegistry:
 
     def conversation(self, path: str) -> Conversation:
         """The notebook's thread, which its next run continues."""
-        return self.conversations.setdefault(path, Conversation())
+        thread = self.conversations.pop(path, None) or Conversation()
+        self.conversations[path] = thread
+        while len(self.conversations) > CONVERSATIONS_KEPT:
+            self.conversations.popitem(last=False)
+        return thread
 
     def new_conversation(self, path: str) -> Conversation:
         """Starts the notebook's thread afresh; 409 while a run works on it."""
         self.check_free(path)
-        self.conversations[path] = Conversation()
-        return self.conversations[path]
+        self.conversations.pop(path, None)
+        return self.conversation(path)
 
     async def notebook_session(self, path: str) -> dict[str, Any] | None:
-        """The notebook's Jupyter session (with its kernel), as the sessions API lists it, or
-        None where it has none: closed, or never opened."""
+        """The notebook's Jupyter session, with its kernel, as the sessions API lists it (it
+        forgets a session whose kernel is gone), or None where it has none: closed, or never
+        opened."""
         for session in await ensure_async(self.sessions.list_sessions()):
-            if not session.get("kernel") or session.get("type", "notebook") != "notebook":
+            if session.get("type", "notebook") != "notebook":
                 continue
             try:
                 if real_api_path(self.contents, session["path"]) == path:
@@ -347,16 +365,57 @@ class RunRegistry:
             if run.active:
                 raise RunError(409, f"run {run.id} is still working on {path}; stop it first")
 
+    async def check_kernel(self, session: dict[str, Any]) -> str:
+        """The kernelspec of the notebook's session, which the agent may run code in: RunError
+        409 for one that is no sandbox unless the person allowed that (it says what to do),
+        503 where the kernelspecs cannot be listed."""
+        name = session["kernel"]["name"]
+        if self.unsandboxed_allowed():
+            return name
+        try:
+            specs = await ensure_async(self.kernel_specs.get_all_specs())
+        except Exception as error:
+            if not self.gateway:
+                raise
+            raise RunError(503, str(explain(error, "listing its kernelspecs"))) from None
+        if not is_sandboxed(specs.get(name, {}).get("spec", {}).get("metadata", {})):
+            raise RunError(
+                409,
+                f"the notebook's kernel {name!r} is not sandboxed, so the agent's code would run "
+                "as you: switch the notebook's kernel to a sandbox (its variables go), or allow "
+                "unsandboxed kernels (c.NotebookAgent.allow_unsandboxed)",
+            )
+        return name
+
     async def _notebook_kernel(self, run: Run, kernel_name: str) -> KernelSession:
-        """The notebook's own kernel, shared with the person: its session's, or a new session's
-        of `kernel_name` where it has none, so that a JupyterLab that opens the notebook later
+        """The notebook's own kernel, shared with the person: its session's, checked each time
+        (the person may have switched it since the run was asked for), or a new session's of
+        `kernel_name` where it has none, so that a JupyterLab that opens the notebook later
         finds the same kernel and state. Through the server's managers, so that a gateway can
         run it; the session's restarter stays, as for any notebook."""
         gateway = bool(self.gateway)
-        session = await self.notebook_session(run.request.path)
+        path = run.request.path
+        session = await self.notebook_session(path)
         if session is None:
-            path = run.request.path
-            creating = asyncio.ensure_future(
+            with explained(f"starting the kernel {kernel_name!r}", gateway=gateway):
+                # Stopped meanwhile, the session is still made: it is the notebook's.
+                session = await asyncio.shield(self._new_session(path, kernel_name))
+        await self.check_kernel(session)
+        run.kernel_id = session["kernel"]["id"]
+        return await connected_session(
+            self.kernels.get_kernel(run.kernel_id),
+            session["kernel"]["name"],
+            gateway=gateway,
+            shared=True,
+            on_wait=lambda: run.events.emit("kernel_waiting", reason="busy"),
+        )
+
+    def _new_session(self, path: str, kernel_name: str) -> asyncio.Future[dict[str, Any]]:
+        """The session being made for the notebook: one however many ask at once (two would
+        start two kernels for one notebook), forgotten once made."""
+        creating = self._creating.get(path)
+        if creating is None:
+            creating = self._creating[path] = asyncio.ensure_future(
                 ensure_async(
                     self.sessions.create_session(
                         path=path,
@@ -366,17 +425,14 @@ class RunRegistry:
                     )
                 )
             )
-            with explained(f"starting the kernel {kernel_name!r}", gateway=gateway):
-                # Stopped meanwhile, the session is still made: it is the notebook's.
-                session = await asyncio.shield(creating)
-        run.kernel_id = session["kernel"]["id"]
-        return await connected_session(
-            self.kernels.get_kernel(run.kernel_id),
-            session["kernel"]["name"],
-            gateway=gateway,
-            shared=True,
-            on_wait=lambda: run.events.emit("kernel_waiting", reason="busy"),
-        )
+            creating.add_done_callback(lambda _: self._creating.pop(path, None))
+            creating.add_done_callback(self._report_failed_session)
+        return creating
+
+    def _report_failed_session(self, creating: asyncio.Future[dict[str, Any]]) -> None:
+        """A creation that failed after its run stopped is said in the log (and retrieved)."""
+        if not creating.cancelled() and (error := creating.exception()):
+            self.log.warning("A notebook's kernel could not be started: %s", error)
 
     async def close(self) -> None:
         """At server shutdown: every run stops, and what it wrote is saved."""
