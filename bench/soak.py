@@ -109,6 +109,7 @@ async def one_run(client: AsyncHTTPClient, url: str, root: Path, number: int) ->
     if kind == "stop":
         await asyncio.sleep(2)
         await call(client, f"{url}notebook-agent/runs/{run['id']}/stop", "POST", {})
+    kernel_id = None
     while True:
         try:
             answer = await call(client, f"{url}notebook-agent/runs/{run['id']}", "GET")
@@ -117,20 +118,37 @@ async def one_run(client: AsyncHTTPClient, url: str, root: Path, number: int) ->
                 raise
             outcome = "forgotten"
             break
+        kernel_id = answer["kernel_id"]
         if answer["state"] != "running":
             outcome = answer["outcome"]["reason"]
             break
         await asyncio.sleep(0.25)
-    await close_notebook(client, url, body["path"])
+    await close_notebook(client, url, body["path"], kernel_id)
     return f"{kind}:{outcome}"
 
 
-async def close_notebook(client: AsyncHTTPClient, url: str, path: str) -> None:
+async def close_notebook(
+    client: AsyncHTTPClient, url: str, path: str, kernel_id: str | None
+) -> None:
     """The person is done with the notebook: its session, and so its kernel, goes (a run works
-    in the notebook's own kernel, which outlives the run)."""
-    for session in await call(client, f"{url}api/sessions", "GET"):
-        if session["path"] == path:
-            await call(client, f"{url}api/sessions/{session['id']}", "DELETE")
+    in the notebook's own kernel, which outlives the run). A kernel the server is restarting
+    after its death cannot be shut down until it is back (jupyter_server answers 500 then), and
+    its session may be gone meanwhile (listed while the kernel seemed dead, it was dropped):
+    the kernel is then shut down by its id."""
+    sessions = await call(client, f"{url}api/sessions", "GET")
+    routes = [f"api/sessions/{s['id']}" for s in sessions if s["path"] == path]
+    if not routes and kernel_id:
+        kernels = {k["id"] for k in await call(client, f"{url}api/kernels", "GET")}
+        routes = [f"api/kernels/{kernel_id}"] if kernel_id in kernels else []
+    for route in routes:
+        for attempt in range(60):
+            try:
+                await call(client, f"{url}{route}", "DELETE")
+                break
+            except HTTPClientError as error:
+                if error.code != 500 or attempt == 59:
+                    raise
+                await asyncio.sleep(0.5)
 
 
 def sandbox_containers(engine: docker.DockerClient, pid: int) -> int:
@@ -147,7 +165,10 @@ async def main() -> dict[str, float]:
     ensure_image()
     engine = docker.from_env()
     client = AsyncHTTPClient(max_clients=2 * AT_ONCE)
-    with tempfile.TemporaryDirectory() as tmp, ReplayServerThread(script()) as model:
+    with (
+        tempfile.TemporaryDirectory(ignore_cleanup_errors=True) as tmp,  # a leaked mount stays
+        ReplayServerThread(script()) as model,
+    ):
         work, temp = Path(tmp), Path(tmp) / "temp"
         temp.mkdir()
         os.environ["TMPDIR"] = str(temp)  # the server's socket folders and staging go here
