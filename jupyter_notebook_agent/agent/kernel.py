@@ -12,7 +12,7 @@ import itertools
 import os
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from queue import Empty
 from typing import Literal
@@ -174,14 +174,12 @@ class KernelSession:
         raise TimeoutError(f"the kernel was not ready after {timeout_s:g} s")
 
     async def _idle_seen(self, msg_id: str, wait_s: float) -> bool:
-        until = time.perf_counter() + wait_s
-        while (remaining := until - time.perf_counter()) > 0:
-            try:
-                msg = await self.client.get_iopub_msg(timeout=remaining)
-            except Empty:
-                return False
-            if msg["parent_header"].get("msg_id") == msg_id and _is_idle(msg):
-                return True
+        async with contextlib.aclosing(
+            _answers(self.client.get_iopub_msg, msg_id, wait_s)
+        ) as answers:
+            async for msg in answers:
+                if _is_idle(msg):
+                    return True
         return False
 
     async def execute(
@@ -311,18 +309,14 @@ class KernelSession:
         msg_id = self.client.execute(
             "", silent=True, store_history=False, user_expressions={"value": expression}
         )
-        deadline = time.perf_counter() + timeout_s
-        while (remaining := deadline - time.perf_counter()) > 0:
-            try:
-                reply = await self.client.get_shell_msg(timeout=remaining)
-            except Empty:
-                break
-            if reply["parent_header"].get("msg_id") != msg_id:
-                continue
-            value = reply["content"].get("user_expressions", {}).get("value", {})
-            if value.get("status") != "ok":
-                raise RuntimeError(f"{value.get('ename', 'error')}: {value.get('evalue', '')}")
-            return value["data"].get("text/plain", "")
+        async with contextlib.aclosing(
+            _answers(self.client.get_shell_msg, msg_id, timeout_s)
+        ) as replies:
+            async for reply in replies:
+                value = reply["content"].get("user_expressions", {}).get("value", {})
+                if value.get("status") != "ok":
+                    raise RuntimeError(f"{value.get('ename', 'error')}: {value.get('evalue', '')}")
+                return value["data"].get("text/plain", "")
         raise TimeoutError(f"the kernel did not evaluate the expression within {timeout_s:g} s")
 
     async def _collect(
@@ -400,19 +394,15 @@ class KernelSession:
     ) -> str:
         msg_id = running.msg_id
         await self.manager.interrupt_kernel()
-        deadline = time.perf_counter() + self.interrupt_grace_s
-        while (remaining := deadline - time.perf_counter()) > 0:
-            try:
-                msg = await self.client.get_iopub_msg(timeout=remaining)
-            except Empty:
-                break
-            if msg["parent_header"].get("msg_id") != msg_id:
-                continue
-            if _is_idle(msg):
-                running.ended = True
-                await self._reply(msg_id)
-                return f"execution exceeded {timeout_s:g} s and was interrupted; state is kept"
-            collector.add(msg)
+        async with contextlib.aclosing(
+            _answers(self.client.get_iopub_msg, msg_id, self.interrupt_grace_s)
+        ) as answers:
+            async for msg in answers:
+                if _is_idle(msg):
+                    running.ended = True
+                    await self._reply(msg_id)
+                    return f"execution exceeded {timeout_s:g} s and was interrupted; state is kept"
+                collector.add(msg)
         if self.shared:
             raise KernelUnresponsive(
                 f"an execution exceeded {timeout_s:g} s and the notebook's kernel did not answer "
@@ -462,6 +452,21 @@ class KernelSession:
         self.client.stop_channels()
         if not self.shared:
             await self.manager.shutdown_kernel(now=True)
+
+
+async def _answers(
+    receive: Callable[..., Awaitable[dict]], msg_id: str, wait_s: float
+) -> AsyncIterator[dict]:
+    """The messages a channel (`receive`: a client's get_shell_msg or get_iopub_msg) brings
+    for the request `msg_id`, until `wait_s` has passed; others are passed over."""
+    deadline = time.perf_counter() + wait_s
+    while (remaining := deadline - time.perf_counter()) > 0:
+        try:
+            msg = await receive(timeout=remaining)
+        except Empty:
+            return
+        if msg["parent_header"].get("msg_id") == msg_id:
+            yield msg
 
 
 @dataclass
