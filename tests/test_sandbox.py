@@ -13,6 +13,7 @@ import docker
 import docker.errors
 import nbformat
 import pytest
+from jupyter_client.ioloop import AsyncIOLoopKernelManager
 from traitlets.config import Config
 
 from jupyter_notebook_agent.agent import Execution, KernelSession
@@ -253,6 +254,28 @@ async def test_containers_orphaned_by_a_crash_are_removed_at_the_next_start(orph
         docker.from_env().containers.get(container_id)
     assert not sockets.exists()
     assert mine.manager.provisioner.container.status in ("created", "running")
+
+
+async def test_a_restart_that_comes_after_the_kernel_was_shut_down_starts_nothing(
+    sandbox_image: str, workdir: Path
+):
+    """The server's restarter sees a dead kernel, and the person closes its notebook before the
+    restarter acts on it: its restart then came after the final shutdown, and started a container,
+    sockets and mounts that nothing owned any more."""
+    config = Config({"DockerSandbox": {"image": sandbox_image, "use_warm_pool": False}})
+    manager = AsyncIOLoopKernelManager(kernel_name=SANDBOX_KERNEL, config=config)
+    await manager.start_kernel(cwd=str(workdir))
+    provisioner = manager.provisioner
+    socket_dir = provisioner.socket_dir
+    labelled = {"label": f"{LABEL}.kernel-id={manager.kernel_id}"}
+    provisioner.container.kill()
+    assert not await manager.is_alive()  # what the restarter's poll has just seen
+    await manager.shutdown_kernel(now=True)  # the notebook closed meanwhile
+    with pytest.raises(RuntimeError, match="was shut down"):
+        await manager._restarter.poll()  # and then it acts
+    assert docker.from_env().containers.list(all=True, filters=labelled) == []
+    assert provisioner.socket_dir is None and not socket_dir.exists()
+    assert provisioner.lending is None
 
 
 @pytest.mark.parametrize(

@@ -113,6 +113,30 @@ async def test_a_run_over_rest_executes_in_a_warm_sandbox_kernel(
     assert left == {w.manager.provisioner.container.id for w in extension.pool.ready} | {warm[0]}
 
 
+async def test_a_run_stopped_while_its_kernel_starts_cold_names_the_session_it_made(
+    api, extension, replay, jp_root_dir, jp_fetch
+):
+    """No warm pool: the stop lands while the notebook's new session starts its kernel cold.
+    The stop returns once that session is made, so that the stopped run names its kernel and
+    whoever closes the notebook next finds the session (a stop that returned before left a
+    kernel that nothing closed)."""
+    replay.script.turns = [add_cell_turn("print(1)"), complete()]
+    extension.model, extension.base_url = "openai:test-model", replay.base_url
+    extension.api_key = SECRET
+    nbformat.write(nbformat.v4.new_notebook(), jp_root_dir / "cold.ipynb")
+    run = await api.start("cold.ipynb")
+    for _ in range(3000):
+        if "cold.ipynb" in extension.registry._creating:
+            break
+        await asyncio.sleep(0.01)
+    await api.call("POST", f"runs/{run['id']}/stop")
+    stopped = await api.call("GET", f"runs/{run['id']}")
+    sessions = json.loads((await jp_fetch("api", "sessions")).body)
+    made = [s["kernel"]["id"] for s in sessions if s["path"] == "cold.ipynb"]
+    assert stopped["state"] == "finished"
+    assert stopped["kernel_id"] is not None and made == [stopped["kernel_id"]]
+
+
 async def test_a_run_stopped_while_its_kernel_starts_leaves_no_container(
     api, extension, replay, jp_serverapp, jp_root_dir
 ):

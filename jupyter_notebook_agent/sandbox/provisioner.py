@@ -85,12 +85,17 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
     """The empty execution that moves a claimed kernel to its folder at once."""
     lending: Lending | None = None
     """The mounts that lend the kernel its folder, where this server makes them (as root)."""
+    shut_down = False
+    """Set by the final cleanup. The restarter may have seen the kernel dead just before: its
+    restart, which comes after, must start nothing that no one owns any more."""
 
     @property
     def has_process(self) -> bool:
         return self.container is not None
 
     async def pre_launch(self, **kwargs: Any) -> dict[str, Any]:
+        if self.shut_down:
+            raise RuntimeError(f"kernel {self.kernel_id} was shut down; it is not started again")
         km = self.parent
         kwargs.pop("extra_arguments", None)
         cwd = kwargs.get("cwd") or os.getcwd()
@@ -328,6 +333,7 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
         if self.lending is not None and not restart:
             await asyncio.to_thread(self.lending.release)
             self.lending = None
+        self.shut_down = self.shut_down or not restart
         if self.socket_dir is None:
             return
         if restart:

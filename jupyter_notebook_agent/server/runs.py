@@ -7,6 +7,7 @@ Plain asyncio and jupyter_server's managers, no Tornado: the handlers only call 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import logging
 import time
@@ -398,8 +399,9 @@ class RunRegistry:
         session = await self.notebook_session(path)
         if session is None:
             with explained(f"starting the kernel {kernel_name!r}", gateway=gateway):
-                # Stopped meanwhile, the session is still made: it is the notebook's.
-                session = await asyncio.shield(self._new_session(path, kernel_name))
+                session = await self._made_even_if_stopped(
+                    run, self._new_session(path, kernel_name)
+                )
         await self.check_kernel(session)
         run.kernel_id = session["kernel"]["id"]
         return await connected_session(
@@ -409,6 +411,20 @@ class RunRegistry:
             shared=True,
             on_wait=lambda: run.events.emit("kernel_waiting", reason="busy"),
         )
+
+    @staticmethod
+    async def _made_even_if_stopped(
+        run: Run, creating: asyncio.Future[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The session being made. A run stopped meanwhile still lets it be made, since it is
+        the notebook's, and ends once it is, naming its kernel: whoever closes the notebook
+        next then finds the session, and no kernel starts after its run said it ended."""
+        try:
+            return await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                run.kernel_id = (await creating)["kernel"]["id"]
+            raise
 
     def _new_session(self, path: str, kernel_name: str) -> asyncio.Future[dict[str, Any]]:
         """The session being made for the notebook: one however many ask at once (two would
