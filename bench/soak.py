@@ -187,7 +187,8 @@ async def main() -> dict[str, float]:
             "--NotebookAgent.execution_timeout=30",
             sandboxed=True,
         )
-        with running(server, work / "server.log"):
+        server_log = work / "server.log"
+        with running(server, server_log):
             await asyncio.to_thread(wait_ready, url, server)
             for _ in range(600):  # the warm pool fills
                 if sandbox_containers(engine, server.pid) >= POOL:
@@ -226,6 +227,9 @@ async def main() -> dict[str, float]:
             for folder in temp.glob("notebook-agent-*")
             if not folder.name.startswith(("notebook-agent-lent-", "notebook-agent-masks-"))
         ]
+        for folder in sockets:  # what it held says which kernel it was and how far it came
+            print(f"leaked {folder.name}: {sorted(p.name for p in folder.iterdir())}")
+            print(server_log.read_text()[-3000:])
         figures = {
             "runs": RUNS,
             "outcomes": dict(outcomes),

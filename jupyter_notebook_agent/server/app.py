@@ -28,6 +28,7 @@ from ..sandbox.lending import folder_access
 from ..sandbox.pool import WarmPool
 from .handlers import ROUTES
 from .kernel_websocket import prompt_kernel_websockets
+from .memory import keep_large_buffers_apart
 from .runs import RunLimits, RunRegistry
 
 
@@ -201,6 +202,7 @@ class NotebookAgent(ExtensionApp):
         self._models = {}
         self._warming: set[asyncio.Future[None]] = set()
         prompt_kernel_websockets(self.settings)  # what the server's web app takes next
+        keep_large_buffers_apart()
         self.llama_cpp = LlamaCpp(parent=self)
         self.registry = RunRegistry(
             self.serverapp.contents_manager,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import time
 import uuid
@@ -33,6 +32,7 @@ from ..notebook import NotebookDocument
 from ..sandbox import is_sandboxed
 from ..sandbox.gateway import connected_session, explain, explained
 from .contents import OutsideRoot, SerialSaves, real_api_path
+from .memory import release_freed_memory
 from .writer import NotebookWriter
 
 RunState = Literal["running", "finished"]
@@ -40,18 +40,6 @@ RunState = Literal["running", "finished"]
 CONVERSATIONS_KEPT = 200
 #: How long the server holds off writing for a frontend that said it would subscribe as writer.
 FRONTEND_GRACE_S = 10.0
-
-
-def release_freed_memory() -> None:
-    """Hands the memory a run freed back to the system. A run whose cells printed a flood leaves
-    glibc's allocator holding the megabytes its messages took, which it keeps for the process
-    otherwise; elsewhere than glibc there is nothing to do."""
-    trim = getattr(_LIBC, "malloc_trim", None)
-    if trim is not None:
-        trim(0)
-
-
-_LIBC = ctypes.CDLL(None)
 
 
 class RunError(HTTPError):
