@@ -54,7 +54,7 @@ from jupyter_notebook_agent.sandbox import LOCAL_KERNEL, SANDBOX_KERNEL
 from jupyter_notebook_agent.sandbox.image import ensure_image
 from jupyter_notebook_agent.sandbox.provisioner import LABEL
 
-ROUNDS = 8
+ROUNDS = 16
 POOL = 2
 SETTLE_S = 1.0
 """After a refilled kernel has bound its sockets: its start's end, the pool's kernel_info and

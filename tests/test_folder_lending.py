@@ -163,6 +163,35 @@ async def test_a_warm_kernel_is_lent_its_folder_alone_when_claimed(
     assert mounted_below(staging) == [] and not staging.exists()
 
 
+def bindfs_file_systems() -> set[str]:
+    """The FUSE file systems (bindfs's) mounted, by device: a bind of one shows its device."""
+    with open("/proc/self/mountinfo") as mountinfo:
+        lines = [line.split() for line in mountinfo]
+    return {line[2] for line in lines if line[line.index("-") + 1].startswith("fuse")}
+
+
+async def test_claims_bind_their_folders_from_one_view_of_the_root_per_owner(
+    root: Path, private: Path, image: str, pool: WarmPool
+):
+    """A claim started a bindfs of its own, milliseconds of every notebook's opening; now it
+    binds its folder from the root's view for the folder's owner, and sees that folder alone."""
+    other = root / "other"
+    other.mkdir(mode=0o700)
+    (other / "mine.txt").write_text("other's")
+    sessions = []
+    try:
+        for folder in (private, other):
+            await asyncio.wait_for(pool.full(), 60)
+            sessions.append(await start(folder, image))
+        assert len(bindfs_file_systems()) == 1
+        printed = stdout(await sessions[1].execute("import os; print(sorted(os.listdir()))", 60))
+        assert printed == "['mine.txt']\n"
+        await reads_writes_and_sees_nothing_else(sessions[0], private)
+    finally:
+        for session in sessions:
+            await session.shutdown()
+
+
 async def test_without_bindfs_a_private_folder_is_refused_with_what_fixes_it(
     private: Path, image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):

@@ -256,6 +256,24 @@ async def test_containers_orphaned_by_a_crash_are_removed_at_the_next_start(orph
     assert mine.manager.provisioner.container.status in ("created", "running")
 
 
+async def test_a_running_kernel_is_known_alive_without_asking_the_engine(sandbox):
+    """Every open of a notebook's kernel and every check of the restarter asked the engine, a
+    few milliseconds from a thread; this machine's /proc answers for a container it runs."""
+    provisioner = sandbox.manager.provisioner
+    container = provisioner.container
+    engine = container.collection
+    unreachable = docker.DockerClient(base_url="unix:///nonexistent.sock", version="1.41")
+    container.collection = unreachable.containers
+    try:
+        assert await provisioner.poll() is None
+    finally:
+        container.collection = engine
+    container.kill()
+    container.wait()
+    assert await provisioner.poll() == 137  # a stopped one is asked of the engine, for why
+    assert provisioner.exit_reason == "its container stopped with exit code 137"
+
+
 async def test_a_restart_that_comes_after_the_kernel_was_shut_down_starts_nothing(
     sandbox_image: str, workdir: Path
 ):

@@ -123,7 +123,7 @@ class Lending:
         place = self.staging / folder.relative_to(root) if root else self.staging / "folder"
         place.mkdir(mode=0o755, parents=True, exist_ok=True)
         try:
-            self._mount_folder(folder, place)
+            self._mount_folder(folder, place, root)
             for entry in hidden_entries(folder):
                 self._mask(place / entry.name)
         except BaseException:
@@ -132,12 +132,16 @@ class Lending:
         self.lent = place
         return place
 
-    def _mount_folder(self, folder: Path, place: Path) -> None:
+    def _mount_folder(self, folder: Path, place: Path, root: Path | None) -> None:
+        """Where bindfs lends the owner's access: a warm kernel's folder is bound from the
+        root's view for its owner, a cold one's gets a bindfs of its own."""
         if folder_access().mode == "bindfs":
             info = folder.stat()
-            mapping = f"--map={info.st_uid}/{SANDBOX_UID}:@{info.st_gid}/@{SANDBOX_UID}"
-            maps = [] if info.st_uid == info.st_gid == SANDBOX_UID else [mapping]
-            _run(["bindfs", *maps, *BINDFS_OPTIONS, str(folder), str(place)])
+            if root is None:
+                _bindfs(folder, place, info.st_uid, info.st_gid)
+            else:
+                view = _view(root, info.st_uid, info.st_gid)
+                _mount(str(view / folder.relative_to(root)), place, MS_BIND)
             self.mounts.append(place)
             return
         readable_by_kernel(folder)
@@ -214,6 +218,50 @@ def _staging_root() -> Path:
     _mount("", root, MS_SHARED | MS_REC)
     atexit.register(_unmount, root)
     return root
+
+
+def _bindfs(folder: Path, place: Path, uid: int, gid: int) -> None:
+    """Mounts `folder` at `place` with uid:gid's files shown as the kernel user's own."""
+    mapping = f"--map={uid}/{SANDBOX_UID}:@{gid}/@{SANDBOX_UID}"
+    maps = [] if uid == gid == SANDBOX_UID else [mapping]
+    _run(["bindfs", *maps, *BINDFS_OPTIONS, str(folder), str(place)])
+
+
+def _view(root: Path, uid: int, gid: int) -> Path:
+    """The root as bindfs shows it to the kernel user for folders of uid:gid's, one per owner
+    for the process: a claim binds its folder from here in microseconds, where starting a
+    bindfs of its own took milliseconds of every notebook's opening. Private to this process
+    (in its staging folder, which no kernel mounts); made afresh if its bindfs went away."""
+    with _VIEWING:
+        view = _views.get((root, uid, gid))
+        if view is not None:
+            try:
+                os.stat(view)  # a bindfs that went away answers "not connected"
+                return view
+            except OSError:
+                _unmount(view)
+        view = _staging_root() / VIEWS / f"{uid}-{gid}-{len(_views)}"
+        view.mkdir(mode=0o700, parents=True)
+        _bindfs(root, view, uid, gid)
+        _views[(root, uid, gid)] = view
+        atexit.register(_unmount, view)
+        return view
+
+
+def release_views(root: Path) -> None:
+    """Unmounts the root's views, once no kernel is lent a folder from them any more (the
+    warm pool's end): a bind keeps its folder's view until the bind goes."""
+    with _VIEWING:
+        for key in [key for key in _views if key[0] == root]:
+            view = _views.pop(key)
+            _unmount(view)
+            _remove_empty_folders(view)
+
+
+#: The folder of this process's views in its staging folder, beside the kernels' own.
+VIEWS = "views"
+_views: dict[tuple[Path, int, int], Path] = {}
+_VIEWING = threading.Lock()
 
 
 def release_orphans() -> None:

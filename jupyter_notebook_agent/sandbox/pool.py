@@ -26,6 +26,7 @@ from traitlets.config import Config
 
 from . import SANDBOX_KERNEL
 from .image import default_image
+from .lending import release_views
 
 log = logging.getLogger(__name__)
 #: The longest wait before the pool replaces old kernels or retries ones that failed to start.
@@ -173,3 +174,4 @@ class WarmPool:
         for warm in self.ready:
             await self._discard(warm)
         self.ready.clear()
+        await asyncio.to_thread(release_views, self.root)

@@ -258,6 +258,7 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
             raise missing_image(image) from None
         try:
             container.start()
+            container.reload()  # its process's pid, by which `poll` knows it runs
         except docker.errors.APIError:  # a mount that cannot be made, say: leave nothing behind
             container.remove(force=True)
             raise
@@ -283,6 +284,8 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
         """None while the container runs; else its exit code, with `exit_reason` saying why."""
         if self.container is None:
             return 0
+        if self._running_here():
+            return None
         try:
             await asyncio.to_thread(self.container.reload)
         except docker.errors.NotFound:
@@ -297,6 +300,20 @@ class DockerSandbox(KernelProvisionerBase):  # type: ignore[misc]
         else:
             self.exit_reason = f"its container stopped with exit code {code}"
         return code
+
+    def _running_here(self) -> bool:
+        """Whether the container's first process runs, as this machine's /proc says: in
+        microseconds, where the engine answers in milliseconds from a thread, on every open of
+        the notebook's kernel and every check of the server's restarter. Only a process in the
+        container's own cgroup counts; an engine elsewhere, another PID namespace, or a pid of
+        a process since gone is asked of the engine."""
+        pid = self.container.attrs.get("State", {}).get("Pid") if self.container else None
+        if not pid:
+            return False
+        try:
+            return self.container.id in Path(f"/proc/{pid}/cgroup").read_text()
+        except OSError:
+            return False
 
     async def wait(self) -> int | None:
         if self.container is not None:
