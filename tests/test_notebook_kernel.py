@@ -224,6 +224,32 @@ async def test_a_restart_by_the_person_mid_run_is_noticed_at_once(
     assert "restarted" in events[-1]["message"]
 
 
+async def test_a_kernel_switched_by_the_person_mid_run_ends_the_run_at_once(
+    api, replay, jp_fetch, jp_root_dir
+):
+    """The person switches the notebook's kernel while the agent's cell runs: the old kernel is
+    shut down for good, and the run said so only after waiting a minute for it to come back."""
+    path = new_notebook(jp_root_dir, "switched.ipynb")
+    session = await open_notebook(jp_fetch, path)
+    replay.script.turns = [
+        add_cell_turn("import time\ntime.sleep(60)"),
+        add_cell_turn("print('after the switch')"),
+        complete(),
+    ]
+    run = await api.start(path, "wait a minute")
+    socket = await api.events(run["id"])
+    await receive_until(socket, "cell_proposed", 30)
+    await asyncio.sleep(1)  # the cell runs
+    started = asyncio.get_running_loop().time()
+    switch = {"kernel": {"name": "python3"}}
+    await jp_fetch("api", "sessions", session["id"], method="PATCH", body=json.dumps(switch))
+    await receive_until(socket, "run_finished", 30)
+    assert asyncio.get_running_loop().time() - started < 10  # not after REVIVAL_S
+    finished = await api.finished(run["id"])
+    assert finished["outcome"]["reason"] == "kernel_error"
+    assert "shut down" in finished["outcome"]["summary"]
+
+
 async def test_the_notebooks_kernel_websocket_sends_replies_at_once(
     jp_fetch, jp_ws_fetch, jp_root_dir
 ):

@@ -281,6 +281,11 @@ class KernelSession:
         """Opens channels once the server brought the dead kernel back."""
         deadline = time.perf_counter() + REVIVAL_S
         while not await self.manager.is_alive():
+            if self._shut_down_for_good():
+                raise KernelUnresponsive(
+                    "the notebook's kernel was shut down (the notebook was closed, or its kernel "
+                    "changed); a new request runs in the notebook's kernel of now"
+                )
             if time.perf_counter() > deadline:
                 raise KernelUnresponsive(
                     f"the notebook's kernel died and did not come back within {REVIVAL_S:g} s"
@@ -293,6 +298,16 @@ class KernelSession:
             raise KernelUnresponsive(f"the notebook's kernel came back unusable: {error}") from None
         self._reopen = False
         self._incarnation = self._current_incarnation()
+
+    def _shut_down_for_good(self) -> bool:
+        """Shut down with no start to follow (the person changed the notebook's kernel, or
+        closed it), or dead past the restarter's tries: no use waiting for it. A restart's own
+        shutdown is over only once its start has begun, with a new `ready` not yet done."""
+        ready = getattr(self.manager, "ready", None)
+        if not isinstance(ready, asyncio.Future) or not ready.done():
+            return False
+        failed = not ready.cancelled() and ready.exception() is not None
+        return getattr(self.manager, "shutting_down", False) or failed
 
     def _current_incarnation(self) -> object:
         """What a restart replaces: the manager's future of the kernel being ready, made anew
