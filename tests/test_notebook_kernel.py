@@ -379,3 +379,44 @@ async def test_a_long_notebook_is_told_within_a_bound_its_latest_cells_whole(
     assert len(told) < 25_000
     assert "step_0 = 0" in told  # the earliest, by its first line
     assert "step_59 = 59\\nx = 1" in told  # the latest, whole
+
+
+async def test_a_notebook_closed_mid_run_lets_the_run_finish_in_its_kernel(
+    api, replay, jp_fetch, jp_root_dir
+):
+    """The person's tab, which applied the run's cells, closes while the agent's cell runs: the
+    run goes on in the notebook's kernel, and the server writes its cells into the file."""
+    path = new_notebook(jp_root_dir, "closed.ipynb")
+    kernel_id = (await open_notebook(jp_fetch, path))["kernel"]["id"]
+    replay.script.turns = [
+        add_cell_turn("import time\ntime.sleep(2)\nafter_close = 'kept'"),
+        add_cell_turn("print(after_close)"),
+        complete(),
+    ]
+    run = await api.start(path, "go on without me", writer="frontend")
+    tab = await api.events(run["id"], role="writer")
+    await receive_until(tab, "cell_proposed", 30)
+    tab.close()
+    finished = await api.finished(run["id"])
+    assert finished["outcome"]["success"] and finished["kernel_id"] == kernel_id
+    cells = [c for c in nbformat.read(jp_root_dir / path, 4).cells if c.cell_type == "code"]
+    assert [c.outputs[0]["text"] for c in cells if c.outputs] == ["kept\n"]
+    listed = json.loads((await jp_fetch("api", "kernels")).body)
+    assert [k["id"] for k in listed] == [kernel_id]
+
+
+async def test_two_tabs_on_one_notebook_share_its_kernel_and_its_thread(
+    api, replay, jp_fetch, jp_root_dir
+):
+    """A second tab opens the notebook after a run: JupyterLab's session request gives it the
+    same kernel, and the panel's thread there is the one the first tab's request began."""
+    path = new_notebook(jp_root_dir, "two-tabs.ipynb")
+    first = await open_notebook(jp_fetch, path)
+    replay.script.turns = [add_cell_turn("shared = 42"), complete("Set it.")]
+    run, _ = await finish(api, path, "set shared")
+    second = await open_notebook(jp_fetch, path)
+    assert second["id"] == first["id"]
+    assert second["kernel"]["id"] == first["kernel"]["id"] == run["kernel_id"]
+    threads = [await api.call("GET", "conversation", params={"path": path}) for _ in range(2)]
+    assert threads[0] == threads[1]
+    assert threads[0]["requests"] == ["set shared"]
