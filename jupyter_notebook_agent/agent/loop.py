@@ -123,9 +123,6 @@ class Agent:
         self.model, self.notebook = model, notebook
         self.kernel = kernel if isinstance(kernel, KernelSession) else None
         self._start_kernel = None if isinstance(kernel, KernelSession) else kernel
-        self.kernel_is_persons = bool(self.kernel and self.kernel.shared)
-        """The run executes in the person's kernel (known once it has one): never restarted
-        here, and a rejected cell's effects remain in it. Kept after the run lets it go."""
         self.notebook_path = notebook_path
         self.config = config or AgentConfig()
         self.events = events or EventLog()
@@ -146,8 +143,6 @@ class Agent:
         self._streaming: dict[str, _StreamingCall] = {}
         self._loop_task: asyncio.Future[RunOutcome] | None = None
         self._stop_summary = ""
-        self._rerun_cells = False
-        """The kernel is new but cells ran before (the run resumed): run them again first."""
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -488,7 +483,6 @@ class Agent:
                 "offered a restart. Go on with the kernel as it is (define again what you need).",
             }
         await kernel.restart()
-        self.review.rebuild_kernel = self._rerun_cells = False
         return {"status": "ok", "note": "the kernel restarted: all variables and imports are gone"}
 
     async def _tool_complete_task(self, success: bool, summary: str) -> dict[str, Any]:
@@ -539,24 +533,19 @@ class Agent:
         self.review.decide(cell_id, Decision("accept"))
 
     def reject(self, cell_id: str, keep_state: bool = False) -> None:
-        """Removes the cell; unless `keep_state`, a cell that ran has its effects undone by
-        rebuilding the run's own kernel from the remaining cells before the next execution. In
-        the person's kernel its effects remain, and the person is offered a restart."""
+        """Removes the cell. What a cell that ran did remains in the kernel, which is the
+        person's: unless `keep_state`, they are offered a restart that undoes it."""
         record = self.review.record(cell_id)
         self.notebook.remove(cell_id)
         record.state = "rejected"
-        remain = record.executed and self.kernel_is_persons
-        rebuild = record.executed and not keep_state and not self.kernel_is_persons
-        self.review.rebuild_kernel |= rebuild
+        remain = record.executed
         self.events.emit(
             "cell_rejected", cell_id=cell_id, keep_state=keep_state, effects_remain=remain
         )
         if remain and not keep_state:
             self.events.emit("kernel_restart_proposed", reason=f"cell {cell_id} was rejected")
         if not self.review.decide(cell_id, Decision("reject")):
-            consequence = " The kernel will be rebuilt without it." if rebuild else ""
-            if remain:
-                consequence = " What it did remains in the kernel."
+            consequence = " What it did remains in the kernel." if remain else ""
             self.review.notes.append(
                 f"The person rejected cell {cell_id}: it is gone from the notebook.{consequence}"
             )
@@ -626,7 +615,7 @@ class Agent:
         return self.notebook.has(cell_id)
 
     async def _run_cell(self, cell: NotebookNode) -> dict[str, Any]:
-        execution = await self._execute(cell.source, skip=cell.id)
+        execution = await self._execute(cell.source)
         record = self.review.cells[cell.id]
         record.executed = True
         cell.outputs, cell.execution_count = execution.outputs, execution.execution_count
@@ -640,10 +629,8 @@ class Agent:
             )
         return self._report(execution)
 
-    async def _execute(self, code: str, skip: str | None = None) -> Execution:
+    async def _execute(self, code: str) -> Execution:
         kernel = await self._session()
-        if self.review.rebuild_kernel or self._rerun_cells:
-            await self._rebuild(kernel, skip, restart=self.review.rebuild_kernel)
         try:
             return await kernel.execute(
                 code,
@@ -663,32 +650,7 @@ class Agent:
                 raise RunEnded(
                     RunOutcome(False, "kernel_error", f"no kernel to run code in: {error}")
                 ) from error
-            # A new kernel of the run's own lacks what the cells that ran did; the notebook's
-            # kernel still has it.
-            self.kernel_is_persons = self.kernel.shared
-            self._rerun_cells = not self.kernel.shared and any(
-                r.executed for r in self.review.cells.values()
-            )
         return self.kernel
-
-    async def _rebuild(self, kernel: KernelSession, skip: str | None, restart: bool) -> None:
-        """Kernel state from the run's remaining cells that ran, in notebook order."""
-        self.review.rebuild_kernel = self._rerun_cells = False
-        if restart:
-            await kernel.restart()
-        rerun = [
-            cell
-            for cell in self.notebook.nb.cells
-            if cell.cell_type == "code"
-            and cell.id != skip
-            and cell.id in self.review.cells
-            and self.review.cells[cell.id].executed
-        ]
-        for cell in rerun:
-            await kernel.execute(
-                cell.source, self.config.execution_timeout_s, self.config.output_limits
-            )
-        self.events.emit("kernel_rebuilt", cell_ids=[cell.id for cell in rerun])
 
     async def close(self) -> None:
         """Shuts down the kernel the run started; a later `resume` starts another."""

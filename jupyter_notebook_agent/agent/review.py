@@ -43,8 +43,6 @@ class Review:
         self.cells: dict[str, CellRecord] = {}
         self.notes: list[str] = []
         """Said to the model before its next turn."""
-        self.rebuild_kernel = False
-        """A rejected cell ran: rerun the remaining cells on a fresh kernel before the next run."""
         self._waiting: dict[str, asyncio.Future[Decision]] = {}
 
     def record(self, cell_id: str) -> CellRecord:

@@ -99,7 +99,6 @@ export type RunEvent = IEventBase &
         source: string;
         version: number;
       }
-    | { type: 'kernel_rebuilt'; cell_ids: string[] }
     /** The notebook's kernel is busy with the person's cell: the agent's code waits. */
     | { type: 'kernel_waiting'; reason: 'busy' }
     /** Only the person may restart their kernel: the agent suggests it, and why. */
