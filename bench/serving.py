@@ -75,6 +75,7 @@ def start_jupyter(
         f"--NotebookAgent.model=openai:{model}",
         f"--NotebookAgent.base_url={model_url}",
         f"--NotebookAgent.api_key={API_KEY}",
+        f"--NotebookAgent.store_path={work / 'runs.sqlite'}",
         *([] if sandboxed else local),
         *extra,
     ]

@@ -373,6 +373,7 @@ def start_server(
             "--NotebookAgent.kernel_name=python3",
             "--NotebookAgent.allow_unsandboxed=True",
             "--NotebookAgent.warm_pool_size=0",
+            f"--NotebookAgent.store_path={root.parent / 'runs.sqlite'}",
         ],
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb") if log else subprocess.PIPE,
@@ -430,24 +431,32 @@ def test_a_server_restart_mid_run_leaves_a_valid_notebook(tmp_path, replay):
     try:
         model = rest(port, "GET", f"api/contents/{path}")
         nbformat.validate(nbformat.from_dict(model["content"]))
-        assert rest(port, "GET", "notebook-agent/runs")["runs"] == []
+        (kept,) = rest(port, "GET", "notebook-agent/runs")["runs"]  # from the run store
+        assert (kept["id"], kept["state"]) == (run["id"], "finished")
+        assert kept["outcome"]["reason"] == "stopped"
     finally:
         server.terminate()
         server.wait(30)
 
 
-async def test_the_server_forgets_the_oldest_finished_runs_past_its_limit(
+async def test_older_finished_runs_are_read_from_the_store_which_keeps_its_own_number(
     api, replay, jp_root_dir, extension
 ):
+    """The server holds its newest finished runs in memory; older ones come from the run store,
+    which keeps a number of its own per notebook and drops the oldest past it."""
     extension.registry.finished_runs_kept = 2
+    extension.registry.store.runs_kept_per_notebook = 3
     replay.script.turns = [complete()]
     path = make_notebook(jp_root_dir)
     ids = []
     for _ in range(4):
         ids.append((await api.start(path))["id"])
         await api.finished(ids[-1])
+    assert list(extension.registry.runs) == ids[-2:]
     listed = await api.call("GET", "runs", params={"path": path})
-    assert [run["id"] for run in listed["runs"]] == ids[-2:]
+    assert [run["id"] for run in listed["runs"]] == ids[-3:]
+    stored = await api.call("GET", f"runs/{ids[1]}")
+    assert stored["state"] == "finished" and stored["outcome"] is not None
     await api.call("GET", f"runs/{ids[0]}", expect=404)
 
 

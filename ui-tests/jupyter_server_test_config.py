@@ -5,6 +5,7 @@ opens the server to the world and provide access to JupyterLab
 JavaScript objects through the global window variable.
 """
 
+import tempfile
 from pathlib import Path
 
 from jupyterlab.galata import configure_jupyter_server
@@ -29,6 +30,8 @@ c.NotebookAgent.api_key = "sk-ui-tests"
 c.NotebookAgent.kernel_name = "python3"
 c.NotebookAgent.allow_unsandboxed = True
 c.NotebookAgent.warm_pool_size = 0
+# The runs and threads of these tests alone, in a folder of their own.
+c.NotebookAgent.store_path = str(Path(tempfile.mkdtemp(prefix="galata-agent-")) / "runs.sqlite")
 
 # Uncomment to set server log level to debug level
 # c.ServerApp.log_level = "DEBUG"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: Characters per token, for estimating a thread's size before a model has reported any.
@@ -132,6 +132,15 @@ class Conversation:
                     outcome = _shortened(str(said), SUMMARY_OUTCOME_CHARS) or "it ended"
         wrote = f"; cells {', '.join(cells)}" if cells else ""
         return f"- {prompt!r}: {outcome}{wrote}"
+
+    def to_record(self) -> dict[str, Any]:
+        """All of it, as the run store keeps it."""
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Conversation:
+        requests = [Request(**request) for request in record["requests"]]
+        return cls(**(record | {"requests": requests}))
 
     def to_json(self) -> dict[str, Any]:
         return {

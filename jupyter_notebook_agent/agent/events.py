@@ -8,7 +8,7 @@ cell_outputs, cell_accepted, cell_rejected, cell_regenerating, error, run_finish
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -21,6 +21,8 @@ class EventLog:
     def __init__(self) -> None:
         self.events: list[Event] = []
         self._listeners: list[Listener] = []
+        self.persist: Callable[[], Awaitable[None]] | None = None
+        """Where the log is stored: returns once every event so far is durable."""
 
     def emit(self, kind: str, **fields: Any) -> Event:
         event = {"seq": len(self.events), "type": kind, **fields}
@@ -31,6 +33,11 @@ class EventLog:
             except Exception:
                 log.exception("an event listener failed on %s; the run goes on", kind)
         return event
+
+    async def persisted(self) -> None:
+        """Returns once every event so far is durable, where the log is stored."""
+        if self.persist is not None:
+            await self.persist()
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Calls `listener` with each new event; returns the call that stops it."""

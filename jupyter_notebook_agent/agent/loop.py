@@ -294,6 +294,7 @@ class Agent:
 
     async def _call(self, call: ToolCall) -> dict[str, Any]:
         self.events.emit("tool_call", call_id=call.id, name=call.name, arguments=call.arguments)
+        await self.events.persisted()  # what led here survives a server killed by the call
         loop = asyncio.get_running_loop()
         started = loop.time()
         streamed = self._streaming.pop(call.id, None)

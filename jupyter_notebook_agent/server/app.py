@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
 from traitlets import Bool, Enum, Float, Integer, Unicode, default
@@ -30,6 +31,7 @@ from .handlers import ROUTES
 from .kernel_websocket import prompt_kernel_websockets
 from .memory import keep_large_buffers_apart
 from .runs import RunLimits, RunRegistry
+from .store import RunStore
 
 
 class LlamaCpp(Configurable):
@@ -120,8 +122,19 @@ class NotebookAgent(ExtensionApp):
     finished_runs_kept = Integer(
         200,
         config=True,
-        help="Finished runs the server remembers (with their events); older ones are forgotten. "
-        "What they wrote stays in the notebooks.",
+        help="Finished runs the server holds in memory (with their events); older ones are "
+        "read from the run store. What they wrote stays in the notebooks.",
+    )
+    store_path = Unicode(
+        config=True,
+        help="The run store: an SQLite file that keeps runs, their events and each notebook's "
+        "conversation across restarts; empty: Jupyter's data folder, notebook_agent/runs.sqlite. "
+        "'memory' keeps them in memory only.",
+    )
+    stored_runs_per_notebook = Integer(
+        200,
+        config=True,
+        help="Finished runs the store keeps for each notebook; older ones (and their events) go.",
     )
     save_interval = Float(
         0.5,
@@ -189,6 +202,10 @@ class NotebookAgent(ExtensionApp):
     download: Download | None = None
     _models: dict[str, asyncio.Future[Model]]
 
+    @default("store_path")
+    def _store_in_data_folder(self) -> str:
+        return str(Path(jupyter_data_dir()) / "notebook_agent" / "runs.sqlite")
+
     @default("api_key")
     def _api_key_from_environment(self) -> str:
         return os.environ.get("OPENAI_API_KEY", "")
@@ -204,6 +221,11 @@ class NotebookAgent(ExtensionApp):
         prompt_kernel_websockets(self.settings)  # what the server's web app takes next
         keep_large_buffers_apart()
         self.llama_cpp = LlamaCpp(parent=self)
+        store = RunStore(
+            None if self.store_path == "memory" else Path(self.store_path),
+            runs_kept_per_notebook=self.stored_runs_per_notebook,
+        )
+        store.open()
         self.registry = RunRegistry(
             self.serverapp.contents_manager,
             self.serverapp.kernel_manager,
@@ -215,6 +237,7 @@ class NotebookAgent(ExtensionApp):
             write_delay_s=self.save_interval,
             finished_runs_kept=self.finished_runs_kept,
             limits=RunLimits(self.max_active_runs, self.max_active_runs_per_user),
+            store=store,
         )
 
     @property
@@ -347,7 +370,9 @@ class NotebookAgent(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp: ServerApp) -> None:
         """Where sandbox kernels can run here: the sandbox becomes the notebooks' default
-        kernel, and the warm pool starts (it never builds the image)."""
+        kernel, and the warm pool starts (it never builds the image). Notebooks whose runs a
+        killed server left active say they were interrupted."""
+        await self.registry.mark_interrupted_in_notebooks()
         if self.gateway_url:
             self.log.info("No warm pool: kernels run on the gateway %s", self.gateway_url)
             return

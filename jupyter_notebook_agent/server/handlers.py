@@ -34,9 +34,6 @@ class RegistryMixin(ExtensionHandlerMixin):
     def registry(self) -> RunRegistry:
         return self.extensionapp.registry
 
-    def run_from(self, run_id: str) -> Run:
-        return self.registry.get(run_id)
-
 
 #: The Authorizer's resource for the agent's own state: runs, events, the model's status.
 AUTH_RESOURCE = "notebook-agent"
@@ -158,6 +155,10 @@ class StatusHandler(AgentHandler):
                     "max_steps": app.max_steps,
                     "kernel": kernel,
                     "allow_unsandboxed": app.allow_unsandboxed,
+                    "store": {
+                        "path": self.registry.store.path and str(self.registry.store.path),
+                        "state": self.registry.store.state,
+                    },
                 }
             )
         )
@@ -190,12 +191,10 @@ class RunsHandler(AgentHandler):
     async def get(self) -> None:
         """A notebook's runs (`?path=`), or every run, oldest first."""
         path = self.get_query_argument("path", None)
-        runs = (
-            self.registry.for_path(self.registry.api_path(path))
-            if path is not None
-            else self.registry.runs.values()
+        runs = await self.registry.describe_all(
+            None if path is None else self.registry.api_path(path)
         )
-        self.finish(json.dumps({"runs": [run.to_json() for run in runs]}))
+        self.finish(json.dumps({"runs": runs}))
 
     @tornado.web.authenticated
     @authorized
@@ -219,6 +218,7 @@ class RunsHandler(AgentHandler):
         writer = _field(body, "writer", str, "server", ("server", "frontend"))
         self.registry.check_free(path)
         self.registry.check_capacity(self.current_user.username)
+        await self.registry.load_conversation(path)
         notebook = await self.registry.read_notebook(path)  # said before the kernel, the model
         kernel_name = await self.notebook_kernel(path)
         try:
@@ -260,7 +260,10 @@ class ConversationHandler(AgentHandler):
     async def get(self) -> None:
         """The thread; an empty one, kept nowhere, for a notebook that has none yet."""
         path = self.notebook_path()
-        thread = self.registry.conversations.get(path) or Conversation()
+        thread = self.registry.conversations.get(path)
+        if thread is None:
+            stored = await self.registry.store.conversation(self.registry.notebook_file(path))
+            thread = Conversation.from_record(stored) if stored else Conversation()
         self.finish(json.dumps(thread.to_json() | {"path": path}))
 
     @tornado.web.authenticated
@@ -275,7 +278,7 @@ class RunHandler(AgentHandler):
     @tornado.web.authenticated
     @authorized
     async def get(self, run_id: str) -> None:
-        self.finish(json.dumps(self.run_from(run_id).to_json()))
+        self.finish(json.dumps(await self.registry.describe(run_id)))
 
 
 class StopHandler(AgentHandler):
@@ -283,7 +286,7 @@ class StopHandler(AgentHandler):
     @authorized
     async def post(self, run_id: str) -> None:
         """Answers once the run has stopped: generation cancelled, execution interrupted."""
-        run = self.run_from(run_id)
+        run = await self.registry.live(run_id)
         await run.stop()
         self.finish(json.dumps(run.to_json()))
 
@@ -293,7 +296,7 @@ class CellHandler(AgentHandler):
     @authorized
     @runs_code
     async def post(self, run_id: str, cell_id: str, action: str) -> None:
-        run = self.run_from(run_id)
+        run = await self.registry.live(run_id)
         body = self.body()
         if action == "accept":
             run.accept(cell_id)
@@ -313,7 +316,9 @@ class EventsHandler(
     """The run's events from `?from=N` on, then live. `?role=writer` says that this client
     applies the cells to the open notebook, so the server stops writing the file meanwhile."""
 
-    run: Run
+    run: Run | None
+    """The live run; None for one only the store keeps, whose `stored` events are all."""
+    stored: list[Event]
     role: str
     _unsubscribe: Any = None
 
@@ -325,7 +330,6 @@ class EventsHandler(
         if not self.authorizer.is_authorized(self, self.current_user, "read", AUTH_RESOURCE):
             raise tornado.web.HTTPError(403, "not authorized to read the agent's runs")
         try:
-            self.run = self.run_from(run_id)
             first = self.get_query_argument("from", "0")
             if not re.fullmatch(r"[0-9]{1,18}", first):  # not "²", nor 5,000 digits
                 raise RunError(400, "the query argument 'from' must be a whole number")
@@ -333,12 +337,20 @@ class EventsHandler(
             self.role = self.get_query_argument("role", "viewer")
             if self.role not in ("viewer", "writer"):
                 raise RunError(400, "the query argument 'role' must be 'viewer' or 'writer'")
+            self.run = self.registry.runs.get(run_id)
+            if self.run is None:
+                await self.registry.describe(run_id)  # 404 for none
+                self.stored = await self.registry.store.events(run_id, self.first)
         except RunError as error:
             raise tornado.web.HTTPError(error.status, str(error)) from None
         await super().get(run_id)
 
     def open(self, run_id: str) -> None:  # type: ignore[override]
         super().open()
+        if self.run is None:  # it ended with an earlier server: all it has is what was kept
+            for event in self.stored:
+                self._send(event)
+            return
         # Backlog, then live, with no await between: nothing is missed, nothing comes twice.
         for event in self.run.events.events[self.first :]:
             self._send(event)
@@ -358,7 +370,8 @@ class EventsHandler(
     def on_close(self) -> None:
         # A writer that closes saying it handed over (the run finished, and the notebook it
         # applied every event to stays open) leaves the file to that notebook's own saves.
-        self._stop_listening(handed_over=self.close_code == HANDED_OVER and not self.run.active)
+        if self.run is not None:
+            self._stop_listening(handed_over=self.close_code == HANDED_OVER and not self.run.active)
 
     def _stop_listening(self, handed_over: bool = False) -> None:
         if self._unsubscribe is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import uuid
 from collections import OrderedDict
@@ -28,11 +29,12 @@ from ..agent import Agent, AgentConfig, EventLog, KernelSession, RunOutcome
 from ..agent.conversation import Conversation
 from ..agent.review import ReviewError
 from ..llm import Model
-from ..notebook import NotebookDocument
+from ..notebook import METADATA_KEY, NotebookDocument
 from ..sandbox import is_sandboxed
 from ..sandbox.gateway import connected_session, explain, explained
 from .contents import OutsideRoot, SerialSaves, real_api_path
 from .memory import release_freed_memory
+from .store import RunStore
 from .writer import NotebookWriter
 
 RunState = Literal["running", "finished"]
@@ -81,10 +83,17 @@ class Run:
         request: RunRequest,
         agent: Agent,
         writer: NotebookWriter,
+        store: RunStore,
+        notebook: str,
     ) -> None:
         self.id = agent.run_id
         self.request, self.agent, self.writer = request, agent, writer
+        self.store = store
+        self.notebook = notebook
+        """The notebook's file, by which the store knows it."""
         self.events: EventLog = agent.events
+        self.events.persist = self._persist
+        self.events.subscribe(lambda event: store.append_event(self.id, event))
         self.created = time.time()
         self.state: RunState = "running"
         self.outcome: RunOutcome | None = None
@@ -98,6 +107,7 @@ class Run:
 
     def start(self, work: Callable[[], Awaitable[RunOutcome]]) -> None:
         self.state = "running"
+        self.store.save_run(self.notebook, self.to_json(), self.state)
         self.task = asyncio.ensure_future(self._main(work))
 
     async def _main(self, work: Callable[[], Awaitable[RunOutcome]]) -> None:
@@ -117,7 +127,17 @@ class Run:
                 self.writer.log.error("Run %s could not put its work away: %s", self.id, error)
             finally:
                 self.state = "finished"
+                self.store.save_run(self.notebook, self.to_json(), self.state)
+                self._save_conversation()
                 release_freed_memory()
+
+    async def _persist(self) -> None:
+        """Before each tool call: the events so far and the thread that led to the call."""
+        self._save_conversation()
+        await self.store.flush()
+
+    def _save_conversation(self) -> None:
+        self.store.save_conversation(self.notebook, self.agent.conversation.to_record())
 
     async def stop(self, summary: str = "stopped by the person") -> None:
         """Cancels the model's answer or interrupts the execution; returns once it stopped and
@@ -201,6 +221,7 @@ class RunRegistry:
         write_delay_s: float = 0.5,
         finished_runs_kept: int = 200,
         limits: RunLimits = RunLimits(),
+        store: RunStore | None = None,
     ) -> None:
         self.contents, self.kernels, self.sessions = contents, kernels, sessions
         self.kernel_specs = kernel_specs
@@ -213,6 +234,7 @@ class RunRegistry:
         self.write_delay_s = write_delay_s
         self.finished_runs_kept = finished_runs_kept
         self.limits = limits
+        self.store = store or RunStore(None)
         self.saves = SerialSaves(contents)
         self.runs: dict[str, Run] = {}
         self.conversations: OrderedDict[str, Conversation] = OrderedDict()
@@ -226,6 +248,42 @@ class RunRegistry:
         except KeyError:
             raise RunError(404, f"no run has id {run_id!r}") from None
 
+    async def live(self, run_id: str) -> Run:
+        """A run of this server, which can be acted on; 409 for one only the store keeps
+        (an earlier server's, or forgotten here), 404 for none."""
+        if run_id in self.runs:
+            return self.runs[run_id]
+        stored = await self.store.run(run_id)
+        if stored is None:
+            raise RunError(404, f"no run has id {run_id!r}")
+        raise RunError(
+            409,
+            f"run {run_id} is {stored['state']}: it ended with an earlier server, and only its "
+            "record is kept; its cells stay in the notebook as they are",
+        )
+
+    async def describe(self, run_id: str) -> dict[str, Any]:
+        """The run as `GET runs/{id}` answers it, live or stored; 404 for none."""
+        if run_id in self.runs:
+            return self.runs[run_id].to_json()
+        stored = await self.store.run(run_id)
+        if stored is None:
+            raise RunError(404, f"no run has id {run_id!r}")
+        return stored
+
+    def notebook_file(self, path: str) -> str:
+        """The notebook's file, by which the store knows it whatever root a server has."""
+        return os.path.join(getattr(self.contents, "root_dir", ""), path)
+
+    async def describe_all(self, path: str | None) -> list[dict[str, Any]]:
+        """A notebook's runs (or all of this root's), live and stored, oldest first."""
+        live = self.for_path(path) if path is not None else list(self.runs.values())
+        described = {run.id: run.to_json() for run in live}
+        notebook = None if path is None else self.notebook_file(path)
+        kept = await self.store.runs(notebook, under=self.notebook_file(""))
+        stored = [run for run in kept if run["id"] not in described]
+        return sorted([*stored, *described.values()], key=lambda run: run["created"])
+
     def api_path(self, spelled: str) -> str:
         """The one spelling of a notebook's API path (see `real_api_path`), so that each
         notebook has one lock; RunError 400 for one outside the root."""
@@ -236,6 +294,15 @@ class RunRegistry:
 
     def for_path(self, path: str) -> list[Run]:
         return [run for run in self.runs.values() if run.request.path == path]
+
+    async def load_conversation(self, path: str) -> Conversation:
+        """The notebook's thread, from the store where this server has not held it yet."""
+        stored = path not in self.conversations and (
+            await self.store.conversation(self.notebook_file(path))
+        )
+        if stored:
+            self.conversations[path] = Conversation.from_record(stored)
+        return self.conversation(path)
 
     def conversation(self, path: str) -> Conversation:
         """The notebook's thread, which its next run continues."""
@@ -249,7 +316,9 @@ class RunRegistry:
         """Starts the notebook's thread afresh; 409 while a run works on it."""
         self.check_free(path)
         self.conversations.pop(path, None)
-        return self.conversation(path)
+        thread = self.conversation(path)
+        self.store.save_conversation(self.notebook_file(path), thread.to_record())
+        return thread
 
     async def notebook_session(self, path: str) -> dict[str, Any] | None:
         """The notebook's Jupyter session, with its kernel, as the sessions API lists it (it
@@ -312,7 +381,7 @@ class RunRegistry:
             run_id=run_id,
             conversation=self.conversation(request.path),
         )
-        run = Run(request, agent, writer)
+        run = Run(request, agent, writer, self.store, self.notebook_file(request.path))
         record.update(run._record())
         events.subscribe(writer)
         self._forget_old_runs()
@@ -438,9 +507,31 @@ class RunRegistry:
         if not creating.cancelled() and (error := creating.exception()):
             self.log.warning("A notebook's kernel could not be started: %s", error)
 
+    async def mark_interrupted_in_notebooks(self) -> None:
+        """The notebooks of this root whose runs an earlier server left active (killed) say
+        so in their record of the run, which said "running"."""
+        root = self.notebook_file("")
+        for run_id, notebook in self.store.interrupted:
+            if not notebook.startswith(root):
+                continue
+            path = notebook[len(root) :]
+            try:
+                async with self.saves.turn(path):
+                    model = await ensure_async(self.contents.get(path, type="notebook"))
+                    records = model["content"].metadata.get(METADATA_KEY, {}).get("runs", [])
+                    record = next((r for r in records if r.get("run_id") == run_id), None)
+                    if record is None or record.get("state") != "running":
+                        continue
+                    record.update(state="interrupted", success=False, reason="interrupted")
+                    content = {"type": "notebook", "format": "json", "content": model["content"]}
+                    await self.saves.save(content, path)
+            except Exception as error:  # gone, moved, unreadable: its record stays as it was
+                self.log.info("Run %s's notebook %s was left as it is: %s", run_id, path, error)
+
     async def close(self) -> None:
         """At server shutdown: every run stops, and what it wrote is saved."""
         await asyncio.gather(
             *(run.stop("the server shut down") for run in self.runs.values() if run.active),
             return_exceptions=True,
         )
+        await asyncio.to_thread(self.store.close)

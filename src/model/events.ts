@@ -121,7 +121,9 @@ export interface IRunInfo {
   prompt: string;
   model: string;
   execution: 'auto' | 'ask';
-  state: 'running' | 'finished';
+  /** `interrupted`: it was working when its server was killed; a later server keeps its
+   * record and events. */
+  state: 'running' | 'finished' | 'interrupted';
   step: number;
   max_steps: number;
   created: number;

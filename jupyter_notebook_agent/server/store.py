@@ -1,0 +1,290 @@
+"""The run store: runs, their events and each notebook's conversation in one SQLite file, so
+that they outlive the server (a restart, a kill, a culled server).
+
+One thread owns the connection and does every read and write, a batch of writes in one
+transaction: the event loop never waits on the disk, and a run waits only where it must (its
+events are durable before its next tool call). WAL mode and a busy timeout let two servers share
+a file (a hub with shared home folders). A file that cannot be used (corrupt, from a newer
+version, locked, on a full disk) leaves the server working with runs in memory; `state` says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import queue
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..sandbox.lending import alive
+
+#: The layout this code writes; a file of a later one belongs to a newer server.
+VERSION = 1
+#: How long a write waits for another server's transaction before the store gives up.
+BUSY_TIMEOUT_MS = 10_000
+#: Names this process as the owner of its active runs, so that a later one can tell orphans.
+OWNER = f"{socket.gethostname()}:{os.getpid()}"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, notebook TEXT NOT NULL, created REAL NOT NULL, state TEXT NOT NULL,
+    owner TEXT NOT NULL, run TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS runs_by_notebook ON runs (notebook, created);
+CREATE TABLE IF NOT EXISTS events (
+    run_id TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL, PRIMARY KEY (run_id, seq));
+CREATE TABLE IF NOT EXISTS conversations (
+    notebook TEXT PRIMARY KEY, conversation TEXT NOT NULL);
+"""
+
+T = TypeVar("T")
+Work = Callable[[sqlite3.Connection], Any]
+log = logging.getLogger(__name__)
+
+
+class StoreUnusable(Exception):
+    """The file cannot serve as the store; the message says why and what was done with it."""
+
+
+class RunStore:
+    """The store at `path`, or none (`path` None: runs live in memory alone). A notebook is
+    known by its file's absolute path (`notebook`): servers of other roots share the file."""
+
+    def __init__(self, path: Path | None, *, runs_kept_per_notebook: int = 200) -> None:
+        self.path = path
+        self.runs_kept_per_notebook = runs_kept_per_notebook
+        self.state = "off: runs are kept in memory only" if path is None else "opening"
+        self._queue: queue.SimpleQueue[tuple[Work, Future[Any]] | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self.interrupted: list[tuple[str, str]] = []
+        """(run id, notebook file) of the runs an earlier server left active, marked
+        interrupted when this one opened."""
+
+    @property
+    def usable(self) -> bool:
+        return self._thread is not None
+
+    def open(self) -> None:
+        """Opens (or makes) the file and marks the runs of servers that are gone interrupted.
+        Never raises: a file that cannot be used leaves the store off, and says so once."""
+        if self.path is None:
+            return
+        try:
+            connection = _connect(self.path)
+        except StoreUnusable as error:
+            self.state = f"not used: {error}; runs are kept in memory only"
+            log.warning("The run store %s is %s", self.path, self.state)
+            return
+        self._thread = threading.Thread(
+            target=self._serve, args=(connection,), name="run-store", daemon=True
+        )
+        self._thread.start()
+        self.interrupted = self._call(_interrupt_orphans).result()
+        self.state = f"ok: {self.path}"
+
+    def close(self) -> None:
+        """Writes what is queued, then closes the file."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    # Writes: queued, in order, each batch one transaction.
+
+    def save_run(self, notebook: str, run: dict[str, Any], state: str) -> None:
+        """The run's JSON as `GET runs/{id}` answers it, with its state."""
+        kept = self.runs_kept_per_notebook
+        self._submit(lambda db: _save_run(db, notebook, run, state, kept))
+
+    def append_event(self, run_id: str, event: dict[str, Any]) -> None:
+        text = json.dumps(event)
+        self._submit(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO events VALUES (?, ?, ?)", (run_id, event["seq"], text)
+            )
+        )
+
+    def save_conversation(self, notebook: str, conversation: dict[str, Any]) -> None:
+        text = json.dumps(conversation)
+        self._submit(
+            lambda db: db.execute(
+                "INSERT OR REPLACE INTO conversations VALUES (?, ?)", (notebook, text)
+            )
+        )
+
+    async def flush(self) -> None:
+        """Returns once every write queued before is on disk."""
+        if self.usable:
+            await asyncio.wrap_future(self._call(lambda db: None))
+
+    # Reads: answered by the store's thread, after the writes queued before them.
+
+    async def runs(self, notebook: str | None, under: str = "") -> list[dict[str, Any]]:
+        """The stored runs of a notebook, or of every notebook in the folder `under`, oldest
+        first."""
+        query = "SELECT run, state FROM runs WHERE notebook = ? ORDER BY created"
+        args: tuple[Any, ...] = (notebook,)
+        if notebook is None:
+            query = "SELECT run, state FROM runs WHERE substr(notebook, 1, ?) = ? ORDER BY created"
+            args = (len(under), under)
+        rows = await self._read(lambda db: db.execute(query, args).fetchall(), [])
+        return [json.loads(run) | {"state": state} for run, state in rows]
+
+    async def run(self, run_id: str) -> dict[str, Any] | None:
+        sql = "SELECT run, state FROM runs WHERE id = ?"
+        row = await self._read(lambda db: db.execute(sql, (run_id,)).fetchone(), None)
+        return None if row is None else json.loads(row[0]) | {"state": row[1]}
+
+    async def events(self, run_id: str, first: int) -> list[dict[str, Any]]:
+        sql = "SELECT event FROM events WHERE run_id = ? AND seq >= ? ORDER BY seq"
+        rows = await self._read(lambda db: db.execute(sql, (run_id, first)).fetchall(), [])
+        return [json.loads(event) for (event,) in rows]
+
+    async def conversation(self, notebook: str) -> dict[str, Any] | None:
+        sql = "SELECT conversation FROM conversations WHERE notebook = ?"
+        row = await self._read(lambda db: db.execute(sql, (notebook,)).fetchone(), None)
+        return None if row is None else json.loads(row[0])
+
+    async def _read(self, work: Callable[[sqlite3.Connection], T], default: T) -> T:
+        if not self.usable:
+            return default
+        return await asyncio.wrap_future(self._call(work))
+
+    def _submit(self, work: Work) -> None:
+        if self.usable:
+            self._call(work)
+
+    def _call(self, work: Work) -> Future[Any]:
+        done: Future[Any] = Future()
+        self._queue.put((work, done))
+        return done
+
+    def _serve(self, db: sqlite3.Connection) -> None:
+        """The store's thread: takes what is queued, does it in one transaction, answers."""
+        closing = False
+        while not closing:
+            batch = [self._queue.get()]
+            while not self._queue.empty():
+                batch.append(self._queue.get())
+            closing = None in batch
+            work = [item for item in batch if item is not None]
+            results = self._transact(db, work)
+            for (_, done), result in zip(work, results, strict=True):
+                if isinstance(result, BaseException):
+                    done.set_exception(result)
+                else:
+                    done.set_result(result)
+        db.close()
+
+    def _transact(self, db: sqlite3.Connection, work: list[tuple[Work, Future[Any]]]) -> list:
+        """Each item's result, or its error; a batch that cannot be committed (a full disk, a
+        lock held too long) fails each of its items, and is said in the log."""
+        results: list[Any] = []
+        try:
+            with db:
+                for task, _ in work:
+                    try:
+                        results.append(task(db))
+                    except sqlite3.IntegrityError as error:
+                        results.append(error)
+        except sqlite3.Error as error:
+            log.error("The run store could not write %d changes: %s", len(work), error)
+            self.state = f"failing: {error}"
+            return [error] * len(work)
+        return results
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    """The store's connection, its tables made; StoreUnusable for a file of a newer version
+    (left as it is) or not a database (moved aside, and a fresh one made)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return _prepared(path)
+    except sqlite3.DatabaseError as error:
+        if "newer" in str(error):
+            raise StoreUnusable(str(error)) from None
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            path.rename(aside)
+            for suffix in ("-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            connection = _prepared(path)
+        except (OSError, sqlite3.Error) as second:
+            raise StoreUnusable(f"unreadable ({error}), and no new one: {second}") from None
+        log.warning("The run store %s was unreadable (%s); it was moved to %s", path, error, aside)
+        return connection
+    except OSError as error:
+        raise StoreUnusable(str(error)) from None
+
+
+def _prepared(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    try:
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > VERSION:
+            raise sqlite3.DatabaseError(f"written by a newer server (layout {version})")
+        with db:
+            db.executescript(SCHEMA)
+            db.execute(f"PRAGMA user_version = {VERSION}")
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _interrupt_orphans(db: sqlite3.Connection) -> list[tuple[str, str]]:
+    """Marks interrupted the active runs of servers of this machine that are gone, and ends
+    their event logs with a run_finished that says so: every client replaying them sees them
+    end. A server on another machine is left alone: nothing here can tell it is gone."""
+    orphans = []
+    for run_id, notebook, owner, run in db.execute(
+        "SELECT id, notebook, owner, run FROM runs WHERE state = 'running'"
+    ).fetchall():
+        host, _, pid = owner.rpartition(":")
+        if host != socket.gethostname() or (pid.isdigit() and alive(int(pid))):
+            continue
+        (last,) = db.execute("SELECT MAX(seq) FROM events WHERE run_id = ?", (run_id,)).fetchone()
+        summary = "The server stopped while this run was working; its cells are kept."
+        finished = {
+            "seq": 0 if last is None else last + 1,
+            "type": "run_finished",
+            "success": False,
+            "reason": "interrupted",
+            "summary": summary,
+        }
+        outcome = {"success": False, "reason": "interrupted", "summary": summary}
+        record = json.loads(run) | {"state": "interrupted", "outcome": outcome}
+        event = (run_id, finished["seq"], json.dumps(finished))
+        db.execute("INSERT INTO events VALUES (?, ?, ?)", event)
+        db.execute(
+            "UPDATE runs SET state = 'interrupted', run = ? WHERE id = ?",
+            (json.dumps(record), run_id),
+        )
+        orphans.append((run_id, notebook))
+    return orphans
+
+
+def _save_run(
+    db: sqlite3.Connection, notebook: str, run: dict[str, Any], state: str, kept: int
+) -> None:
+    db.execute(
+        "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?)",
+        (run["id"], notebook, run["created"], state, OWNER, json.dumps(run)),
+    )
+    stale = db.execute(
+        "SELECT id FROM runs WHERE notebook = ? AND state != 'running' ORDER BY created DESC "
+        "LIMIT -1 OFFSET ?",
+        (notebook, kept),
+    ).fetchall()
+    for (run_id,) in stale:
+        db.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
+        db.execute("DELETE FROM runs WHERE id = ?", (run_id,))

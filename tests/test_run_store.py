@@ -1,0 +1,173 @@
+"""The run store against real server processes: runs, events and conversations outlive a killed
+server; a bad store file leaves the server working; two servers share one file."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any
+
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
+
+from jupyter_notebook_agent.notebook import METADATA_KEY
+
+from .conftest import add_cell_turn, complete, free_port
+from .test_server_runs import (
+    TOKEN,
+    agent_cells,
+    make_notebook,
+    read_between_writes,
+    rest,
+    slow,
+    start_server,
+)
+
+
+def replayed_events(port: int, run_id: str) -> list[dict[str, Any]]:
+    """The run's events from 0 over its WebSocket, until its run_finished."""
+
+    async def receive() -> list[dict[str, Any]]:
+        url = f"ws://127.0.0.1:{port}/notebook-agent/runs/{run_id}/events?from=0"
+        headers = {"Authorization": f"token {TOKEN}"}
+        socket = await websocket_connect(HTTPRequest(url, headers=headers))
+        events: list[dict[str, Any]] = []
+        while not events or events[-1]["type"] != "run_finished":
+            message = await asyncio.wait_for(socket.read_message(), 10)
+            assert message is not None, f"closed after {events}"
+            events.append(json.loads(message))
+        socket.close()
+        return events
+
+    return asyncio.run(receive())
+
+
+def wait_for_cell(root: Path, path: str, cell_id: str) -> None:
+    deadline = time.monotonic() + 30
+    while cell_id not in agent_cells(read_between_writes(root, path)):
+        assert time.monotonic() < deadline, f"{cell_id} was never written"
+        time.sleep(0.05)
+
+
+def test_a_run_of_a_killed_server_is_interrupted_and_replays_after_a_restart(tmp_path, replay):
+    replay.script.speed = 1
+    replay.script.turns = [add_cell_turn("x = 1"), slow("thinking " * 200, 30.0), complete()]
+    root = tmp_path / "root"
+    root.mkdir()
+    path = make_notebook(root)
+    port = free_port()
+    server = start_server(root, port, replay)
+    try:
+        run = rest(port, "POST", "notebook-agent/runs", {"path": path, "prompt": "go on"})
+        wait_for_cell(root, path, "agent-1")
+    finally:
+        server.kill()  # SIGKILL, as an out-of-memory killer or a hub's cull does
+        server.wait()
+    server = start_server(root, port, replay)
+    try:
+        (kept,) = rest(port, "GET", f"notebook-agent/runs?path={path}")["runs"]
+        assert (kept["id"], kept["state"]) == (run["id"], "interrupted")
+        assert kept["outcome"]["reason"] == "interrupted"
+        events = replayed_events(port, run["id"])
+        assert [event["seq"] for event in events] == list(range(len(events)))
+        assert [e["cell_id"] for e in events if e["type"] == "cell_proposed"] == ["agent-1"]
+        assert events[-1]["reason"] == "interrupted"
+        (record,) = read_between_writes(root, path).metadata[METADATA_KEY]["runs"]
+        assert (record["run_id"], record["state"]) == (run["id"], "interrupted")
+        thread = rest(port, "GET", f"notebook-agent/conversation?path={path}")
+        assert thread["requests"] == ["go on"]
+        stopped = f"notebook-agent/runs/{run['id']}/stop"
+        try:
+            rest(port, "POST", stopped, {})
+            raise AssertionError("an interrupted run was stopped")
+        except Exception as error:  # urllib's HTTPError
+            assert getattr(error, "code", None) == 409, error
+        status = rest(port, "GET", "notebook-agent/status")["store"]
+        assert status["state"] == f"ok: {tmp_path / 'runs.sqlite'}"
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def test_a_corrupt_store_is_moved_aside_and_a_newer_one_left_alone(tmp_path, replay):
+    replay.script.turns = [complete("done")]
+    root = tmp_path / "root"
+    root.mkdir()
+    path = make_notebook(root)
+    store = tmp_path / "runs.sqlite"
+    store.write_bytes(b"not a database " * 1000)
+    port = free_port()
+    server = start_server(root, port, replay)
+    try:
+        assert rest(port, "GET", "notebook-agent/status")["store"]["state"] == f"ok: {store}"
+        run = rest(port, "POST", "notebook-agent/runs", {"path": path, "prompt": "go"})
+        finish(port, run["id"])
+    finally:
+        server.terminate()
+        server.wait(30)
+    (aside,) = tmp_path.glob("runs.sqlite.corrupt-*")
+    assert aside.read_bytes().startswith(b"not a database")
+
+    with sqlite3.connect(store) as db:  # as a newer server would leave it
+        db.execute("PRAGMA user_version = 99")
+    server = start_server(root, port, replay)
+    try:
+        state = rest(port, "GET", "notebook-agent/status")["store"]["state"]
+        assert state.startswith("not used: written by a newer server"), state
+        run = rest(port, "POST", "notebook-agent/runs", {"path": path, "prompt": "again"})
+        assert finish(port, run["id"])["state"] == "finished"  # in memory
+    finally:
+        server.terminate()
+        server.wait(30)
+    with sqlite3.connect(store) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (99,)
+
+
+def test_two_servers_write_one_store_at_once(tmp_path, replay):
+    """A hub with shared home folders: two servers, other roots, one store file; each run of
+    both is kept whole, and each server lists its own root's."""
+    replay.script.turns = [add_cell_turn("print(1)"), complete()]
+    servers, ports, roots = [], [], []
+    for name in ("one", "two"):
+        roots.append(tmp_path / name)
+        roots[-1].mkdir()
+        ports.append(free_port())
+        servers.append(start_server(roots[-1], ports[-1], replay))
+    try:
+        started = {}
+        for number in range(4):
+            for port, root in zip(ports, roots, strict=True):
+                path = make_notebook(root, f"nb-{number}.ipynb")
+                body = {"path": path, "prompt": f"run {number}"}
+                started[rest(port, "POST", "notebook-agent/runs", body)["id"]] = port
+        for run_id, port in started.items():
+            assert finish(port, run_id)["state"] == "finished"
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(30)
+    with sqlite3.connect(tmp_path / "runs.sqlite") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        kept = dict(db.execute("SELECT run_id, COUNT(*) FROM events GROUP BY run_id").fetchall())
+        last = dict(db.execute("SELECT run_id, MAX(seq) FROM events GROUP BY run_id").fetchall())
+    assert set(kept) == set(started)
+    assert all(kept[run_id] == last[run_id] + 1 for run_id in started)  # gapless
+    server = start_server(roots[0], ports[0], replay)
+    try:
+        listed = rest(server_port := ports[0], "GET", "notebook-agent/runs")["runs"]
+        mine = {run_id for run_id, port in started.items() if port == server_port}
+        assert {run["id"] for run in listed} == mine
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def finish(port: int, run_id: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while (run := rest(port, "GET", f"notebook-agent/runs/{run_id}"))["state"] == "running":
+        assert time.monotonic() < deadline, "the run did not finish"
+        time.sleep(0.1)
+    return run
