@@ -14,12 +14,17 @@ event_latency_ratio: that p50 over the p50 of a baseline in the same run: the sa
 straight from the model server by plain SSE clients, RUNS at once, in the same rounds.
 server_cpu_percent: CPU time of the server process over the wall time of the runs, in percent
 of one core.
+store_latency_p99_ratio: event_latency_ms_p99 with the run store (the default) over the same of a
+second server with none (`store_path=memory`), their rounds alternating (target <= 1.1).
+store_events_per_s: events the run store writes per second at saturation: STORE_EVENTS events of
+a run's size appended at once, then flushed.
 The last line printed is one JSON object of the figures.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -50,6 +55,7 @@ from jupyter_notebook_agent.llm.replay_server import (
     ReplayScript,
     ReplayServerThread,
 )
+from jupyter_notebook_agent.server.store import RunStore
 
 RUNS = 20
 WORDS = 200
@@ -58,6 +64,7 @@ ROUNDS = 3
 TTFT_S = 0.5
 """Long enough for every client to have subscribed before its first token is sent."""
 MODEL = "bench-model"
+STORE_EVENTS = 50_000
 TAG = re.compile(rb"bench-(?:run|sse)-\d+")
 
 SENT: dict[tuple[str, str], float] = {}
@@ -181,45 +188,74 @@ async def one_round(
     return measured
 
 
+async def store_events_per_s(folder: Path) -> float:
+    """STORE_EVENTS message_delta events appended to a run store at once, until durable."""
+    store = RunStore(folder / "saturated.sqlite")
+    store.open()
+    try:
+        started = time.perf_counter()
+        for seq in range(STORE_EVENTS):
+            event = {"seq": seq, "type": "message_delta", "text": f"w{seq % 1000:03d}"}
+            store.append_event("saturation", event)
+        await store.flush()
+        return STORE_EVENTS / (time.perf_counter() - started)
+    finally:
+        store.close()
+
+
 async def main() -> dict[str, float]:
     AsyncHTTPClient.configure(None, max_clients=2 * RUNS)
     client = AsyncHTTPClient()
-    total = Round()
+    totals = {"store": Round(), "memory": Round()}
     with (
         tempfile.TemporaryDirectory() as tmp,
         ReplayServerThread(script()) as model,
         sends_stamped(SENT, TAG, prose, time.perf_counter),
+        contextlib.ExitStack() as servers,
     ):
-        root = Path(tmp)
-        port = free_port()
-        url = f"http://127.0.0.1:{port}/"
-        server = start_jupyter(
-            "jupyter_server",
-            root,
-            port,
-            MODEL,
-            model.base_url,
-            "--NotebookAgent.max_steps=5",
-            f"--NotebookAgent.max_active_runs={RUNS}",
-            f"--NotebookAgent.max_active_runs_per_user={RUNS}",
-        )
-        with running(server, root / "server.log"):
-            await asyncio.to_thread(wait_ready, url, server)
-            print(f"server ready; a warm-up round of {RUNS} runs")
-            await one_round(client, url, model.base_url, root, server.pid, 0)
-            for number in range(1, ROUNDS + 1):
+        urls, pids, roots = {}, {}, {}
+        for kind in totals:  # with the run store (the default), and without
+            roots[kind] = root = Path(tmp) / kind
+            root.mkdir()
+            port = free_port()
+            urls[kind] = f"http://127.0.0.1:{port}/"
+            server = start_jupyter(
+                "jupyter_server",
+                root,
+                port,
+                MODEL,
+                model.base_url,
+                "--NotebookAgent.max_steps=5",
+                f"--NotebookAgent.max_active_runs={RUNS}",
+                f"--NotebookAgent.max_active_runs_per_user={RUNS}",
+                *(["--NotebookAgent.store_path=memory"] if kind == "memory" else []),
+            )
+            servers.enter_context(running(server, root / "server.log"))
+            await asyncio.to_thread(wait_ready, urls[kind], server)
+            pids[kind] = server.pid
+        first = 0
+        print(f"servers ready, with and without the run store; a warm-up round of {RUNS} runs")
+        for kind in totals:
+            await one_round(client, urls[kind], model.base_url, roots[kind], pids[kind], first)
+            first += RUNS
+        for number in range(1, ROUNDS + 1):
+            for kind, total in totals.items():
                 measured = await one_round(
-                    client, url, model.base_url, root, server.pid, number * RUNS
+                    client, urls[kind], model.base_url, roots[kind], pids[kind], first
                 )
+                first += RUNS
                 total.through_server += measured.through_server
                 total.baseline += measured.baseline
                 total.cpu_s += measured.cpu_s
                 total.wall_s += measured.wall_s
                 print(
-                    f"round {number}/{ROUNDS}: server {summary(measured.through_server)}; "
-                    f"sse baseline {summary(measured.baseline)}; "
-                    f"server cpu {100 * measured.cpu_s / measured.wall_s:.1f}%"
+                    f"round {number}/{ROUNDS} ({kind}): server "
+                    f"{summary(measured.through_server)}; sse baseline "
+                    f"{summary(measured.baseline)}; server cpu "
+                    f"{100 * measured.cpu_s / measured.wall_s:.1f}%"
                 )
+        saturated = await store_events_per_s(Path(tmp))
+    total, memory = totals["store"], totals["memory"]
     through_server, baseline = total.through_server, total.baseline
     return {
         "runs": ROUNDS * RUNS,
@@ -234,6 +270,11 @@ async def main() -> dict[str, float]:
             statistics.median(through_server) / statistics.median(baseline), 3
         ),
         "server_cpu_percent": round(100 * total.cpu_s / total.wall_s, 1),
+        "store_off_latency_ms_p99": round(percentile(memory.through_server, 99), 3),
+        "store_latency_p99_ratio": round(
+            percentile(through_server, 99) / percentile(memory.through_server, 99), 3
+        ),
+        "store_events_per_s": round(saturated),
     }
 
 

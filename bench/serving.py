@@ -75,10 +75,11 @@ def start_jupyter(
         f"--NotebookAgent.model=openai:{model}",
         f"--NotebookAgent.base_url={model_url}",
         f"--NotebookAgent.api_key={API_KEY}",
-        f"--NotebookAgent.store_path={work / 'runs.sqlite'}",
         *([] if sandboxed else local),
         *extra,
     ]
+    if not any(arg.startswith("--NotebookAgent.store_path=") for arg in extra):
+        command.append(f"--NotebookAgent.store_path={work / 'runs.sqlite'}")
     if os.geteuid() == 0:
         command.append("--allow-root")
     env = os.environ | {"JUPYTER_RUNTIME_DIR": str(work / "runtime")}
