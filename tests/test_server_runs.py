@@ -512,3 +512,30 @@ async def test_stop_while_a_cell_streams_takes_the_half_written_cell_back(api, r
     events = await receive_until(socket, "run_finished")
     assert {"type": "cell_rejected", "cell_id": "agent-1"}.items() <= events[-2].items()
     assert [c.id for c in read(jp_root_dir, path).cells] == ["person-1"]
+
+
+async def test_a_renamed_notebook_keeps_its_runs_and_its_thread(
+    api, replay, jp_fetch, jp_root_dir, extension
+):
+    """Renamed or moved through the Contents API (JupyterLab's rename, a drag to a folder),
+    the notebook keeps its runs and its conversation, in the server and in the run store."""
+    replay.script.turns = [add_cell_turn("x = 1"), complete("Set x.")]
+    path = make_notebook(jp_root_dir)
+    run = await api.start(path, "set x")
+    await api.finished(run["id"])
+    (jp_root_dir / "moved").mkdir()
+    rename = {"path": "moved/renamed.ipynb"}
+    await jp_fetch("api", "contents", path, method="PATCH", body=json.dumps(rename))
+    new = "moved/renamed.ipynb"
+    listed = await api.call("GET", "runs", params={"path": new})
+    assert [(r["id"], r["path"]) for r in listed["runs"]] == [(run["id"], new)]
+    assert (await api.call("GET", "runs", params={"path": path}))["runs"] == []
+    thread = await api.call("GET", "conversation", params={"path": new})
+    assert thread["requests"] == ["set x"]
+    registry = extension.registry
+    await registry.store.flush()
+    stored = await registry.store.runs(registry.notebook_file(new))
+    assert [(r["id"], r["path"]) for r in stored] == [(run["id"], new)]
+    assert (await registry.store.conversation(registry.notebook_file(new)))["requests"][0][
+        "prompt"
+    ] == "set x"

@@ -226,8 +226,9 @@ class NotebookAgent(ExtensionApp):
             runs_kept_per_notebook=self.stored_runs_per_notebook,
         )
         store.open()
+        contents = self.serverapp.contents_manager
         self.registry = RunRegistry(
-            self.serverapp.contents_manager,
+            contents,
             self.serverapp.kernel_manager,
             self.serverapp.session_manager,
             self.serverapp.kernel_spec_manager,
@@ -238,6 +239,9 @@ class NotebookAgent(ExtensionApp):
             finished_runs_kept=self.finished_runs_kept,
             limits=RunLimits(self.max_active_runs, self.max_active_runs_per_user),
             store=store,
+        )
+        self.serverapp.event_logger.add_listener(
+            schema_id=contents.event_schema_id, listener=self.registry.follow_rename
         )
 
     @property

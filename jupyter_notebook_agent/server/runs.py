@@ -507,6 +507,27 @@ class RunRegistry:
         if not creating.cancelled() and (error := creating.exception()):
             self.log.warning("A notebook's kernel could not be started: %s", error)
 
+    async def follow_rename(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
+        """A listener of the contents service's events: a notebook renamed or moved (or its
+        folder) keeps its runs and its thread."""
+        if data.get("action") != "rename":
+            return
+        old, new = data["source_path"].strip("/"), data["path"].strip("/")
+
+        def moved(path: str) -> str | None:
+            if path == old or path.startswith(f"{old}/"):
+                return new + path[len(old) :]
+            return None
+
+        for path in list(self.conversations):
+            if (destination := moved(path)) is not None:
+                self.conversations[destination] = self.conversations.pop(path)
+        for run in self.runs.values():
+            if destination := moved(run.request.path):
+                run.request.path = run.writer.path = destination
+                run.notebook = self.notebook_file(destination)
+        self.store.rename(self.notebook_file(old), self.notebook_file(new), old, new)
+
     async def mark_interrupted_in_notebooks(self) -> None:
         """The notebooks of this root whose runs an earlier server left active (killed) say
         so in their record of the run, which said "running"."""

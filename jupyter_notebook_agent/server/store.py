@@ -89,10 +89,13 @@ class RunStore:
         self.state = f"ok: {self.path}"
 
     def close(self) -> None:
-        """Writes what is queued, then closes the file."""
+        """Writes what is queued, then closes the file; a write stuck behind another server's
+        lock does not hold the server's shutdown past the busy timeout."""
         if self._thread is not None:
             self._queue.put(None)
-            self._thread.join()
+            self._thread.join(BUSY_TIMEOUT_MS / 1000 + 5)
+            if self._thread.is_alive():
+                log.warning("The run store %s did not close in time", self.path)
             self._thread = None
 
     # Writes: queued, in order, each batch one transaction.
@@ -117,6 +120,11 @@ class RunStore:
                 "INSERT OR REPLACE INTO conversations VALUES (?, ?)", (notebook, text)
             )
         )
+
+    def rename(self, old: str, new: str, old_path: str, new_path: str) -> None:
+        """A notebook, or a folder of them, moved from `old` to `new` (files; `old_path` to
+        `new_path` as the API says them): its runs and thread go with it."""
+        self._submit(lambda db: _rename(db, old, new, old_path, new_path))
 
     async def flush(self) -> None:
         """Returns once every write queued before is on disk."""
@@ -271,6 +279,20 @@ def _interrupt_orphans(db: sqlite3.Connection) -> list[tuple[str, str]]:
         )
         orphans.append((run_id, notebook))
     return orphans
+
+
+def _rename(db: sqlite3.Connection, old: str, new: str, old_path: str, new_path: str) -> None:
+    moved = "(notebook = ?1 OR substr(notebook, 1, length(?1) + 1) = ?1 || '/')"
+    db.execute(
+        f"UPDATE runs SET notebook = ?2 || substr(notebook, length(?1) + 1), run = json_set("
+        f"run, '$.path', ?4 || substr(json_extract(run, '$.path'), length(?3) + 1)) WHERE {moved}",
+        (old, new, old_path, new_path),
+    )
+    db.execute(
+        f"UPDATE OR REPLACE conversations SET notebook = ?2 || substr(notebook, length(?1) + 1) "
+        f"WHERE {moved}",
+        (old, new),
+    )
 
 
 def _save_run(
