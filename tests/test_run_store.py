@@ -14,6 +14,7 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
 from jupyter_notebook_agent.notebook import METADATA_KEY
+from jupyter_notebook_agent.server.store import RunStore
 
 from .conftest import add_cell_turn, complete, free_port
 from .test_server_runs import (
@@ -175,3 +176,22 @@ def finish(port: int, run_id: str) -> dict[str, Any]:
         assert time.monotonic() < deadline, "the run did not finish"
         time.sleep(0.1)
     return run
+
+
+async def test_a_cancelled_wait_and_a_failing_change_leave_the_store_working(tmp_path):
+    """A stopped run cancels its wait for the store: the store's thread then died answering
+    it, and every later read and flush hung. A change that fails (a record it cannot write)
+    fails alone; the batch's other changes are kept."""
+    store = RunStore(tmp_path / "runs.sqlite")
+    store.open()
+    try:
+        waiting = asyncio.ensure_future(store.flush())
+        await asyncio.sleep(0)
+        waiting.cancel()
+        store.save_run("nb.ipynb", {"id": "broken"}, "running")  # no path, no created
+        store.append_event("kept", {"seq": 0, "type": "step"})
+        await asyncio.wait_for(store.flush(), 10)
+        assert await store.events("kept", 0) == [{"seq": 0, "type": "step"}]
+        assert await store.run("broken") is None
+    finally:
+        store.close()

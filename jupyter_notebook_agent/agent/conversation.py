@@ -139,8 +139,14 @@ class Conversation:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Conversation:
-        requests = [Request(**request) for request in record["requests"]]
-        return cls(**(record | {"requests": requests}))
+        """The thread a record keeps; a fresh one for a record it cannot read (one a newer
+        server wrote in a shared store, say)."""
+        try:
+            requests = [Request(r["prompt"], r["start"]) for r in record["requests"]]
+            kept = ("id", "messages", "chars", "tokens_per_char", "dropped")
+            return cls(**{name: record[name] for name in kept}, requests=requests)
+        except (KeyError, TypeError):
+            return cls()
 
     def to_json(self) -> dict[str, Any]:
         return {

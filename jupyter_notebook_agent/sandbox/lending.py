@@ -25,6 +25,7 @@ import atexit
 import contextlib
 import ctypes
 import functools
+import itertools
 import os
 import re
 import shutil
@@ -240,7 +241,8 @@ def _view(root: Path, uid: int, gid: int) -> Path:
                 return view
             except OSError:
                 _unmount(view)
-        view = _staging_root() / VIEWS / f"{uid}-{gid}-{len(_views)}"
+                _remove_empty_folders(view)
+        view = _staging_root() / VIEWS / f"{uid}-{gid}-{next(_view_numbers)}"
         view.mkdir(mode=0o700, parents=True)
         _bindfs(root, view, uid, gid)
         _views[(root, uid, gid)] = view
@@ -261,6 +263,7 @@ def release_views(root: Path) -> None:
 #: The folder of this process's views in its staging folder, beside the kernels' own.
 VIEWS = "views"
 _views: dict[tuple[Path, int, int], Path] = {}
+_view_numbers = itertools.count()
 _VIEWING = threading.Lock()
 
 

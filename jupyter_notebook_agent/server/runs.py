@@ -132,9 +132,13 @@ class Run:
                 release_freed_memory()
 
     async def _persist(self) -> None:
-        """Before each tool call: the events so far and the thread that led to the call."""
+        """Before each tool call: the events so far and the thread that led to the call. A
+        store that fails (a full disk) leaves the run going, in memory; its log says why."""
         self._save_conversation()
-        await self.store.flush()
+        try:
+            await self.store.flush()
+        except Exception as error:
+            self.writer.log.warning("Run %s is not stored: %s", self.id, error)
 
     def _save_conversation(self) -> None:
         self.store.save_conversation(self.notebook, self.agent.conversation.to_record())
@@ -300,7 +304,7 @@ class RunRegistry:
         stored = path not in self.conversations and (
             await self.store.conversation(self.notebook_file(path))
         )
-        if stored:
+        if stored and path not in self.conversations:  # none started meanwhile (New)
             self.conversations[path] = Conversation.from_record(stored)
         return self.conversation(path)
 

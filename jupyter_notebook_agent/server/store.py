@@ -85,7 +85,10 @@ class RunStore:
             target=self._serve, args=(connection,), name="run-store", daemon=True
         )
         self._thread.start()
-        self.interrupted = self._call(_interrupt_orphans).result()
+        try:
+            self.interrupted = self._call(_interrupt_orphans).result(BUSY_TIMEOUT_MS / 1000 + 5)
+        except Exception as error:  # its runs stay as they were; writes may still work
+            log.warning("The run store %s could not mark interrupted runs: %s", self.path, error)
         self.state = f"ok: {self.path}"
 
     def close(self) -> None:
@@ -174,14 +177,16 @@ class RunStore:
         return done
 
     def _serve(self, db: sqlite3.Connection) -> None:
-        """The store's thread: takes what is queued, does it in one transaction, answers."""
+        """The store's thread: takes what is queued, does it in one transaction, answers.
+        Nothing an item does ends it: a wait that was cancelled (a stopped run's) is skipped,
+        and an item that fails fails alone."""
         closing = False
         while not closing:
             batch = [self._queue.get()]
             while not self._queue.empty():
                 batch.append(self._queue.get())
             closing = None in batch
-            work = [item for item in batch if item is not None]
+            work = [i for i in batch if i is not None and i[1].set_running_or_notify_cancel()]
             results = self._transact(db, work)
             for (_, done), result in zip(work, results, strict=True):
                 if isinstance(result, BaseException):
@@ -191,17 +196,25 @@ class RunStore:
         db.close()
 
     def _transact(self, db: sqlite3.Connection, work: list[tuple[Work, Future[Any]]]) -> list:
-        """Each item's result, or its error; a batch that cannot be committed (a full disk, a
-        lock held too long) fails each of its items, and is said in the log."""
+        """Each item's result, or its error, each item in a savepoint of its own; a batch that
+        cannot be committed (a full disk, a lock held too long) fails each of its items, and
+        is said in the log."""
         results: list[Any] = []
         try:
-            with db:
-                for task, _ in work:
-                    try:
-                        results.append(task(db))
-                    except sqlite3.IntegrityError as error:
-                        results.append(error)
+            db.execute("BEGIN IMMEDIATE")
+            for task, _ in work:
+                db.execute("SAVEPOINT item")
+                try:
+                    results.append(task(db))
+                except Exception as error:
+                    db.execute("ROLLBACK TO item")
+                    log.warning("The run store could not do one change: %s", error)
+                    results.append(error)
+                db.execute("RELEASE item")
+            db.execute("COMMIT")
         except sqlite3.Error as error:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             log.error("The run store could not write %d changes: %s", len(work), error)
             self.state = f"failing: {error}"
             return [error] * len(work)
@@ -215,8 +228,8 @@ def _connect(path: Path) -> sqlite3.Connection:
         path.parent.mkdir(parents=True, exist_ok=True)
         return _prepared(path)
     except sqlite3.DatabaseError as error:
-        if "newer" in str(error):
-            raise StoreUnusable(str(error)) from None
+        if getattr(error, "sqlite_errorname", "") not in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
+            raise StoreUnusable(str(error)) from None  # locked, read-only, newer: left as it is
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
         try:
             path.rename(aside)
@@ -232,17 +245,17 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _prepared(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False)
+    db = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
+    )
     try:
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > VERSION:
             raise sqlite3.DatabaseError(f"written by a newer server (layout {version})")
-        with db:
-            db.executescript(SCHEMA)
-            db.execute(f"PRAGMA user_version = {VERSION}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        db.executescript(f"BEGIN; {SCHEMA} PRAGMA user_version = {VERSION}; COMMIT;")
     except BaseException:
         db.close()
         raise
@@ -258,7 +271,10 @@ def _interrupt_orphans(db: sqlite3.Connection) -> list[tuple[str, str]]:
         "SELECT id, notebook, owner, run FROM runs WHERE state = 'running'"
     ).fetchall():
         host, _, pid = owner.rpartition(":")
-        if host != socket.gethostname() or (pid.isdigit() and alive(int(pid))):
+        # One of this very owner's, found at open, is an earlier process's of the same pid (a
+        # container started again): this one has run nothing yet.
+        gone = owner == OWNER or not (pid.isdigit() and alive(int(pid)))
+        if host != socket.gethostname() or not gone:
             continue
         (last,) = db.execute("SELECT MAX(seq) FROM events WHERE run_id = ?", (run_id,)).fetchone()
         summary = "The server stopped while this run was working; its cells are kept."
@@ -283,9 +299,12 @@ def _interrupt_orphans(db: sqlite3.Connection) -> list[tuple[str, str]]:
 
 def _rename(db: sqlite3.Connection, old: str, new: str, old_path: str, new_path: str) -> None:
     moved = "(notebook = ?1 OR substr(notebook, 1, length(?1) + 1) = ?1 || '/')"
+    path = "json_extract(run, '$.path')"
     db.execute(
-        f"UPDATE runs SET notebook = ?2 || substr(notebook, length(?1) + 1), run = json_set("
-        f"run, '$.path', ?4 || substr(json_extract(run, '$.path'), length(?3) + 1)) WHERE {moved}",
+        f"UPDATE runs SET notebook = ?2 || substr(notebook, length(?1) + 1), run = CASE "
+        f"WHEN {path} = ?3 OR substr({path}, 1, length(?3) + 1) = ?3 || '/' "
+        f"THEN json_set(run, '$.path', ?4 || substr({path}, length(?3) + 1)) ELSE run END "
+        f"WHERE {moved}",
         (old, new, old_path, new_path),
     )
     db.execute(
