@@ -7,7 +7,6 @@ import asyncio
 import json
 import sqlite3
 import time
-from pathlib import Path
 from typing import Any
 
 from tornado.httpclient import HTTPRequest
@@ -19,12 +18,11 @@ from jupyter_notebook_agent.server.store import RunStore
 from .conftest import add_cell_turn, complete, free_port
 from .test_server_runs import (
     TOKEN,
-    agent_cells,
     make_notebook,
     read_between_writes,
     rest,
-    slow,
     start_server,
+    started_mid_run,
 )
 
 
@@ -46,27 +44,10 @@ def replayed_events(port: int, run_id: str) -> list[dict[str, Any]]:
     return asyncio.run(receive())
 
 
-def wait_for_cell(root: Path, path: str, cell_id: str) -> None:
-    deadline = time.monotonic() + 30
-    while cell_id not in agent_cells(read_between_writes(root, path)):
-        assert time.monotonic() < deadline, f"{cell_id} was never written"
-        time.sleep(0.05)
-
-
 def test_a_run_of_a_killed_server_is_interrupted_and_replays_after_a_restart(tmp_path, replay):
-    replay.script.speed = 1
-    replay.script.turns = [add_cell_turn("x = 1"), slow("thinking " * 200, 30.0), complete()]
-    root = tmp_path / "root"
-    root.mkdir()
-    path = make_notebook(root)
-    port = free_port()
-    server = start_server(root, port, replay)
-    try:
-        run = rest(port, "POST", "notebook-agent/runs", {"path": path, "prompt": "go on"})
-        wait_for_cell(root, path, "agent-1")
-    finally:
-        server.kill()  # SIGKILL, as an out-of-memory killer or a hub's cull does
-        server.wait()
+    root, path, port, server, run = started_mid_run(tmp_path, replay, "go on")
+    server.kill()  # SIGKILL, as an out-of-memory killer or a hub's cull does
+    server.wait()
     server = start_server(root, port, replay, log=tmp_path / "restarted.log")
     try:
         (kept,) = rest(port, "GET", f"notebook-agent/runs?path={path}")["runs"]

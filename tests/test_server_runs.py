@@ -405,7 +405,11 @@ def rest(port: int, method: str, path: str, body: Any = None) -> Any:
         return json.loads(response.read())
 
 
-def test_a_server_restart_mid_run_leaves_a_valid_notebook(tmp_path, replay):
+def started_mid_run(
+    tmp_path: Path, replay: ReplayServerThread, prompt: str
+) -> tuple[Path, str, int, subprocess.Popen[bytes], dict[str, Any]]:
+    """A server process whose run has written its first cell and whose model is still talking
+    (for 30 s): the root, the notebook, the port, the server and the run."""
     replay.script.speed = 1
     replay.script.turns = [add_cell_turn("x = 1"), slow("thinking " * 200, 30.0), complete()]
     root = tmp_path / "root"
@@ -414,11 +418,20 @@ def test_a_server_restart_mid_run_leaves_a_valid_notebook(tmp_path, replay):
     port = free_port()
     server = start_server(root, port, replay)
     try:
-        run = rest(port, "POST", "notebook-agent/runs", {"path": path, "prompt": "go"})
+        run = rest(port, "POST", "notebook-agent/runs", {"path": path, "prompt": prompt})
         deadline = time.monotonic() + 30
         while "agent-1" not in agent_cells(read_between_writes(root, path)):
             assert time.monotonic() < deadline, "the first cell was never written"
             time.sleep(0.05)
+    except BaseException:
+        server.kill()
+        raise
+    return root, path, port, server, run
+
+
+def test_a_server_restart_mid_run_leaves_a_valid_notebook(tmp_path, replay):
+    root, path, port, server, run = started_mid_run(tmp_path, replay, "go")
+    try:
         server.send_signal(signal.SIGTERM)  # mid-run: the model is still talking
         assert server.wait(30) == 0
     finally:

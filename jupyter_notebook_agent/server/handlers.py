@@ -22,7 +22,6 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 
 from .. import __version__
 from ..agent import AgentConfig, Event
-from ..agent.conversation import Conversation
 from ..llm import ModelError, parse_model_string
 from ..sandbox import KernelChoice, SandboxUnavailable, choose_kernel
 from ..sandbox.gateway import explain
@@ -260,10 +259,7 @@ class ConversationHandler(AgentHandler):
     async def get(self) -> None:
         """The thread; an empty one, kept nowhere, for a notebook that has none yet."""
         path = self.notebook_path()
-        thread = self.registry.conversations.get(path)
-        if thread is None:
-            stored = await self.registry.store.conversation(self.registry.notebook_file(path))
-            thread = Conversation.from_record(stored) if stored else Conversation()
+        thread = await self.registry.stored_conversation(path)
         self.finish(json.dumps(thread.to_json() | {"path": path}))
 
     @tornado.web.authenticated

@@ -299,13 +299,19 @@ class RunRegistry:
     def for_path(self, path: str) -> list[Run]:
         return [run for run in self.runs.values() if run.request.path == path]
 
+    async def stored_conversation(self, path: str) -> Conversation:
+        """The notebook's thread as this server or the store holds it; a fresh one, kept
+        nowhere, for a notebook that has none."""
+        if path in self.conversations:
+            return self.conversations[path]
+        stored = await self.store.conversation(self.notebook_file(path))
+        return Conversation.from_record(stored) if stored else Conversation()
+
     async def load_conversation(self, path: str) -> Conversation:
-        """The notebook's thread, from the store where this server has not held it yet."""
-        stored = path not in self.conversations and (
-            await self.store.conversation(self.notebook_file(path))
-        )
-        if stored and path not in self.conversations:  # none started meanwhile (New)
-            self.conversations[path] = Conversation.from_record(stored)
+        """The notebook's thread, which its next run continues, from the store where this
+        server has not held it yet."""
+        thread = await self.stored_conversation(path)
+        self.conversations.setdefault(path, thread)  # unless one began meanwhile (New)
         return self.conversation(path)
 
     def conversation(self, path: str) -> Conversation:
