@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sqlite3
 import time
 from typing import Any
@@ -76,6 +77,20 @@ def test_a_run_of_a_killed_server_is_interrupted_and_replays_after_a_restart(tmp
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_a_server_told_to_stop_as_it_starts_still_exits(tmp_path, replay):
+    """As it starts, the server marks the runs a killed one left in their notebooks; a SIGTERM
+    then (a hub's stop, a supervisor's restart) still ends it. It hung for good, 2 tries of 2."""
+    root, _, port, server, _ = started_mid_run(tmp_path, replay, "go on")
+    server.kill()
+    server.wait()
+    server = start_server(root, port, replay, log=tmp_path / "restarted.log")
+    server.send_signal(signal.SIGTERM)
+    try:
+        assert server.wait(30) == 0
+    finally:
+        server.kill()
 
 
 def test_a_corrupt_store_is_moved_aside_and_a_newer_one_left_alone(tmp_path, replay):

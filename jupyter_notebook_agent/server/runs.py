@@ -20,6 +20,7 @@ from typing import Any, Literal
 import nbformat
 from jupyter_client.kernelspec import KernelSpecManager
 from jupyter_core.utils import ensure_async
+from jupyter_server.services.contents.fileio import atomic_writing
 from jupyter_server.services.contents.manager import ContentsManager
 from jupyter_server.services.kernels.kernelmanager import MappingKernelManager
 from jupyter_server.services.sessions.sessionmanager import SessionManager
@@ -543,21 +544,9 @@ class RunRegistry:
         so in their record of the run, which said "running"."""
         root = self.notebook_file("")
         for run_id, notebook in self.store.interrupted:
-            if not notebook.startswith(root):
-                continue
-            path = notebook[len(root) :]
-            try:
-                async with self.saves.turn(path):
-                    model = await ensure_async(self.contents.get(path, type="notebook"))
-                    records = model["content"].metadata.get(METADATA_KEY, {}).get("runs", [])
-                    record = next((r for r in records if r.get("run_id") == run_id), None)
-                    if record is None or record.get("state") != "running":
-                        continue
-                    record.update(state="interrupted", success=False, reason="interrupted")
-                    content = {"type": "notebook", "format": "json", "content": model["content"]}
-                    await self.saves.save(content, path)
-            except Exception as error:  # gone, moved, unreadable: its record stays as it was
-                self.log.info("Run %s's notebook %s was left as it is: %s", run_id, path, error)
+            if notebook.startswith(root):
+                async with self.saves.turn(notebook[len(root) :]):
+                    await asyncio.to_thread(mark_interrupted, notebook, run_id, self.log)
 
     async def close(self) -> None:
         """At server shutdown: every run stops, and what it wrote is saved."""
@@ -566,3 +555,20 @@ class RunRegistry:
             return_exceptions=True,
         )
         await asyncio.to_thread(self.store.close)
+
+
+def mark_interrupted(notebook: str, run_id: str, log: logging.Logger) -> None:
+    """Marks the run's record in the notebook file interrupted, where it says "running". The
+    file is read and written here, not through the contents manager, whose worker threads would
+    keep a server told to stop while it started from ever exiting."""
+    try:
+        nb = nbformat.read(notebook, as_version=nbformat.NO_CONVERT)
+        records = nb.metadata.get(METADATA_KEY, {}).get("runs", [])
+        record = next((r for r in records if r.get("run_id") == run_id), None)
+        if record is None or record.get("state") != "running":
+            return
+        record.update(state="interrupted", success=False, reason="interrupted")
+        with atomic_writing(notebook, encoding="utf-8") as file:
+            nbformat.write(nb, file, version=nbformat.NO_CONVERT)
+    except Exception as error:  # gone, moved, unreadable: its record stays as it was
+        log.info("Run %s's notebook %s was left as it is: %s", run_id, notebook, error)
