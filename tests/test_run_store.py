@@ -8,8 +8,10 @@ import json
 import signal
 import sqlite3
 import time
+import urllib.error
 from typing import Any
 
+import pytest
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -19,6 +21,7 @@ from jupyter_notebook_agent.server.store import RunStore
 from .conftest import add_cell_turn, complete, free_port
 from .test_server_runs import (
     TOKEN,
+    agent_cells,
     make_notebook,
     read_between_writes,
     rest,
@@ -28,14 +31,15 @@ from .test_server_runs import (
 
 
 def replayed_events(port: int, run_id: str) -> list[dict[str, Any]]:
-    """The run's events from 0 over its WebSocket, until its run_finished."""
+    """The run's events from 0 over its WebSocket, as many as the run says it has."""
+    total = rest(port, "GET", f"notebook-agent/runs/{run_id}")["events"]
 
     async def receive() -> list[dict[str, Any]]:
         url = f"ws://127.0.0.1:{port}/notebook-agent/runs/{run_id}/events?from=0"
         headers = {"Authorization": f"token {TOKEN}"}
         socket = await websocket_connect(HTTPRequest(url, headers=headers))
         events: list[dict[str, Any]] = []
-        while not events or events[-1]["type"] != "run_finished":
+        while len(events) < total:
             message = await asyncio.wait_for(socket.read_message(), 10)
             assert message is not None, f"closed after {events}"
             events.append(json.loads(message))
@@ -74,6 +78,67 @@ def test_a_run_of_a_killed_server_is_interrupted_and_replays_after_a_restart(tmp
             assert getattr(error, "code", None) == 409, error
         status = rest(port, "GET", "notebook-agent/status")["store"]
         assert status["state"] == f"ok: {tmp_path / 'runs.sqlite'}"
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+@pytest.mark.parametrize("restart", ["killed", "graceful"])
+def test_an_interrupted_run_is_reviewed_and_continued_after_a_restart(tmp_path, replay, restart):
+    """After a restart, killed or graceful: a follower of the interrupted run sees the person
+    accept its cell, and Continue finishes it, from the store's thread, with its cells by the
+    same ids and its events gapless. Both were answered 409 before."""
+    root, path, port, server, run = started_mid_run(tmp_path, replay, "make x")
+    if restart == "killed":
+        server.kill()
+    else:
+        server.send_signal(signal.SIGTERM)
+    assert server.wait(30) in (0, -signal.SIGKILL)
+    replay.script.turns[1] = add_cell_turn("y = x + 1")  # what it asks next, after the restart
+    server = start_server(root, port, replay, log=tmp_path / "restarted.log")
+    try:
+        (kept,) = rest(port, "GET", f"notebook-agent/runs?path={path}")["runs"]
+        assert (kept["state"], kept["outcome"]["reason"]) == ("interrupted", "interrupted")
+
+        async def accept_while_following() -> list[dict[str, Any]]:
+            url = f"ws://127.0.0.1:{port}/notebook-agent/runs/{run['id']}/events?from=0"
+            headers = {"Authorization": f"token {TOKEN}"}
+            socket = await websocket_connect(HTTPRequest(url, headers=headers))
+            events = [json.loads(await socket.read_message())]
+            while events[-1]["type"] != "run_finished":
+                events.append(json.loads(await asyncio.wait_for(socket.read_message(), 10)))
+            accepted = f"notebook-agent/runs/{run['id']}/cells/agent-1/accept"
+            assert (await asyncio.to_thread(rest, port, "POST", accepted, {}))["state"] == (
+                "interrupted"
+            )
+            events.append(json.loads(await asyncio.wait_for(socket.read_message(), 10)))
+            socket.close()
+            return events
+
+        events = asyncio.run(accept_while_following())
+        assert events[-1] == {"seq": len(events) - 1, "type": "cell_accepted", "cell_id": "agent-1"}
+        continued = rest(port, "POST", f"notebook-agent/runs/{run['id']}/continue", {})
+        assert continued["state"] == "running"
+        ended = finish(port, run["id"])
+        assert (ended["state"], ended["outcome"]["reason"]) == ("finished", "completed")
+        events = replayed_events(port, run["id"])
+        assert [event["seq"] for event in events] == list(range(len(events)))
+        assert "run_continued" in [event["type"] for event in events]
+        deadline = time.monotonic() + 10
+        while len(cells := agent_cells(read_between_writes(root, path))) < 2:
+            assert time.monotonic() < deadline, "the continued run's cell was never written"
+            time.sleep(0.1)
+        assert [(c.source, c.metadata[METADATA_KEY]["state"]) for c in cells.values()] == [
+            ("x = 1", "accepted"),
+            ("y = x + 1", "proposed"),
+        ]
+        told = replay.script.requests[-2]["messages"][-1]["content"]
+        assert "The server stopped while you were working on this task" in told
+        assert "Your cells in it: agent-1." in told
+        again = f"notebook-agent/runs/{run['id']}/continue"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            rest(port, "POST", again, {})
+        assert refused.value.code == 409
     finally:
         server.terminate()
         server.wait(30)

@@ -439,14 +439,18 @@ def test_a_server_restart_mid_run_leaves_a_valid_notebook(tmp_path, replay):
     notebook = read(root, path)
     assert [c.id for c in notebook.cells] == ["person-1", "agent-1"]
     (record,) = notebook.metadata[METADATA_KEY]["runs"]
-    assert (record["run_id"], record["reason"]) == (run["id"], "stopped")
+    assert (record["run_id"], record["state"], record["reason"]) == (
+        run["id"],
+        "interrupted",
+        "interrupted",
+    )
     server = start_server(root, port, replay)
     try:
         model = rest(port, "GET", f"api/contents/{path}")
         nbformat.validate(nbformat.from_dict(model["content"]))
         (kept,) = rest(port, "GET", "notebook-agent/runs")["runs"]  # from the run store
-        assert (kept["id"], kept["state"]) == (run["id"], "finished")
-        assert kept["outcome"]["reason"] == "stopped"
+        assert (kept["id"], kept["state"]) == (run["id"], "interrupted")
+        assert kept["outcome"]["reason"] == "interrupted"
     finally:
         server.terminate()
         server.wait(30)

@@ -1,8 +1,9 @@
 """The run's event log: every event numbered from 0 without gaps, listeners told in order.
 
-Event types: run_started, step, message_delta (the agent's prose), model_turn (a whole turn with
-its timing and tokens), tool_call, tool_result, cell_proposed, cell_source_delta, cell_edited,
-cell_outputs, cell_accepted, cell_rejected, cell_regenerating, error, run_finished.
+Event types: run_started, run_continued (an interrupted run goes on), step, message_delta (the
+agent's prose), model_turn (a whole turn with its timing and tokens), tool_call, tool_result,
+cell_proposed, cell_source_delta, cell_edited, cell_outputs, cell_accepted, cell_rejected,
+cell_regenerating, error, run_finished.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ Listener = Callable[[Event], None]
 
 
 class EventLog:
-    def __init__(self) -> None:
-        self.events: list[Event] = []
+    def __init__(self, earlier: list[Event] | None = None) -> None:
+        self.events: list[Event] = list(earlier or [])
+        """Every event, from 0: `earlier` are those of a run taken up again."""
         self._listeners: list[Listener] = []
         self.persist: Callable[[], Awaitable[None]] | None = None
         """Where the log is stored: returns once every event so far is durable."""

@@ -20,7 +20,7 @@ from ..partial_json import FieldStream, string_field
 from .conversation import Conversation
 from .events import EventLog
 from .kernel import Execution, KernelSession, KernelUnresponsive
-from .prompt import system_message, task_message
+from .prompt import interruption_message, system_message, task_message
 from .review import CellGone, CellRecord, Decision, Review
 from .tools import TOOLS, FormatError, parse_call
 from .variables import kernel_variables
@@ -70,7 +70,7 @@ class RunOutcome:
     success: bool
     reason: str
     """completed, gave_up, max_steps, time_limit, context_budget, format_errors, model_error,
-    kernel_error or stopped."""
+    kernel_error, stopped, or interrupted (its server stopped or was killed: it may continue)."""
     summary: str
 
 
@@ -134,15 +134,16 @@ class Agent:
         """Tokens this run's model turns took, as the model reported them."""
         self.prose: list[str] = []
         """What the model said to the person, a turn's text each, as the thread shows it."""
-        self._request: str | None = None
-        """The task not yet told to the model: the first step tells it, with the kernel's
-        variables."""
+        self._briefing: Callable[[], Awaitable[None]] | None = None
+        """What the model is told before its next turn, with the kernel's variables: the task,
+        at the start; where things stand, when an interrupted run goes on."""
         self._reported_tokens = 0
         self._format_errors = 0
         self._outcome: RunOutcome | None = None
         self._streaming: dict[str, _StreamingCall] = {}
         self._loop_task: asyncio.Future[RunOutcome] | None = None
         self._stop_summary = ""
+        self._stop_reason = "stopped"
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -159,7 +160,7 @@ class Agent:
             execution=self.config.execution,
             conversation_id=self.conversation.id,
         )
-        self._request = task
+        self._briefing = lambda: self._tell_request(task)
         return await self._drive()
 
     async def _tell_request(self, task: str) -> None:
@@ -185,16 +186,50 @@ class Agent:
         except (RuntimeError, TimeoutError) as error:
             return f"(the kernel's variables could not be read: {error})"
 
+    def take_up(self, record: dict[str, Any]) -> None:
+        """Takes up a run an earlier server left, as `GET runs/{id}` kept it: its steps,
+        tokens and prose, and its cells the notebook still holds, by the same ids. A call the
+        thread left open (the server died in it) is answered as not run."""
+        self.step = record.get("step", 0)
+        self.usage.update(record.get("usage", {}))
+        self.prose = list(record.get("messages", []))
+        versions = {cell["cell_id"]: cell["versions"] for cell in record.get("cells", [])}
+        for cell in self.notebook.nb.cells:
+            provenance = cell.metadata.get(METADATA_KEY, {})
+            if provenance.get("run_id") == self.run_id and "id" in cell:
+                self.review.cells[cell.id] = CellRecord(
+                    state=provenance.get("state", "proposed"),
+                    versions=list(versions.get(cell.id, [])),
+                    executed=cell.get("execution_count") is not None,
+                )
+        self.conversation.answer_open_calls()
+
+    async def go_on(self, task: str) -> RunOutcome:
+        """Goes on with `task`, a run that stopped with its server: the model hears so, with
+        what the notebook and its kernel hold now (the kernel may be a new one)."""
+        self.events.emit("run_continued", step=self.step)
+        self._briefing = lambda: self._tell_interruption(task)
+        return await self.resume()
+
+    async def _tell_interruption(self, task: str) -> None:
+        variables = await self._variables()
+        room = int(self._budget_tokens / self.conversation.tokens_per_char) // 4
+        cells = self.notebook.summary(min(self.config.notebook_chars, room))
+        mine = [cell_id for cell_id in self.review.cells if self._is_live(cell_id)]
+        message = interruption_message(task, self.notebook_path, cells, variables, mine)
+        self._append({"role": "user", "content": message})
+
     async def resume(self) -> RunOutcome:
         """Goes on after the run finished, for what the person asked since (a regenerate)."""
         self._outcome, self._stop_summary, self._format_errors = None, "", 0
         return await self._drive()
 
-    def stop(self, summary: str = "stopped by the person") -> None:
-        """Cancels the model's answer or the execution under way, if the run is going."""
+    def stop(self, summary: str = "stopped by the person", reason: str = "stopped") -> None:
+        """Cancels the model's answer or the execution under way, if the run is going; the
+        outcome's reason is `reason` (interrupted: its server is stopping)."""
         if self._loop_task is None or self._loop_task.done():
             return
-        self._stop_summary = summary
+        self._stop_summary, self._stop_reason = summary, reason
         self._loop_task.cancel()
 
     async def _drive(self) -> RunOutcome:
@@ -207,7 +242,7 @@ class Agent:
         except asyncio.CancelledError:
             if not self._stop_summary:
                 raise
-            outcome = RunOutcome(False, "stopped", self._stop_summary)
+            outcome = RunOutcome(False, self._stop_reason, self._stop_summary)
         except RunEnded as ended:
             outcome = ended.outcome
         except ModelError as error:
@@ -219,9 +254,9 @@ class Agent:
         return outcome
 
     async def _loop(self, last_step: int) -> RunOutcome:
-        if self._request is not None:
-            task, self._request = self._request, None
-            await self._tell_request(task)
+        if self._briefing is not None:
+            briefing, self._briefing = self._briefing, None
+            await briefing()
         while self.step < last_step:
             self.step += 1
             self.events.emit("step", step=self.step, max_steps=last_step)

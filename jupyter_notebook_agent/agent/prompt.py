@@ -32,11 +32,34 @@ def task_message(
     existing = (
         f"It already has these cells:\n{json.dumps(cells, indent=1)}" if cells else "It is empty."
     )
-    held = ""
-    if variables is not None:
-        held = f"\n\nIts kernel holds:\n{variables}" if variables.strip() else ""
-        held = held or "\n\nIts kernel holds no variables yet."
-    return f"The notebook is {notebook_path}. {existing}{held}\n\nThe task:\n{task}"
+    return f"The notebook is {notebook_path}. {existing}{_held(variables)}\n\nThe task:\n{task}"
+
+
+def interruption_message(
+    task: str,
+    notebook_path: str,
+    cells: list[dict[str, Any]],
+    variables: str | None,
+    yours: list[str],
+) -> str:
+    """Said when a run goes on after its server stopped: the notebook and the kernel as they
+    are now, which may differ from what the run last saw."""
+    held = _held(variables)
+    mine = f" Your cells in it: {', '.join(yours)}." if yours else ""
+    return (
+        f"The server stopped while you were working on this task, and you now go on with it:\n"
+        f"{task}\n\n"
+        f"The notebook is {notebook_path}.{mine} Its cells now:\n{json.dumps(cells, indent=1)}"
+        f"{held}\n\nThe kernel may have started afresh: define again what you need before you "
+        "use it. Go on from where you stopped, then call complete_task."
+    )
+
+
+def _held(variables: str | None) -> str:
+    if variables is None:
+        return ""
+    held = f"\n\nIts kernel holds:\n{variables}" if variables.strip() else ""
+    return held or "\n\nIts kernel holds no variables yet."
 
 
 def system_message() -> dict[str, str]:

@@ -22,7 +22,7 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 
 from .. import __version__
 from ..agent import AgentConfig, Event
-from ..llm import ModelError, parse_model_string
+from ..llm import Model, ModelError, parse_model_string
 from ..sandbox import KernelChoice, SandboxUnavailable, choose_kernel
 from ..sandbox.gateway import explain
 from .runs import Run, RunError, RunRegistry, RunRequest
@@ -83,6 +83,37 @@ class AgentHandler(RegistryMixin, APIHandler):
             return (await self.choose_kernel()).name
         except SandboxUnavailable as error:
             raise RunError(503, str(error)) from None
+
+    def agent_config(self, execution: str, max_steps: int) -> AgentConfig:
+        app = self.extensionapp
+        return AgentConfig(
+            max_steps=max_steps,
+            time_limit_s=app.time_limit,
+            execution_timeout_s=app.execution_timeout,
+            execution=execution,  # type: ignore[arg-type]
+            output_limits=app.output_limits,
+        )
+
+    async def model(self, name: str = "") -> Model:
+        """The model a run gets; RunError 400 for a bad `name`, 503 where there is none."""
+        try:
+            return await self.extensionapp.make_model(name)
+        except ModelError as error:
+            raise RunError(400 if name else 503, str(error)) from None
+
+    async def taken_up(self, run_id: str) -> Run:
+        """The run to act on: this server's, or one only the store keeps (an earlier server's),
+        taken up again with the server's model and the notebook's kernel."""
+        if run_id in self.registry.runs:
+            return self.registry.runs[run_id]
+        path = await self.registry.stored_path(run_id)
+        stored = await self.registry.describe(run_id)
+        kernel_name = await self.notebook_kernel(path)
+        model = await self.model()
+        steps = min(stored["max_steps"], self.extensionapp.max_steps)
+        config = self.agent_config(stored["execution"], steps)
+        user = self.current_user.username
+        return await self.registry.revive(run_id, model, kernel_name, config, user)
 
     def body(self) -> dict[str, Any]:
         """The request's JSON object; an empty body is an empty object."""
@@ -220,17 +251,7 @@ class RunsHandler(AgentHandler):
         await self.registry.load_conversation(path)
         notebook = await self.registry.read_notebook(path)  # said before the kernel, the model
         kernel_name = await self.notebook_kernel(path)
-        try:
-            chosen = await app.make_model(model)  # a bad model is said now, not as an event
-        except ModelError as error:
-            raise RunError(400 if model else 503, str(error)) from None
-        config = AgentConfig(
-            max_steps=max_steps,
-            time_limit_s=app.time_limit,
-            execution_timeout_s=app.execution_timeout,
-            execution=execution,
-            output_limits=app.output_limits,
-        )
+        chosen = await self.model(model)  # a bad model is said now, not as an event
         run = self.registry.create(
             RunRequest(
                 path, prompt, execution, max_steps, writer == "frontend", self.current_user.username
@@ -238,7 +259,7 @@ class RunsHandler(AgentHandler):
             notebook,
             chosen,
             kernel_name,
-            config,
+            self.agent_config(execution, max_steps),
         )
         self.set_status(201)
         self.set_header("Location", self.request.path.rstrip("/") + "/" + run.id)
@@ -287,12 +308,24 @@ class StopHandler(AgentHandler):
         self.finish(json.dumps(run.to_json()))
 
 
+class ContinueHandler(AgentHandler):
+    @tornado.web.authenticated
+    @authorized
+    @runs_code
+    async def post(self, run_id: str) -> None:
+        """An interrupted run goes on: its thread from the store, its cells by the same ids."""
+        run = await self.taken_up(run_id)
+        self.registry.go_on(run)
+        self.finish(json.dumps(run.to_json()))
+
+
 class CellHandler(AgentHandler):
     @tornado.web.authenticated
     @authorized
     @runs_code
     async def post(self, run_id: str, cell_id: str, action: str) -> None:
-        run = await self.registry.live(run_id)
+        """A verdict on a cell of the run, also of one an earlier server left."""
+        run = await self.taken_up(run_id)
         body = self.body()
         if action == "accept":
             run.accept(cell_id)
@@ -313,7 +346,8 @@ class EventsHandler(
     applies the cells to the open notebook, so the server stops writing the file meanwhile."""
 
     run: Run | None
-    """The live run; None for one only the store keeps, whose `stored` events are all."""
+    """The live run; None for one only the store keeps, whose `stored` events are all until
+    it is taken up again."""
     stored: list[Event]
     role: str
     _unsubscribe: Any = None
@@ -334,6 +368,7 @@ class EventsHandler(
             if self.role not in ("viewer", "writer"):
                 raise RunError(400, "the query argument 'role' must be 'viewer' or 'writer'")
             self.run = self.registry.runs.get(run_id)
+            self.stored = []
             if self.run is None:
                 await self.registry.describe(run_id)  # 404 for none
                 self.stored = await self.registry.store.events(run_id, self.first)
@@ -343,16 +378,22 @@ class EventsHandler(
 
     def open(self, run_id: str) -> None:  # type: ignore[override]
         super().open()
-        if self.run is None:  # it ended with an earlier server: all it has is what was kept
-            for event in self.stored:
-                self._send(event)
-            return
-        # Backlog, then live, with no await between: nothing is missed, nothing comes twice.
-        for event in self.run.events.events[self.first :]:
+        for event in self.stored:  # of a run that ended with an earlier server
             self._send(event)
-        self._unsubscribe = self.run.events.subscribe(self._send)
+        run = self.run or self.registry.runs.get(run_id)
+        if run is None:  # until it is taken up again
+            self._unsubscribe = self.registry.await_revival(run_id, self._follow)
+        else:
+            self._follow(run)
+
+    def _follow(self, run: Run) -> None:
+        """Backlog, then live, with no await between: nothing is missed, nothing comes twice."""
+        self.run = run
+        for event in run.events.events[self.first + len(self.stored) :]:
+            self._send(event)
+        self._unsubscribe = run.events.subscribe(self._send)
         if self.role == "writer":
-            self.run.writer.frontend_attached()
+            run.writer.frontend_attached()
 
     def _send(self, event: Event) -> None:
         try:
@@ -366,15 +407,15 @@ class EventsHandler(
     def on_close(self) -> None:
         # A writer that closes saying it handed over (the run finished, and the notebook it
         # applied every event to stays open) leaves the file to that notebook's own saves.
-        if self.run is not None:
-            self._stop_listening(handed_over=self.close_code == HANDED_OVER and not self.run.active)
+        active = self.run is not None and self.run.active
+        self._stop_listening(handed_over=self.close_code == HANDED_OVER and not active)
 
     def _stop_listening(self, handed_over: bool = False) -> None:
         if self._unsubscribe is None:
             return
         self._unsubscribe()
         self._unsubscribe = None
-        if self.role == "writer":
+        if self.role == "writer" and self.run is not None:
             self.run.writer.frontend_detached(handed_over)
 
 
@@ -390,6 +431,7 @@ ROUTES: list[tuple[str, type[JupyterHandler]]] = [
     (r"/notebook-agent/conversation", ConversationHandler),
     (rf"/notebook-agent/runs/{_RUN}", RunHandler),
     (rf"/notebook-agent/runs/{_RUN}/stop", StopHandler),
+    (rf"/notebook-agent/runs/{_RUN}/continue", ContinueHandler),
     (
         rf"/notebook-agent/runs/{_RUN}/cells/(?P<cell_id>[^/]+)/(?P<action>accept|reject|regenerate)",
         CellHandler,

@@ -38,7 +38,7 @@ from .memory import release_freed_memory
 from .store import RunStore
 from .writer import NotebookWriter
 
-RunState = Literal["running", "finished"]
+RunState = Literal["running", "finished", "interrupted"]
 #: Notebooks whose conversations the server keeps; the least recently used goes first.
 CONVERSATIONS_KEPT = 200
 #: How long the server holds off writing for a frontend that said it would subscribe as writer.
@@ -86,7 +86,9 @@ class Run:
         writer: NotebookWriter,
         store: RunStore,
         notebook: str,
+        earlier: dict[str, Any] | None = None,
     ) -> None:
+        """`earlier`: the run as an earlier server's store kept it, taken up here."""
         self.id = agent.run_id
         self.request, self.agent, self.writer = request, agent, writer
         self.store = store
@@ -95,9 +97,10 @@ class Run:
         self.events: EventLog = agent.events
         self.events.persist = self._persist
         self.events.subscribe(lambda event: store.append_event(self.id, event))
-        self.created = time.time()
-        self.state: RunState = "running"
-        self.outcome: RunOutcome | None = None
+        self.created: float = earlier["created"] if earlier else time.time()
+        self.state: RunState = earlier["state"] if earlier else "running"
+        kept = earlier and earlier.get("outcome")
+        self.outcome: RunOutcome | None = RunOutcome(**kept) if kept else None
         self.task: asyncio.Task[None] | None = None
         self.kernel_id: str | None = None
         """The notebook's kernel the run executes in, once it has one."""
@@ -117,7 +120,9 @@ class Run:
         finally:
             # Finished once all is put away: a regenerate may start the run again right after.
             # Finished also when putting away fails, so that the notebook is never locked.
-            self.writer.run_record.update(self._record() | {"state": "finished"})
+            interrupted = self.outcome is not None and self.outcome.reason == "interrupted"
+            ended: RunState = "interrupted" if interrupted else "finished"
+            self.writer.run_record.update(self._record() | {"state": ended})
             try:
                 await self.agent.close()
                 await self.writer.flush()
@@ -127,7 +132,7 @@ class Run:
                 )
                 self.writer.log.error("Run %s could not put its work away: %s", self.id, error)
             finally:
-                self.state = "finished"
+                self.state = ended
                 self.store.save_run(self.notebook, self.to_json(), self.state)
                 self._save_conversation()
                 release_freed_memory()
@@ -136,6 +141,7 @@ class Run:
         """Before each tool call: the events so far and the thread that led to the call. A
         store that fails (a full disk) leaves the run going, in memory; its log says why."""
         self._save_conversation()
+        self.store.save_run(self.notebook, self.to_json(), self.state)
         try:
             await self.store.flush()
         except Exception as error:
@@ -144,11 +150,11 @@ class Run:
     def _save_conversation(self) -> None:
         self.store.save_conversation(self.notebook, self.agent.conversation.to_record())
 
-    async def stop(self, summary: str = "stopped by the person") -> None:
+    async def stop(self, summary: str = "stopped by the person", reason: str = "stopped") -> None:
         """Cancels the model's answer or interrupts the execution; returns once it stopped and
         put its kernel and its cells away, also when it was ending already (a server that shut
         down in between would never finish that, nor exit)."""
-        self.agent.stop(summary)
+        self.agent.stop(summary, reason)
         if self.task:  # waits without taking on the run's own failure, which its log said
             await asyncio.wait([self.task])
 
@@ -157,6 +163,14 @@ class Run:
         self._review(self.agent.regenerate, cell_id, instruction)
         if not self.active:
             self.start(self.agent.resume)
+
+    def go_on(self) -> None:
+        """An interrupted run goes on where it stopped."""
+        if self.state != "interrupted":
+            raise RunError(
+                409, f"run {self.id} is {self.state}: only an interrupted run can continue"
+            )
+        self.start(lambda: self.agent.go_on(self.request.prompt))
 
     def accept(self, cell_id: str) -> None:
         self._review(self.agent.accept, cell_id)
@@ -246,6 +260,8 @@ class RunRegistry:
         """Each notebook's thread, by API path, the most recently used last."""
         self._creating: dict[str, asyncio.Future[dict[str, Any]]] = {}
         """Sessions being made for notebooks that had none, by API path: one each."""
+        self._awaiting_revival: dict[str, set[Callable[[Run], None]]] = {}
+        """Who follows a run only the store keeps, by its id: told once it is taken up."""
 
     def get(self, run_id: str) -> Run:
         try:
@@ -254,18 +270,78 @@ class RunRegistry:
             raise RunError(404, f"no run has id {run_id!r}") from None
 
     async def live(self, run_id: str) -> Run:
-        """A run of this server, which can be acted on; 409 for one only the store keeps
+        """A run of this server, which can be stopped; 409 for one only the store keeps
         (an earlier server's, or forgotten here), 404 for none."""
         if run_id in self.runs:
             return self.runs[run_id]
         stored = await self.store.run(run_id)
         if stored is None:
             raise RunError(404, f"no run has id {run_id!r}")
-        raise RunError(
-            409,
-            f"run {run_id} is {stored['state']}: it ended with an earlier server, and only its "
-            "record is kept; its cells stay in the notebook as they are",
+        raise RunError(409, f"run {run_id} is {stored['state']}: it ended with an earlier server")
+
+    async def stored_path(self, run_id: str) -> str:
+        """The API path of the notebook of a run only the store keeps; 404 for none, 409 for
+        one of a notebook outside this server's root (a server sharing the store)."""
+        notebook = await self.store.notebook_of(run_id)
+        if notebook is None:
+            raise RunError(404, f"no run has id {run_id!r}")
+        root = self.notebook_file("")
+        if not notebook.startswith(root):
+            raise RunError(409, f"run {run_id} is of a notebook outside this server's root")
+        return notebook[len(root) :]
+
+    async def revive(
+        self,
+        run_id: str,
+        model: Model,
+        kernel_name: str,
+        config: AgentConfig,
+        user: str,
+    ) -> Run:
+        """A run only the store keeps (an earlier server's), taken up as it ended: its events,
+        its thread and its cells the notebook still holds, by the same ids, so that the person
+        can accept, reject or regenerate them, or let it go on (`go_on`). Whoever followed it
+        follows it live from now on."""
+        if run_id in self.runs:
+            return self.runs[run_id]
+        path = await self.stored_path(run_id)
+        stored = await self.store.run(run_id)
+        events = await self.store.events(run_id, 0)
+        notebook = await self.read_notebook(path)
+        thread = await self.stored_conversation(path)
+        if run_id in self.runs:  # taken up by another request meanwhile
+            return self.runs[run_id]
+        assert stored is not None
+        if stored["state"] == "running":
+            raise RunError(409, f"run {run_id} is working on another server")
+        request = RunRequest(path, stored["prompt"], config.execution, config.max_steps, user=user)
+        self.conversations.setdefault(path, thread)
+        run = self._assemble(
+            request, notebook, model, kernel_name, config, run_id, EventLog(events), stored
         )
+        run.agent.take_up(stored)
+        for follower in self._awaiting_revival.pop(run_id, ()):
+            follower(run)
+        return run
+
+    def await_revival(self, run_id: str, follower: Callable[[Run], None]) -> Callable[[], None]:
+        """Calls `follower` with the run once it is taken up; returns the call that cancels."""
+        followers = self._awaiting_revival.setdefault(run_id, set())
+        followers.add(follower)
+
+        def cancel() -> None:
+            followers.discard(follower)
+            if not followers and self._awaiting_revival.get(run_id) is followers:
+                del self._awaiting_revival[run_id]
+
+        return cancel
+
+    def go_on(self, run: Run) -> None:
+        """An interrupted run goes on; 409 while another works on its notebook, 429 past the
+        limits."""
+        self.check_free(run.request.path)
+        self.check_capacity(run.request.user)
+        run.go_on()
 
     async def describe(self, run_id: str) -> dict[str, Any]:
         """The run as `GET runs/{id}` answers it, live or stored; 404 for none."""
@@ -369,9 +445,25 @@ class RunRegistry:
         active there (checked again here: the caller awaited since its own check)."""
         self.check_free(request.path)
         self.check_capacity(request.user)
+        run = self._assemble(request, notebook, model, kernel_name, config, uuid.uuid4().hex)
+        run.start(lambda: run.agent.run(request.prompt))
+        return run
+
+    def _assemble(
+        self,
+        request: RunRequest,
+        notebook: nbformat.NotebookNode,
+        model: Model,
+        kernel_name: str,
+        config: AgentConfig,
+        run_id: str,
+        events: EventLog | None = None,
+        earlier: dict[str, Any] | None = None,
+    ) -> Run:
+        """A run of this server, not started: its agent, its writer, its place in the
+        store."""
         document = NotebookDocument(notebook)
-        events = EventLog()
-        run_id = uuid.uuid4().hex
+        events = events or EventLog()
         record = {"run_id": run_id}
         writer = NotebookWriter(
             self.contents,
@@ -392,12 +484,12 @@ class RunRegistry:
             run_id=run_id,
             conversation=self.conversation(request.path),
         )
-        run = Run(request, agent, writer, self.store, self.notebook_file(request.path))
+        file = self.notebook_file(request.path)
+        run = Run(request, agent, writer, self.store, file, earlier)
         record.update(run._record())
         events.subscribe(writer)
         self._forget_old_runs()
         self.runs[run.id] = run
-        run.start(lambda: agent.run(request.prompt))
         return run
 
     def _forget_old_runs(self) -> None:
@@ -551,7 +643,11 @@ class RunRegistry:
     async def close(self) -> None:
         """At server shutdown: every run stops, and what it wrote is saved."""
         await asyncio.gather(
-            *(run.stop("the server shut down") for run in self.runs.values() if run.active),
+            *(
+                run.stop("the server shut down while the run was working", "interrupted")
+                for run in self.runs.values()
+                if run.active
+            ),
             return_exceptions=True,
         )
         await asyncio.to_thread(self.store.close)

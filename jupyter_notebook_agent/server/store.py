@@ -152,6 +152,12 @@ class RunStore:
         row = await self._read(lambda db: db.execute(sql, (run_id,)).fetchone(), None)
         return None if row is None else json.loads(row[0]) | {"state": row[1]}
 
+    async def notebook_of(self, run_id: str) -> str | None:
+        """The file of the run's notebook."""
+        sql = "SELECT notebook FROM runs WHERE id = ?"
+        row = await self._read(lambda db: db.execute(sql, (run_id,)).fetchone(), None)
+        return None if row is None else row[0]
+
     async def events(self, run_id: str, first: int) -> list[dict[str, Any]]:
         sql = "SELECT event FROM events WHERE run_id = ? AND seq >= ? ORDER BY seq"
         rows = await self._read(lambda db: db.execute(sql, (run_id, first)).fetchall(), [])
@@ -286,7 +292,11 @@ def _interrupt_orphans(db: sqlite3.Connection) -> list[tuple[str, str]]:
             "summary": summary,
         }
         outcome = {"success": False, "reason": "interrupted", "summary": summary}
-        record = json.loads(run) | {"state": "interrupted", "outcome": outcome}
+        record = json.loads(run) | {
+            "state": "interrupted",
+            "outcome": outcome,
+            "events": finished["seq"] + 1,
+        }
         event = (run_id, finished["seq"], json.dumps(finished))
         db.execute("INSERT INTO events VALUES (?, ?, ?)", event)
         db.execute(
