@@ -38,7 +38,7 @@ export class NotebookSession implements IDisposable {
     private readonly api: AgentAPI
   ) {
     panel.disposed.connect(() => this.dispose());
-    panel.sessionContext.kernelChanged.connect(() => this._changed.emit());
+    panel.sessionContext.kernelChanged.connect(this._kernelChanged, this);
   }
 
   /** The notebook's path now (it follows renames). */
@@ -104,8 +104,26 @@ export class NotebookSession implements IDisposable {
   /** Restarts the notebook's kernel and runs again every code cell but the agent's proposed
    * ones, top to bottom (the person agreed: the kernel's state goes). */
   async restartAndRunAccepted(): Promise<void> {
+    await this.panel.sessionContext.restartKernel();
+    await this.runAccepted();
+  }
+
+  /** The interrupted run shown goes on where it stopped; with `runAccepted`, once every code
+   * cell but the proposed ones ran again, top to bottom, in the kernel as it is (the person
+   * agreed), to bring back what the run relied on. */
+  async continueRun(runAccepted: boolean): Promise<void> {
+    const runId = this._run?.runId;
+    if (!runId) {
+      return;
+    }
+    if (runAccepted) {
+      await this.runAccepted();
+    }
+    await this.api.continue(runId);
+  }
+
+  private async runAccepted(): Promise<void> {
     const context = this.panel.sessionContext;
-    await context.restartKernel();
     const notebook = this.panel.content;
     const cells = notebook.widgets.filter(cell => {
       const provenance = cell.model.getMetadata(METADATA_KEY) as
@@ -291,6 +309,10 @@ export class NotebookSession implements IDisposable {
       };
       stream.connectionChanged.connect(reloadOnce);
     }
+    this._changed.emit();
+  }
+
+  private _kernelChanged(): void {
     this._changed.emit();
   }
 

@@ -463,6 +463,9 @@ function RunView(props: {
           {error}
         </div>
       ))}
+      {run.outcome?.reason === 'interrupted' && !run.running ? (
+        <ContinueOffer session={session} context={context} />
+      ) : null}
       {run.outcome ? (
         <div
           className={
@@ -517,6 +520,47 @@ function RestartOffer(props: {
       </p>
       <button className="jp-mod-styled" onClick={() => void restart()}>
         {trans.__('Restart the kernel and run the accepted cells again')}
+      </button>
+    </div>
+  );
+}
+
+/** The run stopped with its server: it can go on, and the person says whether the cells that
+ * ran before run again first (the kernel may have started afresh, and it is theirs). */
+function ContinueOffer(props: {
+  session: NotebookSession;
+  context: IPanelContext;
+}): JSX.Element {
+  const { session, context } = props;
+  const { trans } = context;
+  const goOn = async (): Promise<void> => {
+    const again = trans.__('Run the cells again, then continue');
+    const answer = await showDialog({
+      title: trans.__('Continue the run?'),
+      body: trans.__(
+        "The agent goes on where it stopped. The kernel may have started afresh since, without the variables the run made: the notebook's code cells (not the proposed ones) can run again first, in the kernel as it is."
+      ),
+      buttons: [
+        Dialog.cancelButton({ label: trans.__('Cancel') }),
+        Dialog.okButton({ label: trans.__('Continue') }),
+        Dialog.warnButton({ label: again })
+      ]
+    });
+    if (answer.button.accept) {
+      await context.attempt(trans.__('Could not continue the run'), () =>
+        session.continueRun(answer.button.label === again)
+      );
+    }
+  };
+  return (
+    <div className="jp-NotebookAgent-warning jp-NotebookAgent-continue-offer">
+      <p>
+        {trans.__(
+          'The server stopped while the agent was working. Its cells are kept; you can still accept or reject them.'
+        )}
+      </p>
+      <button className="jp-mod-styled" onClick={() => void goOn()}>
+        {trans.__('Continue')}
       </button>
     </div>
   );

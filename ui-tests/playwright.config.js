@@ -25,11 +25,12 @@ module.exports = {
   // The same tests at the server's root; base_url.spec.ts in a JupyterLab served under a
   // JupyterHub-style base URL, as JupyterHub serves a person's server at /user/NAME/; and
   // local_model.spec.ts in one whose server has no model configured; notebook_kernel.spec.ts
-  // in one that runs code in sandbox kernels, as installed (the others use the local kernel).
+  // in one that runs code in sandbox kernels, as installed (the others use the local kernel);
+  // interrupted.spec.ts in one started after a server was killed mid-run (interrupted_server.py).
   projects: [
     {
       name: 'root',
-      testIgnore: /(base_url|local_model|notebook_kernel)\.spec\.ts/
+      testIgnore: /(base_url|local_model|notebook_kernel|interrupted)\.spec\.ts/
     },
     {
       name: 'base-url',
@@ -45,6 +46,11 @@ module.exports = {
       name: 'sandbox',
       testMatch: /notebook_kernel\.spec\.ts/,
       use: { baseURL: 'http://localhost:8891' }
+    },
+    {
+      name: 'interrupted',
+      testMatch: /interrupted\.spec\.ts/,
+      use: { baseURL: 'http://localhost:8892' }
     }
   ],
   webServer: [
@@ -69,6 +75,12 @@ module.exports = {
     {
       command: 'jlpm start:sandbox',
       url: 'http://localhost:8891/lab',
+      timeout: 120 * 1000,
+      reuseExistingServer: !process.env.CI
+    },
+    {
+      command: 'jlpm start:interrupted',
+      url: 'http://localhost:8892/lab',
       timeout: 120 * 1000,
       reuseExistingServer: !process.env.CI
     }

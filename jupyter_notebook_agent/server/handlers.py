@@ -103,13 +103,16 @@ class AgentHandler(RegistryMixin, APIHandler):
 
     async def taken_up(self, run_id: str) -> Run:
         """The run to act on: this server's, or one only the store keeps (an earlier server's),
-        taken up again with the server's model and the notebook's kernel."""
+        taken up again with its model (else the server's) and the notebook's kernel."""
         if run_id in self.registry.runs:
             return self.registry.runs[run_id]
         path = await self.registry.stored_path(run_id)
         stored = await self.registry.describe(run_id)
         kernel_name = await self.notebook_kernel(path)
-        model = await self.model()
+        try:
+            model = await self.model(stored["model"])
+        except RunError:  # one this server no longer has: the one a new run gets
+            model = await self.model()
         steps = min(stored["max_steps"], self.extensionapp.max_steps)
         config = self.agent_config(stored["execution"], steps)
         user = self.current_user.username

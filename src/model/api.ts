@@ -75,6 +75,11 @@ export class AgentAPI {
     return this.post(`runs/${runId}/stop`);
   }
 
+  /** An interrupted run goes on where it stopped. */
+  continue(runId: string): Promise<IRunInfo> {
+    return this.post(`runs/${runId}/continue`);
+  }
+
   accept(runId: string, cellId: string): Promise<IRunInfo> {
     return this.post(
       `runs/${runId}/cells/${encodeURIComponent(cellId)}/accept`

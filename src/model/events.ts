@@ -84,6 +84,8 @@ export type RunEvent = IEventBase &
         execution_count: number | null;
       }
     | { type: 'cell_accepted'; cell_id: string }
+    /** An interrupted run goes on (its server had stopped): `step` is the last it took. */
+    | { type: 'run_continued'; step: number }
     | {
         type: 'cell_rejected';
         cell_id: string;

@@ -229,6 +229,9 @@ export class RunModel {
         this._startedAt = this._now();
         this._resume();
         break;
+      case 'run_continued':
+        this._resume();
+        break;
       case 'step':
         this._resume();
         this._step = event.step;

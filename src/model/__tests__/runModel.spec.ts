@@ -237,6 +237,24 @@ describe('RunModel', () => {
     expect(run.model.tokens).toBe(2220);
   });
 
+  it('runs again when an interrupted run continues, from its next event', () => {
+    const run = new Run();
+    run.step(1);
+    run.emit('run_finished', {
+      success: false,
+      reason: 'interrupted',
+      summary: 'The server stopped while this run was working.'
+    });
+    expect(run.model.running).toBe(false);
+    run.clock = 5000;
+    run.emit('run_continued', { step: 1 });
+    expect(run.model.running).toBe(true);
+    expect(run.model.elapsedMs(5000 + 300)).toBe(300);
+    run.complete(2);
+    expect(run.model.running).toBe(false);
+    expect(run.model.outcome?.reason).toBe('completed');
+  });
+
   it('counts elapsed time up to now while running', () => {
     const run = new Run();
     expect(run.model.elapsedMs(1000 + 2500)).toBe(2500);
