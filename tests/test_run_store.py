@@ -256,3 +256,69 @@ async def test_a_cancelled_wait_and_a_failing_change_leave_the_store_working(tmp
         assert await store.run("broken") is None
     finally:
         store.close()
+
+
+async def test_a_store_locked_too_long_is_said_once_and_written_again_after(tmp_path, caplog):
+    """Another process holds the file's lock past the busy timeout: at open the store is not
+    used (runs stay in memory); while in use its writes fail, said once in the log and in its
+    state, and once the lock goes it writes again."""
+    path = tmp_path / "runs.sqlite"
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    locked = RunStore(path, busy_timeout_s=0.2)
+    locked.open()
+    assert locked.state == "not used: database is locked; runs are kept in memory only"
+    assert not locked.usable
+    holder.execute("ROLLBACK")
+
+    store = RunStore(path, busy_timeout_s=0.2)
+    store.open()
+    try:
+        assert store.state == f"ok: {path}"
+        holder.execute("BEGIN EXCLUSIVE")
+        caplog.clear()
+        for seq in range(3):
+            store.append_event("run", {"seq": seq, "type": "step"})
+            await asyncio.wait_for(store.flush(), 10)
+        assert store.state == "failing: database is locked"
+        failures = [
+            r for r in caplog.records if r.name.endswith("store") and r.levelname == "ERROR"
+        ]
+        assert len(failures) == 1, failures
+        holder.execute("ROLLBACK")
+        store.append_event("run", {"seq": 3, "type": "step"})
+        await asyncio.wait_for(store.flush(), 10)
+        assert store.state == f"ok: {path}"
+        assert await store.events("run", 0) == [{"seq": 3, "type": "step"}]
+    finally:
+        store.close()
+        holder.close()
+
+
+async def test_the_store_drops_its_oldest_runs_past_its_size(tmp_path):
+    """Past `max_bytes` of data the oldest finished runs go, with their events, whatever their
+    notebook; a working run stays however old."""
+    store = RunStore(tmp_path / "runs.sqlite", max_bytes=400_000)
+    store.open()
+    try:
+        store.save_run("/root/working.ipynb", {"id": "working", "created": 0.0}, "running")
+        for number in range(60):
+            run = {"id": f"run-{number}", "created": 1.0 + number}
+            store.save_run(f"/root/nb-{number % 3}.ipynb", run, "finished")
+            for seq in range(10):
+                store.append_event(run["id"], {"seq": seq, "output": "x" * 2_000})
+            await store.flush()
+        kept = [run["id"] for run in await store.runs(None, "/root/")]
+        assert kept[0] == "working"
+        assert 0 < len(kept) - 1 < 60
+        assert kept[1:] == [f"run-{number}" for number in range(61 - len(kept), 60)]
+        assert await store.events("run-0", 0) == []
+        assert len(await store.events("run-59", 0)) == 10
+    finally:
+        store.close()
+    with sqlite3.connect(tmp_path / "runs.sqlite") as db:
+        pages, free = (
+            db.execute(f"PRAGMA {name}").fetchone()[0] for name in ("page_count", "freelist_count")
+        )
+        size = db.execute("PRAGMA page_size").fetchone()[0]
+    assert (pages - free) * size <= 400_000

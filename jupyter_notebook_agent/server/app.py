@@ -136,6 +136,12 @@ class NotebookAgent(ExtensionApp):
         config=True,
         help="Finished runs the store keeps for each notebook; older ones (and their events) go.",
     )
+    store_max_mb = Integer(
+        1024,
+        config=True,
+        help="Megabytes the run store's data may take; past it the oldest finished runs go (with "
+        "their events), whatever their notebook.",
+    )
     save_interval = Float(
         0.5,
         config=True,
@@ -224,6 +230,7 @@ class NotebookAgent(ExtensionApp):
         store = RunStore(
             None if self.store_path == "memory" else Path(self.store_path),
             runs_kept_per_notebook=self.stored_runs_per_notebook,
+            max_bytes=self.store_max_mb << 20,
         )
         store.open()
         contents = self.serverapp.contents_manager

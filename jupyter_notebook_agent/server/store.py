@@ -11,6 +11,7 @@ version, locked, on a full disk) leaves the server working with runs in memory; 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ from ..sandbox.lending import alive
 #: The layout this code writes; a file of a later one belongs to a newer server.
 VERSION = 1
 #: How long a write waits for another server's transaction before the store gives up.
-BUSY_TIMEOUT_MS = 10_000
+BUSY_TIMEOUT_S = 10.0
 #: Names this process as the owner of its active runs, so that a later one can tell orphans.
 OWNER = f"{socket.gethostname()}:{os.getpid()}"
 SCHEMA = """
@@ -56,9 +57,21 @@ class RunStore:
     """The store at `path`, or none (`path` None: runs live in memory alone). A notebook is
     known by its file's absolute path (`notebook`): servers of other roots share the file."""
 
-    def __init__(self, path: Path | None, *, runs_kept_per_notebook: int = 200) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        runs_kept_per_notebook: int = 200,
+        max_bytes: int = 1 << 30,
+        busy_timeout_s: float = BUSY_TIMEOUT_S,
+    ) -> None:
         self.path = path
         self.runs_kept_per_notebook = runs_kept_per_notebook
+        self.max_bytes = max_bytes
+        """What the stored data may take; past it the oldest finished runs go, whatever their
+        notebook."""
+        self.busy_timeout_s = busy_timeout_s
+        """How long a write waits for another server's transaction before it fails."""
         self.state = "off: runs are kept in memory only" if path is None else "opening"
         self._queue: queue.SimpleQueue[tuple[Work, Future[Any]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -76,27 +89,27 @@ class RunStore:
         if self.path is None:
             return
         try:
-            connection = _connect(self.path)
+            connection = _connect(self.path, self.busy_timeout_s)
         except StoreUnusable as error:
             self.state = f"not used: {error}; runs are kept in memory only"
             log.warning("The run store %s is %s", self.path, self.state)
             return
+        self.state = f"ok: {self.path}"
         self._thread = threading.Thread(
             target=self._serve, args=(connection,), name="run-store", daemon=True
         )
         self._thread.start()
         try:
-            self.interrupted = self._call(_interrupt_orphans).result(BUSY_TIMEOUT_MS / 1000 + 5)
+            self.interrupted = self._call(_interrupt_orphans).result(self.busy_timeout_s + 5)
         except Exception as error:  # its runs stay as they were; writes may still work
             log.warning("The run store %s could not mark interrupted runs: %s", self.path, error)
-        self.state = f"ok: {self.path}"
 
     def close(self) -> None:
         """Writes what is queued, then closes the file; a write stuck behind another server's
         lock does not hold the server's shutdown past the busy timeout."""
         if self._thread is not None:
             self._queue.put(None)
-            self._thread.join(BUSY_TIMEOUT_MS / 1000 + 5)
+            self._thread.join(self.busy_timeout_s + 5)
             if self._thread.is_alive():
                 log.warning("The run store %s did not close in time", self.path)
             self._thread = None
@@ -130,9 +143,11 @@ class RunStore:
         self._submit(lambda db: _rename(db, old, new, old_path, new_path))
 
     async def flush(self) -> None:
-        """Returns once every write queued before is on disk."""
+        """Returns once every write queued before is on disk, or failed: a failing store
+        (locked too long, a full disk) says so in its `state` and in the log, once."""
         if self.usable:
-            await asyncio.wrap_future(self._call(lambda db: None))
+            with contextlib.suppress(sqlite3.Error):
+                await asyncio.wrap_future(self._call(lambda db: None))
 
     # Reads: answered by the store's thread, after the writes queued before them.
 
@@ -199,7 +214,39 @@ class RunStore:
                     done.set_exception(result)
                 else:
                     done.set_result(result)
+            self._prune(db)
         db.close()
+
+    def _prune(self, db: sqlite3.Connection) -> None:
+        """Past `max_bytes` of data, the oldest finished runs go, with their events, down to
+        nine tenths of it (so that the next writes do not prune again at once)."""
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+
+        def used() -> int:
+            pages = db.execute("PRAGMA page_count").fetchone()[0]
+            return (pages - db.execute("PRAGMA freelist_count").fetchone()[0]) * page_size
+
+        try:
+            if used() <= self.max_bytes:
+                return
+            dropped = 0
+            while used() > self.max_bytes * 0.9:
+                oldest = db.execute(
+                    "SELECT id FROM runs WHERE state != 'running' ORDER BY created LIMIT 10"
+                ).fetchall()
+                if not oldest:
+                    break
+                db.execute("BEGIN IMMEDIATE")
+                for (run_id,) in oldest:
+                    db.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
+                    db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+                db.execute("COMMIT")
+                dropped += len(oldest)
+            log.info("The run store dropped its %d oldest runs to keep within its size", dropped)
+        except sqlite3.Error as error:  # tried again after the next writes
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            log.debug("The run store could not drop old runs: %s", error)
 
     def _transact(self, db: sqlite3.Connection, work: list[tuple[Work, Future[Any]]]) -> list:
         """Each item's result, or its error, each item in a savepoint of its own; a batch that
@@ -221,18 +268,24 @@ class RunStore:
         except sqlite3.Error as error:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            log.error("The run store could not write %d changes: %s", len(work), error)
+            if not self.state.startswith("failing"):
+                log.error(
+                    "The run store %s fails to write (runs go on in memory): %s", self.path, error
+                )
             self.state = f"failing: {error}"
             return [error] * len(work)
+        if self.state.startswith("failing"):
+            log.warning("The run store %s writes again", self.path)
+            self.state = f"ok: {self.path}"
         return results
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def _connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
     """The store's connection, its tables made; StoreUnusable for a file of a newer version
     (left as it is) or not a database (moved aside, and a fresh one made)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return _prepared(path)
+        return _prepared(path, busy_timeout_s)
     except sqlite3.DatabaseError as error:
         if getattr(error, "sqlite_errorname", "") not in ("SQLITE_NOTADB", "SQLITE_CORRUPT"):
             raise StoreUnusable(str(error)) from None  # locked, read-only, newer: left as it is
@@ -241,7 +294,7 @@ def _connect(path: Path) -> sqlite3.Connection:
             path.rename(aside)
             for suffix in ("-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
-            connection = _prepared(path)
+            connection = _prepared(path, busy_timeout_s)
         except (OSError, sqlite3.Error) as second:
             raise StoreUnusable(f"unreadable ({error}), and no new one: {second}") from None
         log.warning("The run store %s was unreadable (%s); it was moved to %s", path, error, aside)
@@ -250,12 +303,12 @@ def _connect(path: Path) -> sqlite3.Connection:
         raise StoreUnusable(str(error)) from None
 
 
-def _prepared(path: Path) -> sqlite3.Connection:
+def _prepared(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
     db = sqlite3.connect(
-        path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False, isolation_level=None
+        path, timeout=busy_timeout_s, check_same_thread=False, isolation_level=None
     )
     try:
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
         version = db.execute("PRAGMA user_version").fetchone()[0]
         if version > VERSION:
             raise sqlite3.DatabaseError(f"written by a newer server (layout {version})")
