@@ -4,9 +4,11 @@ server; a bad store file leaves the server working; two servers share one file."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import signal
 import sqlite3
+import subprocess
 import time
 import urllib.error
 from typing import Any
@@ -322,3 +324,44 @@ async def test_the_store_drops_its_oldest_runs_past_its_size(tmp_path):
         )
         size = db.execute("PRAGMA page_size").fetchone()[0]
     assert (pages - free) * size <= 400_000
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A file system of 512 KiB (a tmpfs; mounting needs root, as CI has)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(disk)])
+    if mounted.returncode:
+        pytest.skip("no tmpfs can be mounted here (not root)")
+    yield disk
+    subprocess.run(["umount", "-l", str(disk)], check=True)
+
+
+async def test_a_full_disk_fails_the_writes_alone(small_disk, caplog):
+    """The disk fills up: the store says so once and the reads still answer; once room is made
+    it writes again."""
+    store = RunStore(small_disk / "runs.sqlite")
+    store.open()
+    try:
+        filler = small_disk / "filler"
+        with contextlib.suppress(OSError), filler.open("wb") as file:
+            while True:
+                file.write(b"x" * 4096)
+                file.flush()
+        caplog.clear()
+        for seq in range(40):
+            store.append_event("run", {"seq": seq, "output": "y" * 20_000})
+            await asyncio.wait_for(store.flush(), 10)
+        assert store.state.startswith("failing: database or disk is full"), store.state
+        failures = [
+            r for r in caplog.records if r.name.endswith("store") and r.levelname == "ERROR"
+        ]
+        assert len(failures) == 1, failures
+        assert await store.run("none") is None  # reads answer
+        filler.unlink()
+        store.append_event("run", {"seq": 40, "type": "step"})
+        await asyncio.wait_for(store.flush(), 10)
+        assert store.state == f"ok: {small_disk / 'runs.sqlite'}"
+    finally:
+        store.close()

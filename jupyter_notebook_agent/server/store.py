@@ -75,6 +75,8 @@ class RunStore:
         self.state = "off: runs are kept in memory only" if path is None else "opening"
         self._queue: queue.SimpleQueue[tuple[Work, Future[Any]] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
+        self._failed = False
+        """Whether a write failed yet: the log says it the first time only."""
         self.interrupted: list[tuple[str, str]] = []
         """(run id, notebook file) of the runs an earlier server left active, marked
         interrupted when this one opened."""
@@ -251,8 +253,9 @@ class RunStore:
     def _transact(self, db: sqlite3.Connection, work: list[tuple[Work, Future[Any]]]) -> list:
         """Each item's result, or its error, each item in a savepoint of its own; a batch that
         cannot be committed (a full disk, a lock held too long) fails each of its items, and
-        is said in the log."""
+        `state` says so until a batch that changes something is committed."""
         results: list[Any] = []
+        changes = db.total_changes
         try:
             db.execute("BEGIN IMMEDIATE")
             for task, _ in work:
@@ -268,14 +271,17 @@ class RunStore:
         except sqlite3.Error as error:
             if db.in_transaction:
                 db.execute("ROLLBACK")
-            if not self.state.startswith("failing"):
+            if not self._failed:  # once: a disk that is nearly full fails some writes only
                 log.error(
-                    "The run store %s fails to write (runs go on in memory): %s", self.path, error
+                    "The run store %s fails to write, and runs go on in memory; `GET status` "
+                    "says when it writes again: %s",
+                    self.path,
+                    error,
                 )
+            self._failed = True
             self.state = f"failing: {error}"
             return [error] * len(work)
-        if self.state.startswith("failing"):
-            log.warning("The run store %s writes again", self.path)
+        if self.state.startswith("failing") and db.total_changes > changes:
             self.state = f"ok: {self.path}"
         return results
 
