@@ -122,6 +122,8 @@ class RunStore:
         """The run's JSON as `GET runs/{id}` answers it, with its state."""
         kept = self.runs_kept_per_notebook
         self._submit(lambda db: _save_run(db, notebook, run, state, kept))
+        if state != "running":  # what it keeps grew for good: the store's size is checked
+            self._submit(self._prune)
 
     def append_event(self, run_id: str, event: dict[str, Any]) -> None:
         text = json.dumps(event)
@@ -216,39 +218,32 @@ class RunStore:
                     done.set_exception(result)
                 else:
                     done.set_result(result)
-            self._prune(db)
         db.close()
 
     def _prune(self, db: sqlite3.Connection) -> None:
         """Past `max_bytes` of data, the oldest finished runs go, with their events, down to
-        nine tenths of it (so that the next writes do not prune again at once)."""
+        nine tenths of it (so that the next runs do not prune again at once). A change queued
+        after each run's end, committed with its batch."""
         page_size = db.execute("PRAGMA page_size").fetchone()[0]
 
         def used() -> int:
             pages = db.execute("PRAGMA page_count").fetchone()[0]
             return (pages - db.execute("PRAGMA freelist_count").fetchone()[0]) * page_size
 
-        try:
-            if used() <= self.max_bytes:
-                return
-            dropped = 0
-            while used() > self.max_bytes * 0.9:
-                oldest = db.execute(
-                    "SELECT id FROM runs WHERE state != 'running' ORDER BY created LIMIT 10"
-                ).fetchall()
-                if not oldest:
-                    break
-                db.execute("BEGIN IMMEDIATE")
-                for (run_id,) in oldest:
-                    db.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
-                    db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
-                db.execute("COMMIT")
-                dropped += len(oldest)
-            log.info("The run store dropped its %d oldest runs to keep within its size", dropped)
-        except sqlite3.Error as error:  # tried again after the next writes
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            log.debug("The run store could not drop old runs: %s", error)
+        if used() <= self.max_bytes:
+            return
+        dropped = 0
+        while used() > self.max_bytes * 0.9:
+            oldest = db.execute(
+                "SELECT id FROM runs WHERE state != 'running' ORDER BY created LIMIT 10"
+            ).fetchall()
+            if not oldest:
+                break
+            for (run_id,) in oldest:
+                db.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
+                db.execute("DELETE FROM runs WHERE id = ?", (run_id,))
+            dropped += len(oldest)
+        log.info("The run store dropped its %d oldest runs to keep within its size", dropped)
 
     def _transact(self, db: sqlite3.Connection, work: list[tuple[Work, Future[Any]]]) -> list:
         """Each item's result, or its error, each item in a savepoint of its own; a batch that
