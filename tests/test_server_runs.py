@@ -15,10 +15,12 @@ from typing import Any
 import nbformat
 import pytest
 
+from jupyter_notebook_agent.agent import AgentConfig
 from jupyter_notebook_agent.llm.base import ModelTurn
 from jupyter_notebook_agent.llm.replay_server import ReplayServerThread
 from jupyter_notebook_agent.notebook import METADATA_KEY
-from jupyter_notebook_agent.server.runs import RunLimits
+from jupyter_notebook_agent.server import runs
+from jupyter_notebook_agent.server.runs import RunLimits, RunRequest
 
 from .agent_api import receive_until
 from .conftest import SECRET, add_cell_turn, complete, free_port, runs_server_config, tool, turn
@@ -304,6 +306,64 @@ async def test_stop_during_a_long_execution_interrupts_it(api, replay, jp_root_d
     # Stopping frees the notebook for the next run.
     replay.script.turns = [complete()]
     await api.start(run["path"])
+
+
+async def test_a_stop_as_the_run_begins_ends_it(replay, jp_root_dir, extension):
+    """A Stop that comes before the agent's loop began (the run just made) was a no-op, and
+    waited for the whole run to end."""
+    replay.script.speed = 1
+    replay.script.turns = [slow("word " * 300, 30.0), complete()]
+    registry = extension.registry
+    path = make_notebook(jp_root_dir)
+    run = registry.create(
+        RunRequest(path, "go", "auto", 5),
+        await registry.read_notebook(path),
+        await extension.make_model(),
+        "python3",
+        AgentConfig(max_steps=5),
+    )
+    async with asyncio.timeout(5):  # in this task: the run's own has not begun yet
+        await run.stop()
+    assert (run.state, run.outcome.reason) == ("finished", "stopped")
+    assert [event["type"] for event in run.events.events] == ["run_started", "run_finished"]
+
+
+async def test_a_stop_frees_the_notebook_when_its_work_cannot_be_put_away(
+    api, replay, jp_root_dir, extension, monkeypatch
+):
+    """A save of the notebook that does not end (a stuck file system) held the stopped run's
+    last write, and with it the run, `running`, and the notebook, for any new request. Stop
+    frees it within seconds; the write goes on in the background."""
+    monkeypatch.setattr(runs, "STOP_WAIT_S", 1.0)
+    replay.script.speed = 1
+    replay.script.turns = [add_cell_turn("x = 1"), slow("word " * 300, 30.0), complete()]
+    path = make_notebook(jp_root_dir)
+    run = await api.start(path)
+    socket = await api.events(run["id"])
+    await receive_until(socket, "message_delta")
+    held = asyncio.Event()
+    release = asyncio.Event()
+
+    async def a_save_that_hangs() -> None:
+        async with extension.registry.saves.turn(path):
+            held.set()
+            await release.wait()
+
+    hanging = asyncio.ensure_future(a_save_that_hangs())
+    await held.wait()
+    started = time.monotonic()
+    stopped = await api.call("POST", f"runs/{run['id']}/stop")
+    assert time.monotonic() - started < 3
+    assert (stopped["state"], stopped["outcome"]["reason"]) == ("finished", "stopped")
+    replay.script.turns[1] = complete()  # the next request's first turn
+    following = await api.start(path)  # the notebook is free: no 409
+    release.set()
+    await hanging
+    await api.finished(following["id"])
+    deadline = time.monotonic() + 10
+    while "agent-1" not in agent_cells(read_between_writes(jp_root_dir, path)):
+        assert time.monotonic() < deadline, "the stopped run's cell was never written"
+        await asyncio.sleep(0.1)
 
 
 @pytest.mark.parametrize(

@@ -225,14 +225,18 @@ class Agent:
         return await self._drive()
 
     def stop(self, summary: str = "stopped by the person", reason: str = "stopped") -> None:
-        """Cancels the model's answer or the execution under way, if the run is going; the
-        outcome's reason is `reason` (interrupted: its server is stopping)."""
-        if self._loop_task is None or self._loop_task.done():
-            return
+        """Cancels the model's answer or the execution under way; a run asked to stop before
+        it began ends as it begins. The outcome's reason is `reason` (interrupted: its server
+        is stopping)."""
         self._stop_summary, self._stop_reason = summary, reason
-        self._loop_task.cancel()
+        if self._loop_task is not None and not self._loop_task.done():
+            self._loop_task.cancel()
 
     async def _drive(self) -> RunOutcome:
+        if self._stop_summary:  # stopped before it began
+            outcome = RunOutcome(False, self._stop_reason, self._stop_summary)
+            self.events.emit("run_finished", **asdict(outcome))
+            return outcome
         self._loop_task = asyncio.ensure_future(self._loop(self.step + self.config.max_steps))
         try:
             outcome = await asyncio.wait_for(self._loop_task, self.config.time_limit_s)

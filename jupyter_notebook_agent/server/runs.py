@@ -43,6 +43,8 @@ RunState = Literal["running", "finished", "interrupted"]
 CONVERSATIONS_KEPT = 200
 #: How long the server holds off writing for a frontend that said it would subscribe as writer.
 FRONTEND_GRACE_S = 10.0
+#: How long a Stop waits for the run to put its work away before it frees the notebook anyway.
+STOP_WAIT_S = 5.0
 
 
 class RunError(HTTPError):
@@ -153,10 +155,27 @@ class Run:
     async def stop(self, summary: str = "stopped by the person", reason: str = "stopped") -> None:
         """Cancels the model's answer or interrupts the execution; returns once it stopped and
         put its kernel and its cells away, also when it was ending already (a server that shut
-        down in between would never finish that, nor exit)."""
+        down in between would never finish that, nor exit). A part that does not answer within
+        STOP_WAIT_S (a kernel, a save) keeps the rest going in the background: the run is
+        stopped and its notebook free all the same."""
         self.agent.stop(summary, reason)
-        if self.task:  # waits without taking on the run's own failure, which its log said
-            await asyncio.wait([self.task])
+        if self.task is None:
+            return
+        # Waits without taking on the run's own failure, which its log said.
+        done, _ = await asyncio.wait([self.task], timeout=STOP_WAIT_S)
+        if done or not self.active:
+            return
+        self.writer.log.warning(
+            "Run %s had not put its work away %g s after its stop; its notebook is free, and "
+            "the rest goes on in the background",
+            self.id,
+            STOP_WAIT_S,
+        )
+        if self.outcome is None:  # the agent itself did not answer: the run says it ended
+            self.outcome = RunOutcome(False, reason, summary)
+            self.events.emit("run_finished", success=False, reason=reason, summary=summary)
+        self.state = "interrupted" if reason == "interrupted" else "finished"
+        self.store.save_run(self.notebook, self.to_json(), self.state)
 
     def regenerate(self, cell_id: str, instruction: str) -> None:
         """Rewrites the cell; a finished run goes on for it."""
