@@ -39,6 +39,7 @@ export class NotebookSession implements IDisposable {
   ) {
     panel.disposed.connect(() => this.dispose());
     panel.sessionContext.kernelChanged.connect(this._kernelChanged, this);
+    panel.context.saveState.connect(this._saveStateChanged, this);
   }
 
   /** The notebook's path now (it follows renames). */
@@ -157,9 +158,7 @@ export class NotebookSession implements IDisposable {
     prompt: string,
     options: { execution?: 'auto' | 'ask'; max_steps?: number; model?: string }
   ): Promise<void> {
-    if (this.panel.context.model.dirty) {
-      await this.panel.context.save();
-    }
+    await this.save();
     const info = await this.api.startRun({
       path: this.path,
       prompt,
@@ -274,7 +273,7 @@ export class NotebookSession implements IDisposable {
         Notification.error(event.message, { autoClose: 8000 });
       }
       if (event.type === 'run_finished') {
-        void this.panel.context.save();
+        void this.save();
         void this.refreshPastRuns();
       }
       this.changedSoon();
@@ -316,6 +315,30 @@ export class NotebookSession implements IDisposable {
     this._changed.emit();
   }
 
+  /**
+   * Saves the notebook, if it has changes, once no other save of it is under way. A save
+   * that starts while another is in flight finds that first save's file on disk, newer than
+   * what it knows, and asks the person "File Changed: overwrite or revert?"; JupyterLab's
+   * autosave and the saves the panel makes (before a run, after one) would meet so.
+   */
+  private async save(): Promise<void> {
+    while (this._savesUnderWay > 0) {
+      await new Promise<void>(resolve => this._savesEnded.push(resolve));
+    }
+    if (this.panel.context.model.dirty) {
+      await this.panel.context.save();
+    }
+  }
+
+  /** `state`: started, completed or failed. */
+  private _saveStateChanged(_: unknown, state: string): void {
+    this._savesUnderWay += state === 'started' ? 1 : -1;
+    if (this._savesUnderWay <= 0) {
+      this._savesUnderWay = 0;
+      this._savesEnded.splice(0).forEach(resolve => resolve());
+    }
+  }
+
   /** One `changed` per animation frame however many events arrive: a cell streaming at
    * tokens a frame does not re-render the panel for each. */
   private changedSoon(): void {
@@ -327,6 +350,8 @@ export class NotebookSession implements IDisposable {
     }
   }
 
+  private _savesUnderWay = 0;
+  private _savesEnded: (() => void)[] = [];
   private _frame: number | null = null;
   private _run: RunModel | null = null;
   private _stream: RunEventStream | null = null;

@@ -15,7 +15,8 @@ export const API_NAMESPACE = 'notebook-agent';
  * @param settings The server settings to use (JupyterLab's own by default)
  * @returns The response body interpreted as JSON
  * @throws ServerConnection.NetworkError when the server cannot be reached,
- *   ServerConnection.ResponseError when it answers with an error status
+ *   ServerConnection.ResponseError when it answers with an error status: its message is the
+ *   server's own sentence, shown to the person as it is (never the request's URL)
  */
 export async function requestAPI<T>(
   endPoint = '',
@@ -42,14 +43,16 @@ export async function requestAPI<T>(
   }
 
   if (!response.ok) {
+    // The person reads the server's own sentence; the request is for the console.
+    const said = data && typeof data === 'object' && data.message;
+    const body = typeof data === 'string' ? data.slice(0, 200) : '';
     const message =
-      (data && typeof data === 'object' && data.message) ||
-      (typeof data === 'string' && data) ||
-      response.statusText;
-    throw new ServerConnection.ResponseError(
-      response,
+      said ||
+      `the server answered ${response.status} (${body || response.statusText})`;
+    console.warn(
       `${init.method ?? 'GET'} ${requestUrl} failed with ${response.status}: ${message}`
     );
+    throw new ServerConnection.ResponseError(response, message);
   }
 
   return data;

@@ -62,6 +62,15 @@ export class AgentPanel extends ReactWidget {
     super.onBeforeDetach(msg);
   }
 
+  /** Opening the panel (its icon, Ctrl+Alt+I) puts the cursor in the request box: what the
+   * person types next is a request, not keys for the notebook in command mode. */
+  protected onActivateRequest(msg: Message): void {
+    super.onActivateRequest(msg);
+    this.node
+      .querySelector<HTMLTextAreaElement>('.jp-NotebookAgent-prompt')
+      ?.focus();
+  }
+
   render(): JSX.Element {
     return (
       <UseSignal signal={this.context.sessionChanged}>
@@ -338,6 +347,15 @@ function RequestBox(props: {
   const [prompt, setPrompt] = React.useState('');
   const [sending, setSending] = React.useState(false);
   const busy = sending || (session.run?.running ?? false);
+  const box = React.useRef<HTMLTextAreaElement>(null);
+  React.useEffect(() => {
+    // The box lost the focus when it was disabled for the run: it takes it back, unless the
+    // person went elsewhere meanwhile.
+    const focused = document.activeElement;
+    if (!busy && (focused === null || focused === document.body)) {
+      box.current?.focus();
+    }
+  }, [busy]);
   const send = async (): Promise<void> => {
     if (!prompt.trim() || busy) {
       return;
@@ -359,6 +377,7 @@ function RequestBox(props: {
   return (
     <div className="jp-NotebookAgent-request">
       <textarea
+        ref={box}
         className="jp-NotebookAgent-prompt"
         aria-label={context.trans.__('Request to the agent')}
         placeholder={context.trans.__(

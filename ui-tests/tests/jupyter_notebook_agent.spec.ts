@@ -166,6 +166,56 @@ test.describe('the notebook agent panel', () => {
   });
 });
 
+test.describe('a notebook saved while the agent writes into it', () => {
+  test.use({
+    mockSettings: {
+      ...recording('ui-thread'),
+      '@jupyterlab/docmanager-extension:plugin': {
+        autosave: true,
+        autosaveInterval: 1
+      }
+    }
+  });
+  test.describe.configure({ timeout: 120_000 });
+
+  test('no File Changed dialog over a run and its follow-up, with autosave on', async ({
+    page
+  }) => {
+    await page.notebook.createNew('autosave.ipynb');
+    await page.notebook.setCell(
+      0,
+      'code',
+      "import pandas as pd\ndf = pd.DataFrame({'amount': [10.0, 5.0, 7.5]})"
+    );
+    await page.notebook.runCell(0);
+    const panel = await openPanel(page);
+    const outcome = panel.locator('.jp-NotebookAgent-outcome');
+    await ask(panel, 'What is the total amount?');
+    await expect(outcome).toContainText('The total amount is 22.5.', {
+      timeout: 60_000
+    });
+    await ask(panel, 'Remind me of the total');
+    await expect(outcome).toContainText('As before', { timeout: 60_000 });
+    await page.waitForTimeout(2_500); // autosaves, every second
+    await page.notebook.save();
+    await page.waitForTimeout(1_000);
+    await expect(page.locator('.jp-Dialog')).toHaveCount(0);
+  });
+});
+
+test('Ctrl+Alt+I puts the cursor in the request box', async ({ page }) => {
+  await page.notebook.createNew('focus.ipynb');
+  await page.notebook.setCell(0, 'code', 'x = 1');
+  await page.keyboard.press('Escape'); // command mode: letters are notebook commands
+  await page.keyboard.press('Control+Alt+I');
+  await page.keyboard.type('load data');
+  const panel = page.locator('#jp-notebook-agent-panel');
+  await expect(panel.getByLabel('Request to the agent')).toHaveValue(
+    'load data'
+  );
+  expect(await page.notebook.getCellCount()).toBe(1);
+});
+
 test.describe('a run that goes on while the person does other things', () => {
   test.use({ mockSettings: recording('ui-slow') });
   // The slow recording streams for about 30 s: room for it and a busy CI machine.
@@ -218,6 +268,27 @@ test.describe('a run that goes on while the person does other things', () => {
         timeout: 30_000
       })
       .toBe(full);
+  });
+
+  test('Stop right after a reload frees the notebook for the next request', async ({
+    page
+  }) => {
+    await startSlowRun(page, 'reload-stop.ipynb');
+    await page.evaluate(() => window.location.reload());
+    await expect(
+      page.locator('.jp-NotebookPanel:not(.lm-mod-hidden)')
+    ).toBeVisible({ timeout: 30_000 });
+    const panel = await openPanel(page);
+    await panel.getByRole('button', { name: 'Stop' }).click();
+    await expect(panel.locator('.jp-NotebookAgent-outcome')).toContainText(
+      'Ended: stopped'
+    );
+    await ask(panel, 'Square them again');
+    await expect(panel.getByText('Square them again')).toBeVisible();
+    await expect(panel.getByRole('button', { name: 'Stop' })).toBeVisible();
+    await expect(page.locator('.jp-Notification-Toast-error')).toHaveCount(0);
+    await panel.getByRole('button', { name: 'Stop' }).click();
+    await expect(panel.getByRole('button', { name: 'Stop' })).toHaveCount(0);
   });
 
   test('the person types in their own cell while the agent streams', async ({
