@@ -134,6 +134,14 @@ export class NotebookSession implements IDisposable {
     await NotebookActions.runCells(notebook, cells, context);
   }
 
+  /** The source of the notebook's cell with that id; null for one it does not hold. */
+  cellSource(cellId: string): string | null {
+    const cell = this.panel.model?.sharedModel.cells.find(
+      each => each.getId() === cellId
+    );
+    return cell ? cell.getSource() : null;
+  }
+
   /** Scrolls the notebook to the cell and makes it the active one. */
   async showCell(cellId: string): Promise<void> {
     const notebook = this.panel.content;

@@ -8,7 +8,7 @@ import * as React from 'react';
 
 import { NotebookSession } from './controller';
 import { IAgentStatus } from './model/events';
-import { RunModel } from './model/runModel';
+import { describeCell, IRunOutcome, RunModel } from './model/runModel';
 
 /** What the panel is given to act with; the plugin wires it to the notebook tracker. */
 export interface IPanelContext {
@@ -493,16 +493,42 @@ function RunView(props: {
               : 'jp-NotebookAgent-outcome jp-mod-failure'
           }
         >
-          <strong>
-            {run.outcome.success
-              ? trans.__('Done')
-              : trans.__('Ended: %1', run.outcome.reason)}
-          </strong>
+          <strong>{outcomeTitle(trans, run.outcome)}</strong>
           <Markdown text={run.outcome.summary} rendermime={props.rendermime} />
         </div>
       ) : null}
     </div>
   );
+}
+
+/** How a run ended, in the person's words (the outcome's reason is a code). */
+function outcomeTitle(trans: TranslationBundle, outcome: IRunOutcome): string {
+  switch (outcome.reason) {
+    case 'completed':
+      return trans.__('Done');
+    case 'gave_up':
+      return trans.__('The agent could not finish');
+    case 'max_steps':
+      return trans.__('The agent used all its steps');
+    case 'time_limit':
+      return trans.__('The run reached its time limit');
+    case 'context_budget':
+      return trans.__('The conversation grew too long for the model');
+    case 'format_errors':
+      return trans.__(
+        'The model kept answering in a form the agent cannot use'
+      );
+    case 'model_error':
+      return trans.__('The model could not answer');
+    case 'kernel_error':
+      return trans.__('The kernel could not run the code');
+    case 'stopped':
+      return trans.__('Stopped');
+    case 'interrupted':
+      return trans.__('Interrupted: the server stopped');
+    default:
+      return trans.__('Ended');
+  }
 }
 
 /** The agent would restart the kernel (or undo a rejected cell's effects): only the person
@@ -646,6 +672,11 @@ function Thread(props: {
             <div className="jp-NotebookAgent-thread-meta">
               {run.cells
                 .filter(cell => cell.state !== 'rejected')
+                .map(cell => ({
+                  ...cell,
+                  source: session.cellSource(cell.cell_id)
+                }))
+                .filter(cell => cell.source !== null)
                 .map(cell => (
                   <button
                     key={cell.cell_id}
@@ -653,7 +684,7 @@ function Thread(props: {
                     title={trans.__('Show the cell in the notebook')}
                     onClick={() => void session.showCell(cell.cell_id)}
                   >
-                    {cell.cell_id}
+                    {describeCell(cell.source ?? '')}
                   </button>
                 ))}
               <span>

@@ -119,7 +119,7 @@ export class RunModel {
         ? undefined
         : this._cells.get(this._writingCellId);
     if (writing?.streaming) {
-      return `Writing cell ${writing.id}…`;
+      return `Writing ${describeCell(writing.source)}…`;
     }
     return this._step > 0 ? 'Thinking…' : 'Starting…';
   }
@@ -488,16 +488,18 @@ export class RunModel {
     if (!cell) {
       return 'Writing a cell…';
     }
+    // The person knows a cell by what it says, not by its id.
+    const named = describeCell(cell.source);
     if (cell.cellType === 'markdown') {
-      return `Writing cell ${cell.id}…`;
+      return `Writing ${named}…`;
     }
     if (tool.ran || cell.state === 'rejected') {
       return 'Thinking…';
     }
     if (this._execution === 'ask' && cell.state === 'proposed') {
-      return `Waiting for you to accept ${cell.id}`;
+      return `Waiting for you to accept ${named}`;
     }
-    return `Running cell ${cell.id}…`;
+    return `Running ${named}…`;
   }
 
   private _changed = new Signal<this, RunEvent>(this);
@@ -566,4 +568,16 @@ function parseArguments(json: string): Record<string, unknown> {
   } catch {
     return {};
   }
+}
+
+/** A cell as the person sees it: its first line, quoted and cut short ("a cell" while empty). */
+export function describeCell(source: string): string {
+  const line = source
+    .split('\n')
+    .map(each => each.trim())
+    .find(each => each.length > 0);
+  if (!line) {
+    return 'a cell';
+  }
+  return line.length > 40 ? `“${line.slice(0, 39)}…”` : `“${line}”`;
 }

@@ -31,7 +31,7 @@ test('a run a killed server left is reviewed, then continued', async ({
   const offer = panel.locator('.jp-NotebookAgent-continue-offer');
   await expect(offer).toBeVisible({ timeout: 30_000 });
   await expect(panel.locator('.jp-NotebookAgent-outcome')).toContainText(
-    'Ended: interrupted'
+    'Interrupted: the server stopped'
   );
 
   const sleeping = cellWith(page, 'time.sleep(300)');

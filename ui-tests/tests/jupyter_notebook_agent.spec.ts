@@ -92,6 +92,12 @@ test.describe('the notebook agent panel', () => {
 
     await ask(panel, 'Add up 0 to 4, then plot something');
     await expect(panel.getByRole('button', { name: 'Stop' })).toBeVisible();
+    // What the panel says, all along the run: never an internal id or an outcome's code.
+    const said: string[] = [];
+    const listening = setInterval(
+      () => void panel.innerText().then(text => said.push(text), () => {}),
+      100
+    );
     // The first code cell fills in while the model writes it.
     await expect
       .poll(async () => (await modelCell(page, 'agent-2'))?.source ?? '', {
@@ -104,6 +110,14 @@ test.describe('the notebook agent panel', () => {
       'The total is 10, with a plot.',
       { timeout: 30_000 }
     );
+    clearInterval(listening);
+    said.push(await panel.innerText());
+    expect(said.some(text => text.includes('Writing “total'))).toBe(true);
+    for (const text of said) {
+      expect(text).not.toMatch(
+        /agent-\d|gave_up|max_steps|time_limit|context_budget|format_errors|model_error|kernel_error/
+      );
+    }
     expect(await modelCell(page, 'agent-2')).toEqual({
       source: 'total = sum(range(5))\nprint(total)',
       outputs: '10\n',
@@ -203,6 +217,40 @@ test.describe('a notebook saved while the agent writes into it', () => {
   });
 });
 
+test.describe('a notebook renamed', () => {
+  test.use({ mockSettings: recording('ui-thread') });
+
+  test('keeps its history; a new notebook of the old name has none', async ({
+    page,
+    tmpPath
+  }) => {
+    await page.notebook.createNew('draft.ipynb');
+    const panel = await openPanel(page);
+    await ask(panel, 'What is the total amount?');
+    await expect(panel.locator('.jp-NotebookAgent-outcome')).toContainText(
+      'The total amount is 22.5.',
+      { timeout: 60_000 }
+    );
+    await page.notebook.save();
+    await page.notebook.close();
+    const renamed = await page.request.patch(
+      `/api/contents/${tmpPath}/draft.ipynb`,
+      { data: { path: `${tmpPath}/sales_analysis.ipynb` } }
+    );
+    expect(renamed.ok()).toBe(true);
+
+    await page.notebook.createNew('draft.ipynb');
+    await expect(panel.getByText(`Notebook: ${tmpPath}/draft.ipynb`)).toBeVisible();
+    await expect(panel.getByText('What is the total amount?')).toHaveCount(0);
+
+    await page.notebook.openByPath(`${tmpPath}/sales_analysis.ipynb`);
+    await expect(
+      panel.getByText(`Notebook: ${tmpPath}/sales_analysis.ipynb`)
+    ).toBeVisible();
+    await expect(panel.getByText('What is the total amount?')).toBeVisible();
+  });
+});
+
 test('Ctrl+Alt+I puts the cursor in the request box', async ({ page }) => {
   await page.notebook.createNew('focus.ipynb');
   await page.notebook.setCell(0, 'code', 'x = 1');
@@ -241,7 +289,7 @@ test.describe('a run that goes on while the person does other things', () => {
     const panel = await startSlowRun(page, 'stop.ipynb');
     await panel.getByRole('button', { name: 'Stop' }).click();
     await expect(panel.locator('.jp-NotebookAgent-outcome')).toContainText(
-      'Ended: stopped'
+      'Stopped'
     );
     await expect(panel.getByRole('button', { name: 'Stop' })).toHaveCount(0);
     await expect.poll(() => modelCell(page, 'agent-1')).toBeNull();
@@ -281,7 +329,7 @@ test.describe('a run that goes on while the person does other things', () => {
     const panel = await openPanel(page);
     await panel.getByRole('button', { name: 'Stop' }).click();
     await expect(panel.locator('.jp-NotebookAgent-outcome')).toContainText(
-      'Ended: stopped'
+      'Stopped'
     );
     await ask(panel, 'Square them again');
     await expect(panel.getByText('Square them again')).toBeVisible();

@@ -173,7 +173,7 @@ describe('RunModel', () => {
     const streaming = model.cells.get('agent-1')!;
     expect(streaming.source).toBe('import numpy as np\n');
     expect(streaming.streaming).toBe(true);
-    expect(model.activity).toBe('Writing cell agent-1…');
+    expect(model.activity).toBe('Writing “import numpy as np”…');
 
     run.turn(1, 1200, 80);
     expect(model.cells.get('agent-1')!.streaming).toBe(false);
@@ -181,7 +181,7 @@ describe('RunModel', () => {
       cell_type: 'code',
       source: 'import numpy as np\n'
     });
-    expect(model.activity).toBe('Running cell agent-1…');
+    expect(model.activity).toBe('Running “import numpy as np”…');
     run.outputs('agent-1');
     run.result('call-1', 'add_cell', { cell_id: 'agent-1', status: 'ok' });
 
@@ -335,12 +335,12 @@ describe('RunModel', () => {
       const run = new Run('ask');
       proposeCode(run);
       expect(run.model.execution).toBe('ask');
-      expect(run.model.activity).toBe('Waiting for you to accept agent-1');
+      expect(run.model.activity).toBe('Waiting for you to accept “print(1)”');
 
       run.emit('cell_accepted', { cell_id: 'agent-1' });
       expect(run.model.cells.get('agent-1')!.state).toBe('accepted');
       expect(run.model.proposedCellIds).toEqual([]);
-      expect(run.model.activity).toBe('Running cell agent-1…');
+      expect(run.model.activity).toBe('Running “print(1)”…');
 
       run.outputs('agent-1');
       run.result('c1', 'add_cell', { cell_id: 'agent-1', status: 'ok' });
@@ -381,7 +381,7 @@ describe('RunModel', () => {
       });
       expect(run.model.cells.get('agent-1')!.versions).toEqual(['print(1)']);
       expect(run.model.proposedCellIds).toEqual(['agent-1']);
-      expect(run.model.activity).toBe('Waiting for you to accept agent-1');
+      expect(run.model.activity).toBe('Waiting for you to accept “print(2)”');
     });
   });
 
@@ -402,12 +402,12 @@ describe('RunModel', () => {
       reset: true
     });
     expect(run.model.cells.get('agent-1')!.source).toBe('');
-    expect(run.model.activity).toBe('Writing cell agent-1…');
+    expect(run.model.activity).toBe('Writing a cell…');
     run.delta('agent-1', '1 / ', '2');
     expect(run.model.cells.get('agent-1')!.source).toBe('1 / 2');
     run.turn(2, 10, 2);
     run.call('c2', 'edit_cell', { cell_id: 'agent-1', source: '1 / 2' });
-    expect(run.model.activity).toBe('Running cell agent-1…');
+    expect(run.model.activity).toBe('Running “1 / 2”…');
     run.emit('cell_edited', {
       cell_id: 'agent-1',
       source: '1 / 2',
@@ -506,7 +506,7 @@ describe('RunModel', () => {
     run.turn(1, 10, 2);
 
     run.call('c1', 'add_cell', { cell_type: 'code', source: 'a = 1' });
-    expect(run.model.activity).toBe('Running cell agent-1…');
+    expect(run.model.activity).toBe('Running “a = 1”…');
     run.outputs('agent-1');
     run.result('c1', 'add_cell', { cell_id: 'agent-1', status: 'ok' });
 
@@ -520,12 +520,12 @@ describe('RunModel', () => {
       metadata: {},
       streaming: false
     });
-    expect(run.model.activity).toBe('Running cell agent-3…');
+    expect(run.model.activity).toBe('Running “b = 2”…');
     run.outputs('agent-3');
     run.result('c2', 'add_cell', { cell_id: 'agent-3', status: 'ok' });
 
     run.call('c3', 'add_cell', { cell_type: 'code', source: 'c = 3' });
-    expect(run.model.activity).toBe('Running cell agent-2…');
+    expect(run.model.activity).toBe('Running “c = 3”…');
   });
 
   it('says what the other tools do', () => {
@@ -549,7 +549,7 @@ describe('RunModel', () => {
       metadata: {},
       streaming: false
     });
-    expect(run.model.activity).toBe('Writing cell agent-1…');
+    expect(run.model.activity).toBe('Writing “# A”…');
     run.result('c3', 'add_cell', { cell_id: 'agent-1', status: 'ok' });
     expect(run.model.activity).toBe('Thinking…');
   });
@@ -562,7 +562,7 @@ describe('RunModel', () => {
       cell_type: 'code',
       source: 'print(df.shape)'
     });
-    expect(run.model.activity).toBe('Running cell agent-1…');
+    expect(run.model.activity).toBe('Running “print(df.shape)”…');
     run.emit('kernel_waiting', { reason: 'busy' });
     expect(run.model.activity).toBe('Waiting for your cell to finish…');
     run.outputs('agent-1');
@@ -631,7 +631,7 @@ describe('RunModel', () => {
       reset: true
     });
     run.delta('agent-1', "plot(x, color='red')");
-    expect(run.model.activity).toBe('Writing cell agent-1…');
+    expect(run.model.activity).toBe("Writing “plot(x, color='red')”…");
     run.turn(3, 10, 2);
     run.call('c3', 'edit_cell', {
       cell_id: 'agent-1',
@@ -643,7 +643,7 @@ describe('RunModel', () => {
       version: 1,
       state: 'proposed'
     });
-    expect(run.model.activity).toBe('Running cell agent-1…');
+    expect(run.model.activity).toBe("Running “plot(x, color='red')”…");
     run.outputs('agent-1', 'ok', 2);
     run.result('c3', 'edit_cell', { cell_id: 'agent-1', status: 'ok' });
     run.clock = 65000;
