@@ -294,8 +294,11 @@ async def test_stop_during_generation(api, replay, jp_root_dir):
 
 
 async def test_stop_during_a_long_execution_interrupts_it(api, replay, jp_root_dir):
-    replay.script.turns = [add_cell_turn("import time\ntime.sleep(60)"), complete()]
-    run = await api.start(make_notebook(jp_root_dir))
+    """The cell stops too, and keeps what it printed before (it was discarded)."""
+    code = "print('before', flush=True)\nimport time\ntime.sleep(60)"
+    replay.script.turns = [add_cell_turn(code), complete()]
+    path = make_notebook(jp_root_dir)
+    run = await api.start(path)
     socket = await api.events(run["id"])
     await receive_until(socket, "tool_call")
     await asyncio.sleep(0.5)  # the sleep is under way
@@ -303,6 +306,17 @@ async def test_stop_during_a_long_execution_interrupts_it(api, replay, jp_root_d
     stopped = await api.call("POST", f"runs/{run['id']}/stop")
     assert time.monotonic() - started < 1.0
     assert stopped["outcome"]["reason"] == "stopped"
+    outputs = [
+        e for e in await receive_until(socket, "run_finished") if e["type"] == "cell_outputs"
+    ]
+    assert [(e["status"], e["outputs"][0]["text"]) for e in outputs] == [("stopped", "before\n")]
+    deadline = time.monotonic() + 10
+    while not (cell := agent_cells(read_between_writes(jp_root_dir, path)).get("agent-1")) or (
+        not cell.outputs
+    ):
+        assert time.monotonic() < deadline, "the stopped cell's output was never written"
+        await asyncio.sleep(0.1)
+    assert cell.outputs[0].text == "before\n"
     # Stopping frees the notebook for the next run.
     replay.script.turns = [complete()]
     await api.start(run["path"])

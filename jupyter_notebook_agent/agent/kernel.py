@@ -25,7 +25,7 @@ from jupyter_core.utils import ensure_async
 from nbformat import NotebookNode
 from traitlets.config import Config
 
-from ..notebook.outputs import OutputCollector, OutputLimits
+from ..notebook.outputs import OutputCollector
 
 #: How often a silent kernel is checked for being alive while code runs.
 LIVENESS_POLL_S = 0.5
@@ -51,7 +51,8 @@ ABANDONED_WATCH_S = 3600.0
 #: How long a shared kernel that died is given to come back (the server restarts it).
 REVIVAL_S = 60.0
 
-ExecutionStatus = Literal["ok", "error", "timeout", "died"]
+ExecutionStatus = Literal["ok", "error", "timeout", "died", "stopped"]
+"""stopped: the person stopped the run while the code ran (what it printed is kept)."""
 
 
 @dataclass
@@ -186,18 +187,19 @@ class KernelSession:
         self,
         code: str,
         timeout_s: float,
-        limits: OutputLimits | None = None,
+        collector: OutputCollector | None = None,
         on_wait: Callable[[], None] | None = None,
     ) -> Execution:
         """Cancelling it (Stop) interrupts the kernel while the code runs, so the code stops
-        too. Outputs are kept within `limits` as they arrive. `timeout_s` counts from when the
+        too. Outputs are kept by `collector` as they arrive (within its limits), so a caller
+        that stopped it still has what the code printed. `timeout_s` counts from when the
         code starts: a shared kernel busy with the person's cell is waited for first, and
         `on_wait` told so."""
         note = await self._prepare(on_wait)
         msg_id = self.client.execute(code, store_history=True, allow_stdin=False)
         running = _Running(msg_id)
         try:
-            execution = await self._collect(running, timeout_s, OutputCollector(limits))
+            execution = await self._collect(running, timeout_s, collector or OutputCollector())
         except asyncio.CancelledError:
             if running.ended:
                 raise

@@ -15,7 +15,7 @@ from nbformat import NotebookNode
 
 from ..llm.base import Model, ModelError, ModelTurn, TextDelta, ToolCall, ToolCallDelta
 from ..notebook.document import METADATA_KEY, CellNotFound, CellState, NotebookDocument
-from ..notebook.outputs import OutputLimits, digest
+from ..notebook.outputs import OutputCollector, OutputLimits, digest
 from ..partial_json import FieldStream, string_field
 from .conversation import Conversation
 from .events import EventLog
@@ -655,27 +655,41 @@ class Agent:
         return self.notebook.has(cell_id)
 
     async def _run_cell(self, cell: NotebookNode) -> dict[str, Any]:
-        execution = await self._execute(cell.source)
+        collector = OutputCollector(self.config.output_limits)
+        try:
+            execution = await self._execute(cell.source, collector)
+        except asyncio.CancelledError:  # stopped: what the cell printed so far stays in it
+            self._show_outputs(cell, "stopped", collector.outputs, collector.execution_count)
+            raise
+        self._show_outputs(cell, execution.status, execution.outputs, execution.execution_count)
+        return self._report(execution)
+
+    def _show_outputs(
+        self,
+        cell: NotebookNode,
+        status: str,
+        outputs: list[NotebookNode],
+        execution_count: int | None,
+    ) -> None:
         record = self.review.cells[cell.id]
         record.executed = True
-        cell.outputs, cell.execution_count = execution.outputs, execution.execution_count
+        cell.outputs, cell.execution_count = outputs, execution_count
         if record.state != "rejected":
             self.events.emit(
                 "cell_outputs",
                 cell_id=cell.id,
-                status=execution.status,
-                outputs=execution.outputs,
-                execution_count=execution.execution_count,
+                status=status,
+                outputs=outputs,
+                execution_count=execution_count,
             )
-        return self._report(execution)
 
-    async def _execute(self, code: str) -> Execution:
+    async def _execute(self, code: str, collector: OutputCollector | None = None) -> Execution:
         kernel = await self._session()
         try:
             return await kernel.execute(
                 code,
                 self.config.execution_timeout_s,
-                self.config.output_limits,
+                collector or OutputCollector(self.config.output_limits),
                 on_wait=lambda: self.events.emit("kernel_waiting", reason="busy"),
             )
         except KernelUnresponsive as error:

@@ -79,7 +79,7 @@ export type RunEvent = IEventBase &
     | {
         type: 'cell_outputs';
         cell_id: string;
-        status: 'ok' | 'error' | 'timeout' | 'died';
+        status: 'ok' | 'error' | 'timeout' | 'died' | 'stopped';
         outputs: Output[];
         execution_count: number | null;
       }

@@ -11,7 +11,7 @@ export interface IRunCell {
   readonly source: string;
   readonly state: 'proposed' | 'accepted' | 'rejected';
   /** How its last execution ended; absent before it ran. */
-  readonly status?: 'ok' | 'error' | 'timeout' | 'died';
+  readonly status?: 'ok' | 'error' | 'timeout' | 'died' | 'stopped';
   readonly outputs: readonly Output[];
   readonly executionCount: number | null;
   /** Its source is arriving token by token. */
