@@ -14,6 +14,7 @@ import { RunEventStream } from './model/eventStream';
 import { isSandbox } from './model/kernels';
 import { RunModel } from './model/runModel';
 import { NotebookCellWriter } from './notebook/cellWriter';
+import { NotebookSaves } from './notebook/saves';
 
 /** The kernel of a notebook, as the panel tells the person about it. */
 export interface INotebookKernel {
@@ -39,7 +40,7 @@ export class NotebookSession implements IDisposable {
   ) {
     panel.disposed.connect(() => this.dispose());
     panel.sessionContext.kernelChanged.connect(this._kernelChanged, this);
-    panel.context.saveState.connect(this._saveStateChanged, this);
+    this._saves = new NotebookSaves(panel.context);
   }
 
   /** The notebook's path now (it follows renames). */
@@ -166,7 +167,7 @@ export class NotebookSession implements IDisposable {
     prompt: string,
     options: { execution?: 'auto' | 'ask'; max_steps?: number; model?: string }
   ): Promise<void> {
-    await this.save();
+    await this._saves.save();
     const info = await this.api.startRun({
       path: this.path,
       prompt,
@@ -257,6 +258,7 @@ export class NotebookSession implements IDisposable {
       cancelAnimationFrame(this._frame);
     }
     this._stream?.dispose();
+    this._saves.dispose();
     Signal.clearData(this);
   }
 
@@ -281,7 +283,7 @@ export class NotebookSession implements IDisposable {
         Notification.error(event.message, { autoClose: 8000 });
       }
       if (event.type === 'run_finished') {
-        void this.save();
+        void this._saves.save();
         void this.refreshPastRuns();
       }
       this.changedSoon();
@@ -323,30 +325,6 @@ export class NotebookSession implements IDisposable {
     this._changed.emit();
   }
 
-  /**
-   * Saves the notebook, if it has changes, once no other save of it is under way. A save
-   * that starts while another is in flight finds that first save's file on disk, newer than
-   * what it knows, and asks the person "File Changed: overwrite or revert?"; JupyterLab's
-   * autosave and the saves the panel makes (before a run, after one) would meet so.
-   */
-  private async save(): Promise<void> {
-    while (this._savesUnderWay > 0) {
-      await new Promise<void>(resolve => this._savesEnded.push(resolve));
-    }
-    if (this.panel.context.model.dirty) {
-      await this.panel.context.save();
-    }
-  }
-
-  /** `state`: started, completed or failed. */
-  private _saveStateChanged(_: unknown, state: string): void {
-    this._savesUnderWay += state === 'started' ? 1 : -1;
-    if (this._savesUnderWay <= 0) {
-      this._savesUnderWay = 0;
-      this._savesEnded.splice(0).forEach(resolve => resolve());
-    }
-  }
-
   /** One `changed` per animation frame however many events arrive: a cell streaming at
    * tokens a frame does not re-render the panel for each. */
   private changedSoon(): void {
@@ -358,8 +336,7 @@ export class NotebookSession implements IDisposable {
     }
   }
 
-  private _savesUnderWay = 0;
-  private _savesEnded: (() => void)[] = [];
+  private _saves: NotebookSaves;
   private _frame: number | null = null;
   private _run: RunModel | null = null;
   private _stream: RunEventStream | null = null;
