@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 
+from jupyter_notebook_agent.agent import Agent
 from jupyter_notebook_agent.agent.conversation import Conversation
+from jupyter_notebook_agent.llm.replay import ReplayModel
+from jupyter_notebook_agent.notebook import NotebookDocument
+
+from .conftest import complete
 
 
 def system() -> dict:
@@ -109,3 +115,23 @@ def test_the_thread_learns_how_many_tokens_its_characters_take():
     before = thread.tokens
     thread.observe(prompt_tokens=thread.chars, sent_chars=thread.chars)  # a token a byte
     assert thread.tokens == thread.chars > before
+
+
+def test_taking_up_a_run_leaves_the_thread_as_it_is_until_it_goes_on(tmp_path, write_recording):
+    """An earlier server's run, taken up for a verdict on one of its cells, shares the
+    notebook's thread with the run working there now: the call that run has open is its own,
+    and was answered "not run" under it. The thread is made whole when the old run goes on."""
+    thread = Conversation()
+    thread.append(system())
+    thread.begin_request("sum it", {"role": "user", "content": "sum it"})
+    thread.append(calls("working-now"))
+    before = copy.deepcopy(thread.messages)
+    agent = Agent(
+        ReplayModel(write_recording(complete())),
+        lambda: None,  # no kernel: a verdict needs none
+        NotebookDocument(),
+        conversation=thread,
+        run_id="earlier",
+    )
+    agent.take_up({"step": 3, "usage": {}, "messages": [], "cells": []})
+    assert thread.messages == before

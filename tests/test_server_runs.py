@@ -369,6 +369,9 @@ async def test_a_stop_frees_the_notebook_when_its_work_cannot_be_put_away(
     stopped = await api.call("POST", f"runs/{run['id']}/stop")
     assert time.monotonic() - started < 3
     assert (stopped["state"], stopped["outcome"]["reason"]) == ("finished", "stopped")
+    regenerate = f"runs/{run['id']}/cells/agent-1/regenerate"
+    answer = await api.call("POST", regenerate, {}, expect=409)  # not a second task of it
+    assert "still putting its work away" in answer["message"]
     replay.script.turns[1] = complete()  # the next request's first turn
     following = await api.start(path)  # the notebook is free: no 409
     release.set()

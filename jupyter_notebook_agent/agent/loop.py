@@ -188,8 +188,8 @@ class Agent:
 
     def take_up(self, record: dict[str, Any]) -> None:
         """Takes up a run an earlier server left, as `GET runs/{id}` kept it: its steps,
-        tokens and prose, and its cells the notebook still holds, by the same ids. A call the
-        thread left open (the server died in it) is answered as not run."""
+        tokens and prose, and its cells the notebook still holds, by the same ids. The thread
+        stays as it is: a call open in it may be the call of the run working there now."""
         self.step = record.get("step", 0)
         self.usage.update(record.get("usage", {}))
         self.prose = list(record.get("messages", []))
@@ -202,7 +202,6 @@ class Agent:
                     versions=list(versions.get(cell.id, [])),
                     executed=cell.get("execution_count") is not None,
                 )
-        self.conversation.answer_open_calls()
 
     async def go_on(self, task: str) -> RunOutcome:
         """Goes on with `task`, a run that stopped with its server: the model hears so, with
@@ -220,7 +219,9 @@ class Agent:
         self._append({"role": "user", "content": message})
 
     async def resume(self) -> RunOutcome:
-        """Goes on after the run finished, for what the person asked since (a regenerate)."""
+        """Goes on after the run finished, for what the person asked since (a regenerate).
+        A call its thread left open (its server died in it) is answered as not run first."""
+        self.conversation.answer_open_calls()
         self._outcome, self._stop_summary, self._format_errors = None, "", 0
         return await self._drive()
 

@@ -179,6 +179,8 @@ class Run:
 
     def regenerate(self, cell_id: str, instruction: str) -> None:
         """Rewrites the cell; a finished run goes on for it."""
+        if not self.active:
+            self._check_put_away()
         self._review(self.agent.regenerate, cell_id, instruction)
         if not self.active:
             self.start(self.agent.resume)
@@ -189,7 +191,16 @@ class Run:
             raise RunError(
                 409, f"run {self.id} is {self.state}: only an interrupted run can continue"
             )
+        self._check_put_away()
         self.start(lambda: self.agent.go_on(self.request.prompt))
+
+    def _check_put_away(self) -> None:
+        """409 while the run is still putting its work away after a stop that did not wait for
+        it: going on now would make a second task of one agent."""
+        if self.task is not None and not self.task.done():
+            raise RunError(
+                409, f"run {self.id} is still putting its work away; try again in a moment"
+            )
 
     def accept(self, cell_id: str) -> None:
         self._review(self.agent.accept, cell_id)
