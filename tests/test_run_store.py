@@ -326,6 +326,26 @@ async def test_the_store_drops_its_oldest_runs_past_its_size(tmp_path):
     assert (pages - free) * size <= 400_000
 
 
+async def test_the_store_keeps_each_notebooks_newest_run_whatever_its_size(tmp_path):
+    """What the store cannot drop (a thread) over its budget alone: it dropped every finished
+    run, the one that had just ended too. Each notebook keeps its newest."""
+    store = RunStore(tmp_path / "runs.sqlite", max_bytes=300_000)
+    store.open()
+    try:
+        thread = {"id": "t", "messages": [{"role": "user", "content": "x" * 400_000}]}
+        store.save_conversation("/root/a.ipynb", thread)
+        for number in range(6):
+            run = {"id": f"run-{number}", "created": float(number)}
+            store.save_run(f"/root/{'ab'[number % 2]}.ipynb", run, "finished")
+            store.append_event(run["id"], {"seq": 0, "type": "step"})
+            await store.flush()
+        kept = [run["id"] for run in await store.runs(None, "/root/")]
+        assert kept == ["run-4", "run-5"]
+        assert await store.events("run-5", 0) == [{"seq": 0, "type": "step"}]
+    finally:
+        store.close()
+
+
 @pytest.fixture
 def small_disk(tmp_path):
     """A file system of 512 KiB (a tmpfs; mounting needs root, as CI has)."""

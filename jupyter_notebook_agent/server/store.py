@@ -248,8 +248,10 @@ class RunStore:
 
     def _prune(self, db: sqlite3.Connection) -> None:
         """Past `max_bytes` of data, the oldest finished runs go, with their events, down to
-        nine tenths of it (so that the next runs do not prune again at once). A change queued
-        after each run's end, committed with its batch."""
+        nine tenths of it (so that the next runs do not prune again at once). Each notebook
+        keeps its newest finished run whatever the size: what cannot go (threads, working runs)
+        may fill the budget alone. A change queued after each run's end, committed with its
+        batch."""
         page_size = db.execute("PRAGMA page_size").fetchone()[0]
 
         def used() -> int:
@@ -261,7 +263,9 @@ class RunStore:
         dropped = 0
         while used() > self.max_bytes * 0.9:
             oldest = db.execute(
-                "SELECT id FROM runs WHERE state != 'running' ORDER BY created LIMIT 10"
+                "SELECT id FROM runs AS run WHERE state != 'running' AND created < ("
+                "  SELECT MAX(created) FROM runs WHERE notebook = run.notebook"
+                "  AND state != 'running') ORDER BY created LIMIT 10"
             ).fetchall()
             if not oldest:
                 break
