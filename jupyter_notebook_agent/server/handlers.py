@@ -116,7 +116,7 @@ class AgentHandler(RegistryMixin, APIHandler):
         steps = min(stored["max_steps"], self.extensionapp.max_steps)
         config = self.agent_config(stored["execution"], steps)
         user = self.current_user.username
-        return await self.registry.revive(run_id, model, kernel_name, config, user)
+        return await self.registry.revive(run_id, path, stored, model, kernel_name, config, user)
 
     def body(self) -> dict[str, Any]:
         """The request's JSON object; an empty body is an empty object."""

@@ -323,27 +323,24 @@ class RunRegistry:
     async def revive(
         self,
         run_id: str,
+        path: str,
+        stored: dict[str, Any],
         model: Model,
         kernel_name: str,
         config: AgentConfig,
         user: str,
     ) -> Run:
-        """A run only the store keeps (an earlier server's), taken up as it ended: its events,
-        its thread and its cells the notebook still holds, by the same ids, so that the person
-        can accept, reject or regenerate them, or let it go on (`go_on`). Whoever followed it
-        follows it live from now on."""
-        if run_id in self.runs:
-            return self.runs[run_id]
-        path = await self.stored_path(run_id)
-        stored = await self.store.run(run_id)
+        """A run only the store keeps (an earlier server's), as `stored_path` and `describe`
+        gave it, taken up as it ended: its events, its thread and its cells the notebook still
+        holds, by the same ids, so that the person can accept, reject or regenerate them, or
+        let it go on (`go_on`). Whoever followed it follows it live from now on."""
+        if stored["state"] == "running":
+            raise RunError(409, f"run {run_id} is working on another server")
         events = await self.store.events(run_id, 0)
         notebook = await self.read_notebook(path)
         thread = await self.stored_conversation(path)
         if run_id in self.runs:  # taken up by another request meanwhile
             return self.runs[run_id]
-        assert stored is not None
-        if stored["state"] == "running":
-            raise RunError(409, f"run {run_id} is working on another server")
         request = RunRequest(path, stored["prompt"], config.execution, config.max_steps, user=user)
         self.conversations.setdefault(path, thread)
         run = self._assemble(
