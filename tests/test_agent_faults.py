@@ -8,6 +8,7 @@ import time
 import pytest
 
 from jupyter_notebook_agent.agent import Agent, AgentConfig, EventLog
+from jupyter_notebook_agent.agent.loop import OUTPUT_STREAM_BUDGET_BYTES
 from jupyter_notebook_agent.llm.replay import ReplayModel
 from jupyter_notebook_agent.notebook import NotebookDocument
 from jupyter_notebook_agent.notebook.outputs import OutputLimits
@@ -239,5 +240,43 @@ async def test_an_output_flood_is_kept_head_and_tail_and_bounded_per_output_and_
     assert "an output of 6000000 bytes (text/plain) left out" in too_big.data["text/plain"]
     assert kept.data["text/plain"] == "z" * 4_000_000
     assert cell_full.text == "[2 more outputs left out: past 6000000 bytes]"
-    (event,) = [e for e in events.events if e["type"] == "cell_outputs"]
-    assert len(json.dumps(event)) < 4_100_000 + 20_000 + 1_000
+    *running, final = [e for e in events.events if e["type"] == "cell_outputs"]
+    assert final["status"] == "ok"
+    assert len(json.dumps(final)) < 4_100_000 + 20_000 + 1_000
+    # Snapshots while it ran stop at their budget: a flood does not fill the run's log.
+    assert all(e["status"] == "running" for e in running)
+    assert sum(len(json.dumps(e)) for e in running) < OUTPUT_STREAM_BUDGET_BYTES + 6_100_000
+
+
+SLOW_CELL = """
+import time
+for i in range(4):
+    print(f"step {i}", flush=True)
+    time.sleep(0.6)
+"""
+
+
+async def test_a_slow_cell_shows_its_outputs_as_they_come(kernel, write_recording):
+    """Running, the cell is marked so (`[*]`), and what it prints shows while it goes on: a
+    print 16 s into a 30 s cell showed nothing until the end."""
+    recording = write_recording(add_cell_turn(SLOW_CELL), complete())
+    _, _, outcome, events = await run_agent(kernel, recording)
+    assert outcome.success
+    kinds = [e["type"] for e in events.events]
+    assert kinds.index("cell_running") < kinds.index("cell_outputs")
+    *running, final = [e for e in events.events if e["type"] == "cell_outputs"]
+    assert final["status"] == "ok"
+    assert final["outputs"][0]["text"] == "".join(f"step {i}\n" for i in range(4))
+    assert running, "no outputs came while the cell ran"
+    texts = [e["outputs"][0]["text"] for e in running]
+    assert all(e["status"] == "running" for e in running)
+    assert texts[0].startswith("step 0\n") and "step 3" not in texts[0]
+    assert texts == sorted(set(texts)), "a snapshot repeated or went back"
+
+
+async def test_a_quick_cell_has_only_its_last_outputs(kernel, write_recording):
+    recording = write_recording(add_cell_turn("print('hi')"), complete())
+    _, _, outcome, events = await run_agent(kernel, recording)
+    assert outcome.success
+    (outputs,) = [e for e in events.events if e["type"] == "cell_outputs"]
+    assert outputs["status"] == "ok"

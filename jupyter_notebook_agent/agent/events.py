@@ -2,7 +2,8 @@
 
 Event types: run_started, run_continued (an interrupted run goes on), step, message_delta (the
 agent's prose), model_turn (a whole turn with its timing and tokens), tool_call, tool_result,
-cell_proposed, cell_source_delta, cell_edited, cell_outputs, cell_accepted, cell_rejected,
+cell_proposed, cell_source_delta, cell_edited, cell_running (a cell begins to run, or waits to),
+cell_outputs (a running cell's so far, then its last), cell_accepted, cell_rejected,
 cell_regenerating, error, run_finished.
 """
 

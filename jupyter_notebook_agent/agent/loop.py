@@ -25,6 +25,13 @@ from .review import CellGone, CellRecord, Decision, Review
 from .tools import TOOLS, FormatError, parse_call
 from .variables import kernel_variables
 
+#: A running cell's outputs are shown at most this often, and only once it runs this long.
+OUTPUT_STREAM_INTERVAL_S = 0.5
+#: A snapshot of that many bytes waits a second for the next.
+OUTPUT_STREAM_BYTES_PER_S = 1_000_000
+#: Bytes of snapshots one cell run sends at most; its final outputs always come.
+OUTPUT_STREAM_BUDGET_BYTES = 20_000_000
+
 #: Starts the run's kernel when it first needs one.
 KernelStarter = Callable[[], Awaitable[KernelSession]]
 
@@ -657,13 +664,41 @@ class Agent:
 
     async def _run_cell(self, cell: NotebookNode) -> dict[str, Any]:
         collector = OutputCollector(self.config.output_limits)
+        if self.review.cells[cell.id].state != "rejected":
+            self.events.emit("cell_running", cell_id=cell.id)
+        streaming = asyncio.ensure_future(self._stream_outputs(cell, collector))
         try:
             execution = await self._execute(cell.source, collector)
         except asyncio.CancelledError:  # stopped: what the cell printed so far stays in it
+            streaming.cancel()
             self._show_outputs(cell, "stopped", collector.outputs, collector.execution_count)
             raise
+        finally:
+            streaming.cancel()
         self._show_outputs(cell, execution.status, execution.outputs, execution.execution_count)
         return self._report(execution)
+
+    async def _stream_outputs(self, cell: NotebookNode, collector: OutputCollector) -> None:
+        """Shows what a slow cell has printed so far, as the person's own cells do: a snapshot
+        of its outputs now and then while it runs. Each is the whole of them, bounded by the
+        output limits; a large one waits longer for the next, and past a budget the cell's
+        last outputs come only when it ends, so a flood does not fill the run's log."""
+        wait, sent, seen = OUTPUT_STREAM_INTERVAL_S, 0, collector.changes
+        while sent < OUTPUT_STREAM_BUDGET_BYTES:
+            await asyncio.sleep(wait)
+            if collector.changes == seen or self.review.cells[cell.id].state == "rejected":
+                continue
+            seen, size = collector.changes, collector.size
+            self.events.emit(
+                "cell_outputs",
+                cell_id=cell.id,
+                status="running",
+                # Copies: the collector goes on changing its own.
+                outputs=[NotebookNode(output) for output in collector.outputs],
+                execution_count=collector.execution_count,
+            )
+            sent += size
+            wait = max(OUTPUT_STREAM_INTERVAL_S, size / OUTPUT_STREAM_BYTES_PER_S)
 
     def _show_outputs(
         self,

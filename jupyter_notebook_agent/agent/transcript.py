@@ -8,7 +8,8 @@ from typing import Any
 
 from .events import Event
 
-#: Deltas repeat what whole turns and cells say again; the transcript keeps the wholes.
+#: Deltas repeat what whole turns and cells say again; the transcript keeps the wholes (and
+#: a cell's final outputs, not the snapshots of them while it runs).
 SKIPPED = {"message_delta", "cell_source_delta"}
 
 
@@ -17,7 +18,7 @@ class TranscriptWriter:
         self._file = Path(path).open("w", encoding="utf-8")
 
     def __call__(self, event: Event) -> None:
-        if event["type"] not in SKIPPED:
+        if event["type"] not in SKIPPED and event.get("status") != "running":
             self._file.write(json.dumps(event, default=_plain) + "\n")
             self._file.flush()
 

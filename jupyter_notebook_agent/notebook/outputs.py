@@ -15,6 +15,7 @@ from nbformat import NotebookNode
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/svg+xml")
 OUTPUT_MESSAGES = {"stream", "display_data", "execute_result", "error"}
+CHANGING_MESSAGES = {*OUTPUT_MESSAGES, "clear_output", "update_display_data"}
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,15 @@ class OutputCollector:
         self.execution_count: int | None = None
         self._clear_on_next = False
         self._display_ids: dict[str, list[int]] = {}
+        self.changes = 0
+        """How many messages changed the outputs so far: a reader can tell whether to look again."""
+
+    @property
+    def size(self) -> int:
+        """About the bytes the outputs take: rich ones and the kept text of streams."""
+        return self._bytes + sum(
+            s.head_length + min(s.tail_length, s.tail_limit) for s in self._streams.values()
+        )
 
     @property
     def outputs(self) -> list[NotebookNode]:
@@ -92,7 +102,10 @@ class OutputCollector:
         kind, content = msg["header"]["msg_type"], msg["content"]
         if kind == "execute_input":
             self.execution_count = content.get("execution_count")
-        elif kind == "clear_output":
+            return
+        if kind in CHANGING_MESSAGES:
+            self.changes += 1
+        if kind == "clear_output":
             if content.get("wait"):
                 self._clear_on_next = True
             else:

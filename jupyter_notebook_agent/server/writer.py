@@ -73,8 +73,8 @@ class NotebookWriter:
     def __call__(self, event: Event) -> None:
         """An event listener: notes which cells changed and schedules a write."""
         kind = event["type"]
-        if kind not in CHANGES:
-            return
+        if kind not in CHANGES or event.get("status") == "running":
+            return  # a running cell's outputs reach the file once it ends
         if cell_id := event.get("cell_id"):
             if kind == "cell_rejected":
                 self.written.discard(cell_id)
