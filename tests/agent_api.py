@@ -70,7 +70,7 @@ class AgentAPI:
         params: dict[str, str] | None = None,
     ) -> Any:
         kwargs: dict[str, Any] = {"method": method}
-        if method == "POST":
+        if method in ("POST", "PUT"):
             kwargs["body"] = body if isinstance(body, (str, bytes)) else json.dumps(body or {})
         if params:
             kwargs["params"] = params

@@ -26,6 +26,8 @@ async def test_status_names_the_model_and_the_sandbox_and_never_the_key(jp_fetch
         "name": "gpt-4o-mini",
         "base_url": None,
         "problem": None,
+        "api_key_set": True,
+        "source": "server",
     }
     assert status["execution"] == "auto" and status["max_steps"] == 30
     assert status["kernel"] == {"name": "python3-sandbox", "sandboxed": True, "problem": None}
@@ -63,6 +65,8 @@ async def test_status_follows_the_configuration(jp_fetch):
         "name": "qwen2.5-coder:7b",
         "base_url": "http://127.0.0.1:8000/v1",
         "problem": None,
+        "api_key_set": status["model"]["api_key_set"],  # whether $OPENAI_API_KEY is set
+        "source": "server",
     }
     assert (status["execution"], status["max_steps"]) == ("ask", 12)
     assert status["kernel"] == {"name": "python3-sandbox", "sandboxed": True, "problem": None}

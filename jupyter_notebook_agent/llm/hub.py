@@ -3,7 +3,9 @@ hub's cache, and only when someone asked for the download: looking a model up ne
 
 from __future__ import annotations
 
+import importlib
 import os
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +70,9 @@ class HubFile:
         return getattr(info, "file_size", None)
 
     def download(self, progress: Progress | None = None) -> Path:
-        """Downloads the file into the cache (a file already there is not fetched again)."""
+        """Downloads the file into the cache (a file already there is not fetched again).
+        HubUnreachable where the hub cannot be reached; else ModelError with a one-line reason
+        (the hub library's own messages are paragraphs). What `progress` raises ends it."""
         from huggingface_hub import hf_hub_download
 
         try:
@@ -76,8 +80,88 @@ class HubFile:
                 self.repo, self.filename, tqdm_class=_progress_bar(progress) if progress else None
             )
         except Exception as error:
-            raise ModelError(f"could not download {self}: {error}") from error
+            if _unreachable(error):
+                raise HubUnreachable(f"could not download {self}: {UNREACHABLE}") from error
+            raise ModelError(f"could not download {self}: {self._reason(error)}") from error
         return Path(str(path))
+
+    def _reason(self, error: BaseException) -> str:
+        """Why a download failed, in one short line."""
+        from huggingface_hub import errors
+
+        if isinstance(error, errors.LocalEntryNotFoundError) and error.__cause__:
+            error = error.__cause__  # what the hub answered, under "none in the cache either"
+        if isinstance(error, errors.GatedRepoError):
+            return f"{self.repo} is gated on the hub: accept its terms there and log in first"
+        if isinstance(error, errors.RepositoryNotFoundError):
+            return f"the hub has no repository {self.repo} (or it is private)"
+        if isinstance(error, errors.RevisionNotFoundError):
+            return f"the hub's repository {self.repo} has no such revision"
+        if isinstance(error, errors.EntryNotFoundError):
+            return f"the hub's repository {self.repo} has no file {self.filename}"
+        status = _status(error)
+        if status is not None:
+            return f"the hub answered HTTP {status}"
+        if isinstance(error, OSError) and error.strerror:
+            return error.strerror  # a full disk, a cache folder that cannot be written ...
+        lines = str(error).strip().splitlines() or [type(error).__name__]
+        return _shortened(lines[0])
+
+
+UNREACHABLE = "the model hub cannot be reached"
+
+
+class HubUnreachable(ModelError):
+    """The hub cannot be reached from here (no network, a proxy, HF_HUB_OFFLINE): the model
+    must come another way."""
+
+
+def _chain(error: BaseException) -> list[BaseException]:
+    """The error, what caused it, what caused that ..."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        implicit = None if current.__suppress_context__ else current.__context__
+        current = current.__cause__ or implicit
+    return chain
+
+
+def _status(error: BaseException) -> int | None:
+    """The HTTP status the hub answered with, where it answered."""
+    response = getattr(error, "response", None)
+    status = getattr(response, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether the hub did not answer at all: offline mode, no network, no name resolution, a
+    connection refused or timed out (huggingface_hub says "none in the cache either" for
+    these, as for an answer it could not use)."""
+    from huggingface_hub import errors
+
+    kinds: tuple[type[BaseException], ...] = (
+        errors.OfflineModeIsEnabled,
+        ConnectionError,
+        TimeoutError,
+        socket.gaierror,
+    )
+    for client in ("httpx", "httpx2"):  # huggingface_hub's HTTP client, by its version
+        try:
+            kinds += (importlib.import_module(client).TransportError,)
+        except (ImportError, AttributeError):
+            pass
+    chain = _chain(error)
+    for each in chain:
+        if _status(each) is not None:
+            return False  # it answered
+        if isinstance(each, kinds):
+            return True
+    return isinstance(chain[-1], errors.LocalEntryNotFoundError)  # offline, nothing said why
+
+
+def _shortened(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _progress_bar(report: Progress) -> Any:

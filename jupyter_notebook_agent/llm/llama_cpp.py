@@ -14,6 +14,7 @@ import codecs
 import ctypes
 import json
 import logging
+import os
 import re
 import threading
 import time
@@ -71,8 +72,28 @@ def resolve_path(name: str) -> Path:
         return path
     path = Path(name).expanduser()
     if not path.is_file():
+        if is_bare_name(name):
+            raise NotAModelFile(name)
         raise ModelError(f"no model file at {path}: give the path of a .gguf file")
     return path
+
+
+def is_bare_name(name: str) -> bool:
+    """A name, not a path (`gpt-4o-mini`): most likely a hosted model's, given where a local
+    model was expected."""
+    return not ({"/", os.sep} & set(name) or name.endswith(".gguf") or name.startswith("~"))
+
+
+class NotAModelFile(ModelError):
+    """A local model named by a bare name that is no file here: a hosted model's name, say,
+    with no endpoint set up to serve it."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(
+            f"{name} is not a model file on this machine: give the path of a .gguf file, or an "
+            "endpoint's URL (--base-url) to use a hosted model"
+        )
+        self.name = name
 
 
 def check_gguf(path: Path) -> dict[str, Any]:

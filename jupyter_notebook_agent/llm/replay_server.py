@@ -132,6 +132,11 @@ class ModelsHandler(tornado.web.RequestHandler):
         self.scripts = scripts
 
     def get(self) -> None:
+        """Every recording's model, to a client with a key one of them takes (or any client,
+        where none wants a key), as an endpoint lists the models a key may use."""
+        keys = {f"Bearer {script.api_key}" for script in self.scripts.values() if script.api_key}
+        if keys and self.request.headers.get("Authorization") not in keys:
+            return _error(self, 401, "Incorrect API key provided.", "invalid_api_key")
         models = [{"id": name, "object": "model"} for name in self.scripts]
         self.finish({"object": "list", "data": models})
 

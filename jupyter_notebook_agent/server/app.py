@@ -20,8 +20,8 @@ from ..agent.prompt import system_message
 from ..agent.tools import TOOLS
 from ..llm import Model, default_model, load_model, parse_model_string
 from ..llm.base import ModelError
-from ..llm.hub import HubFile, default_local_model
-from ..llm.llama_cpp import LlamaCppModel, LlamaCppOptions
+from ..llm.hub import HubFile, HubUnreachable, default_local_model
+from ..llm.llama_cpp import LlamaCppModel, LlamaCppOptions, NotAModelFile
 from ..notebook.outputs import OutputLimits
 from ..sandbox import SANDBOX_KERNEL, docker_problem
 from ..sandbox.image import build_instructions, default_image, image_exists
@@ -30,6 +30,7 @@ from ..sandbox.pool import WarmPool
 from .handlers import ROUTES
 from .kernel_websocket import prompt_kernel_websockets
 from .memory import keep_large_buffers_apart
+from .model_settings import ModelSettings, ModelSetup
 from .runs import RunLimits, RunRegistry
 from .store import RunStore
 
@@ -69,12 +70,22 @@ class Download:
 
     reference: str
     state: str = "running"
-    """running, done or failed."""
+    """running, done, failed or cancelled."""
     done: int = 0
     """Bytes so far."""
     total: int = 0
     """Bytes in all (0 until the hub says)."""
     error: str | None = None
+
+
+#: A download's error where the hub cannot be reached (HubUnreachable), in the panel's words.
+HUB_UNREACHABLE = (
+    "the model hub cannot be reached from this server: use a model file on disk or an endpoint"
+)
+
+
+class _DownloadCancelled(Exception):
+    """Raised by a cancelled download's progress callback, to end its thread."""
 
 
 class NotebookAgent(ExtensionApp):
@@ -99,6 +110,12 @@ class NotebookAgent(ExtensionApp):
         config=True,
         help="API key of the endpoint; default: $OPENAI_API_KEY. It stays in the server: never "
         "sent to the browser, a notebook, a log or a kernel.",
+    )
+    model_settings_path = Unicode(
+        config=True,
+        help="The file that keeps the model set up in the JupyterLab panel (mode 0600: it may "
+        "hold an API key); while it exists it overrides model, base_url and api_key. Default: "
+        "Jupyter's data folder, notebook_agent/model.json.",
     )
     max_steps = Integer(
         30, config=True, help="Model turns a run may take before it fails; a request may ask fewer."
@@ -212,6 +229,10 @@ class NotebookAgent(ExtensionApp):
     def _store_in_data_folder(self) -> str:
         return str(Path(jupyter_data_dir()) / "notebook_agent" / "runs.sqlite")
 
+    @default("model_settings_path")
+    def _model_settings_in_data_folder(self) -> str:
+        return str(Path(jupyter_data_dir()) / "notebook_agent" / "model.json")
+
     @default("api_key")
     def _api_key_from_environment(self) -> str:
         return os.environ.get("OPENAI_API_KEY", "")
@@ -223,7 +244,23 @@ class NotebookAgent(ExtensionApp):
         for name in SECRET_VARIABLES:
             os.environ.pop(name, None)
         self._models = {}
+        self._retired: list[asyncio.Future[Model]] = []
         self._warming: set[asyncio.Future[None]] = set()
+        self._closing: set[asyncio.Future[None]] = set()
+        self._hub_sizes: dict[HubFile, int | None] = {}
+        self.model_setup = ModelSetup(
+            Path(self.model_settings_path),
+            ModelSettings(self.model, self.base_url, self.api_key),
+            self.log,
+        )
+        if saved := self.model_setup.load():
+            self.model, self.base_url, self.api_key = saved.model, saved.base_url, saved.api_key
+            self.log.info(
+                "The model set up in the panel is in effect (%s, kept in %s): it overrides "
+                "c.NotebookAgent.model, base_url and api_key until the panel resets it",
+                saved.model,
+                self.model_setup.path,
+            )
         prompt_kernel_websockets(self.settings)  # what the server's web app takes next
         keep_large_buffers_apart()
         self.llama_cpp = LlamaCpp(parent=self)
@@ -268,6 +305,54 @@ class NotebookAgent(ExtensionApp):
         )
 
     @property
+    def api_key_set(self) -> bool:
+        """Whether the model in effect gets an API key (the key itself stays here)."""
+        return bool(self.api_key or os.environ.get("OPENAI_API_KEY"))
+
+    async def set_up_model(self, settings: ModelSettings | None) -> None:
+        """Saves the model set up in the panel (None: back to the server's configuration) and
+        puts it in effect at once: runs started from now on get it, runs under way keep theirs.
+        OSError where it cannot be saved; nothing changes then."""
+        await self.model_setup.update(settings)
+        now = self.model_setup.in_effect  # the last saved, should two changes cross
+        self.model, self.base_url, self.api_key = now.model, now.base_url, now.api_key
+        self._retire_models()
+        if settings is None:
+            self.log.info("The model set up in the panel is reset: the server's own is in effect")
+        else:
+            self.log.info("The model set up in the panel is in effect: %s", settings.model)
+
+    def _retire_models(self) -> None:
+        """The models made so far are for settings no longer in effect: runs started from now
+        on get models made afresh, and those set aside are closed once no run holds them."""
+        self._retired.extend(self._models.values())
+        self._models = {}
+        task = asyncio.ensure_future(self._close_retired())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _close_retired(self) -> None:
+        """Closes the models set aside that no run in memory holds (a local model's memory
+        is freed). A run that holds one may regenerate a cell with it later: it is closed at a
+        later change, or as the server stops. Which runs hold what is looked at last, once no
+        local model loads in the background (closing one waits for that)."""
+        await asyncio.gather(*self._warming, return_exceptions=True)
+        held = {id(run.agent.model) for run in self.registry.runs.values()}
+        for made in list(self._retired):
+            if made not in self._retired or not made.done():
+                continue  # closed meanwhile, or still being made (a run may wait for it)
+            if made.cancelled() or made.exception() is not None:
+                self._retired.remove(made)
+                continue
+            model = made.result()
+            if id(model) not in held:
+                self._retired.remove(made)
+                try:
+                    await model.aclose()
+                except Exception as error:
+                    self.log.warning("Could not close the model %s: %s", model.name, error)
+
+    @property
     def downloadable(self) -> HubFile | None:
         """The hub file of the local model in effect, if it comes from the hub."""
         backend, name = parse_model_string(self.model_in_effect)
@@ -286,7 +371,23 @@ class NotebookAgent(ExtensionApp):
             "reference": str(hub_file),
             "downloaded": downloaded,
             "download": asdict(self.download) if self.download else None,
+            "size": self._hub_size(hub_file),
         }
+
+    def _hub_size(self, hub_file: HubFile) -> int | None:
+        """The file's size in bytes, asked of the hub once, in a thread of its own (a hub that
+        cannot be reached takes a while to say so); None until it answered, or if it cannot."""
+        if hub_file not in self._hub_sizes:
+            self._hub_sizes[hub_file] = None
+
+            def ask() -> None:
+                try:
+                    self._hub_sizes[hub_file] = hub_file.size()
+                except Exception as error:  # without the extra [local], say
+                    self.log.debug("The hub's size of %s is unknown: %s", hub_file, error)
+
+            threading.Thread(target=ask, name="model-size", daemon=True).start()
+        return self._hub_sizes[hub_file]
 
     def start_download(self) -> Download:
         """Downloads the hub model in effect, in the background, once at a time."""
@@ -298,20 +399,42 @@ class NotebookAgent(ExtensionApp):
         download = self.download = Download(str(hub_file))
 
         def progress(done: int, total: int) -> None:
+            if download.state == "cancelled":
+                raise _DownloadCancelled
             download.done, download.total = done, total
 
         def fetch() -> None:
             """In a daemon thread: a download under way does not hold up the server's exit."""
             try:
                 hub_file.download(progress)
+            except HubUnreachable as error:
+                self._download_failed(download, HUB_UNREACHABLE, error)
             except (ModelError, ImportError) as error:
-                download.state, download.error = "failed", str(error)
-                self.log.warning("Download of %s failed: %s", hub_file, error)
+                self._download_failed(download, str(error), error)
             else:
-                download.state = "done"
+                if download.state == "running":  # else cancelled, and done meanwhile
+                    download.state = "done"
                 self.log.info("Downloaded %s", hub_file)
 
         threading.Thread(target=fetch, name="model-download", daemon=True).start()
+        return download
+
+    def _download_failed(self, download: Download, message: str, error: Exception) -> None:
+        if download.state == "cancelled":
+            self.log.info("Download of %s cancelled", download.reference)
+            return
+        download.state, download.error = "failed", message
+        self.log.warning("Download of %s failed: %s", download.reference, error)
+
+    def cancel_download(self) -> Download | None:
+        """Cancels the download under way, if any: its thread ends at its next progress, and
+        the hub client removes what it had fetched."""
+        download = self.download
+        if download is None or download.state != "running":
+            return download
+        download.state = "cancelled"
+        threading.Thread(target=_abort_xet_transfers, name="model-download-abort").start()
+        self.log.info("Cancelling the download of %s", download.reference)
         return download
 
     async def make_model(self, name: str = "") -> Model:
@@ -349,11 +472,19 @@ class NotebookAgent(ExtensionApp):
                 api_key=self.api_key or None,
                 local=self.llama_cpp.options(),
             )
-        except ModelError as error:
+        except NotAModelFile as error:
             raise ModelError(
-                f"{error} (the server's settings: c.NotebookAgent.model, "
-                "c.NotebookAgent.base_url, c.NotebookAgent.api_key)"
+                f"{error.name} is not a model file on this server: set up an endpoint in the "
+                "panel to use a hosted model"
             ) from None
+        except ModelError as error:
+            where = (
+                "the model set up in the panel"
+                if self.model_setup.source == "panel"
+                else "the server's settings: c.NotebookAgent.model, c.NotebookAgent.base_url, "
+                "c.NotebookAgent.api_key"
+            )
+            raise ModelError(f"{error} ({where})") from None
         except OSError as error:  # a folder, a name too long for the file system ...
             raise ModelError(f"the model {spec!r} cannot be read: {error.strerror}") from None
         if isinstance(model, LlamaCppModel):
@@ -426,12 +557,27 @@ class NotebookAgent(ExtensionApp):
     async def stop_extension(self) -> None:
         """Runs stop and save what they wrote, then the warm kernels go."""
         await self.registry.close()
-        await asyncio.gather(*self._warming, return_exceptions=True)  # it holds the model
-        for made in await asyncio.gather(*self._models.values(), return_exceptions=True):
+        await asyncio.gather(*self._warming, *self._closing, return_exceptions=True)
+        made_models = [*self._models.values(), *self._retired]
+        for made in await asyncio.gather(*made_models, return_exceptions=True):
             if not isinstance(made, BaseException):
                 await made.aclose()
         if self.pool:
             await self.pool.close()
+
+
+def _abort_xet_transfers() -> None:
+    """A file the hub keeps in Xet storage downloads in huggingface_hub's native transfer
+    client, which logs an exception of the progress callback and goes on: it is aborted as an
+    interrupt would (best effort: the call is huggingface_hub's own, not public)."""
+    try:
+        from huggingface_hub.utils._xet import abort_xet_session
+    except ImportError:
+        return
+    try:
+        abort_xet_session()
+    except Exception:  # no transfer under way, or a version without it
+        pass
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from ..agent import AgentConfig, Event
 from ..llm import Model, ModelError, parse_model_string
 from ..sandbox import KernelChoice, SandboxUnavailable, choose_kernel
 from ..sandbox.gateway import explain
+from .model_settings import SetupError, endpoint_models
 from .runs import Run, RunError, RunRegistry, RunRequest
 
 
@@ -118,6 +119,41 @@ class AgentHandler(RegistryMixin, APIHandler):
         user = self.current_user.username
         return await self.registry.revive(run_id, path, stored, model, kernel_name, config, user)
 
+    async def status(self) -> dict[str, Any]:
+        """What the panel needs to know before a run: the model and whether code is sandboxed."""
+        app = self.extensionapp
+        backend, name = parse_model_string(app.model_in_effect)
+        try:
+            choice = await self.choose_kernel()
+            kernel = {"name": choice.name, "sandboxed": choice.sandboxed, "problem": choice.problem}
+        except SandboxUnavailable as error:
+            kernel = {"name": None, "sandboxed": False, "problem": str(error)}
+        try:
+            await app.make_model()
+            problem = None
+        except ModelError as error:
+            problem = str(error)
+        return {
+            "version": __version__,
+            "model": {
+                "backend": backend,
+                "name": name,
+                "base_url": app.base_url or None,
+                "problem": problem,
+                "api_key_set": app.api_key_set,
+                "source": app.model_setup.source,
+            },
+            "local_model": app.local_model_status(),
+            "execution": app.execution,
+            "max_steps": app.max_steps,
+            "kernel": kernel,
+            "allow_unsandboxed": app.allow_unsandboxed,
+            "store": {
+                "path": self.registry.store.path and str(self.registry.store.path),
+                "state": self.registry.store.state,
+            },
+        }
+
     def body(self) -> dict[str, Any]:
         """The request's JSON object; an empty body is an empty object."""
         if not self.request.body:
@@ -155,46 +191,62 @@ def _field(
     return value
 
 
+def _key_field(body: dict[str, Any]) -> str | None:
+    """The field `api_key`: a string, or null (or left out) for the key saved before."""
+    value = body.get("api_key")
+    if value is not None and not isinstance(value, str):
+        raise RunError(400, "the field 'api_key' must be a string or null")
+    return value
+
+
 class StatusHandler(AgentHandler):
     """What the panel needs to know before a run: the model and whether code is sandboxed."""
 
     @tornado.web.authenticated
     @authorized
     async def get(self) -> None:
+        self.finish(json.dumps(await self.status()))
+
+
+class ModelHandler(AgentHandler):
+    """The model set up in the panel: saved on the server, in effect for the runs after it."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def put(self) -> None:
+        """Sets the model, its endpoint and key (an empty model: back to the server's own);
+        answers the status, whose model's `problem` says whether it can be used."""
         app = self.extensionapp
-        backend, name = parse_model_string(app.model_in_effect)
+        body = self.body()
+        model = _field(body, "model", str)
+        base_url = _field(body, "base_url", str, "")
+        api_key = _key_field(body)
         try:
-            choice = await self.choose_kernel()
-            kernel = {"name": choice.name, "sandboxed": choice.sandboxed, "problem": choice.problem}
-        except SandboxUnavailable as error:
-            kernel = {"name": None, "sandboxed": False, "problem": str(error)}
+            settings = app.model_setup.requested(model.strip(), base_url.strip(), api_key)
+        except SetupError as error:
+            raise RunError(400, str(error)) from None
         try:
-            await app.make_model()
-            problem = None
-        except ModelError as error:
-            problem = str(error)
-        self.finish(
-            json.dumps(
-                {
-                    "version": __version__,
-                    "model": {
-                        "backend": backend,
-                        "name": name,
-                        "base_url": app.base_url or None,
-                        "problem": problem,
-                    },
-                    "local_model": app.local_model_status(),
-                    "execution": app.execution,
-                    "max_steps": app.max_steps,
-                    "kernel": kernel,
-                    "allow_unsandboxed": app.allow_unsandboxed,
-                    "store": {
-                        "path": self.registry.store.path and str(self.registry.store.path),
-                        "state": self.registry.store.state,
-                    },
-                }
-            )
-        )
+            await app.set_up_model(settings)
+        except OSError as error:  # the server's to fix: a folder it cannot write, a full disk
+            path, reason = app.model_setup.path, error.strerror or error
+            raise RunError(500, f"the model could not be saved in {path}: {reason}") from None
+        self.finish(json.dumps(await self.status()))
+
+
+class EndpointModelsHandler(AgentHandler):
+    @tornado.web.authenticated
+    @authorized
+    async def post(self) -> None:
+        """The models an endpoint lists, for the panel to offer: asked from this server, which
+        is where runs reach the endpoint from."""
+        body = self.body()
+        base_url = _field(body, "base_url", str).strip()
+        key = self.extensionapp.model_setup.listing_key(base_url, _key_field(body))
+        try:
+            models = await endpoint_models(base_url, key)
+        except SetupError as error:
+            raise RunError(400, str(error)) from None
+        self.finish(json.dumps({"models": models}))
 
 
 class LocalModelDownloadHandler(AgentHandler):
@@ -216,6 +268,13 @@ class LocalModelDownloadHandler(AgentHandler):
             raise RunError(409, str(error)) from None
         self.set_status(202)
         self.finish(json.dumps(asdict(download)))
+
+    @tornado.web.authenticated
+    @authorized
+    async def delete(self) -> None:
+        """Cancels the download under way; the download as it is now (null: none was asked)."""
+        download = self.extensionapp.cancel_download()
+        self.finish(json.dumps(asdict(download) if download else None))
 
 
 class RunsHandler(AgentHandler):
@@ -429,6 +488,8 @@ HANDED_OVER = 4000
 _RUN = r"(?P<run_id>[^/]+)"
 ROUTES: list[tuple[str, type[JupyterHandler]]] = [
     (r"/notebook-agent/status", StatusHandler),
+    (r"/notebook-agent/model", ModelHandler),
+    (r"/notebook-agent/model/endpoint-models", EndpointModelsHandler),
     (r"/notebook-agent/local-model/download", LocalModelDownloadHandler),
     (r"/notebook-agent/runs", RunsHandler),
     (r"/notebook-agent/conversation", ConversationHandler),
