@@ -20,7 +20,7 @@ from tornado.websocket import websocket_connect
 from jupyter_notebook_agent.notebook import METADATA_KEY
 from jupyter_notebook_agent.server.store import RunStore
 
-from .conftest import add_cell_turn, complete, free_port
+from .conftest import add_cell_turn, complete, free_port, tool, turn
 from .test_server_runs import (
     TOKEN,
     agent_cells,
@@ -141,6 +141,30 @@ def test_an_interrupted_run_is_reviewed_and_continued_after_a_restart(tmp_path, 
         with pytest.raises(urllib.error.HTTPError) as refused:
             rest(port, "POST", again, {})
         assert refused.value.code == 409
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def test_a_cell_of_a_killed_servers_run_is_regenerated_and_the_run_finishes(tmp_path, replay):
+    """Taken up from the store for a regenerate, the model was not told to finish once the cell
+    was rewritten, as it is for a run that ended on this server."""
+    root, _, port, server, run = started_mid_run(tmp_path, replay, "make x")
+    server.kill()
+    server.wait(30)
+    replay.script.speed = 0
+    replay.script.turns[1:] = [
+        turn(tool("edit_cell", {"cell_id": "agent-1", "source": "x = 2"})),
+        complete("rewritten"),
+    ]
+    server = start_server(root, port, replay, log=tmp_path / "restarted.log")
+    try:
+        regenerate = f"notebook-agent/runs/{run['id']}/cells/agent-1/regenerate"
+        rest(port, "POST", regenerate, {"instruction": "make it 2"})
+        ended = finish(port, run["id"])
+        assert ended["outcome"]["summary"] == "rewritten"
+        told = json.dumps(replay.script.requests[-2]["messages"][-1])
+        assert "rewrite cell agent-1" in told and "Then call complete_task." in told
     finally:
         server.terminate()
         server.wait(30)

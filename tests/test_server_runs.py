@@ -236,6 +236,52 @@ async def test_accept_reject_and_regenerate_with_an_instruction(api, replay, jp_
     assert notebook.cells[2].outputs[0].text == "300\n"
 
 
+async def test_a_rejection_is_undone_and_the_cell_comes_back_as_it_was(api, replay, jp_root_dir):
+    """Reject removed at once, with no way back: restore brings the cell back where it was,
+    with its source and outputs, proposed again, in the file too; the model is told."""
+    replay.script.turns = [
+        add_cell_turn("print('first')"),
+        add_cell_turn("print('second')"),
+        add_cell_turn("print('third')"),
+        complete("three cells"),
+        complete("noted"),  # after the regenerate below, which also tells of the restore
+    ]
+    path = make_notebook(jp_root_dir)
+    run = await api.start(path)
+    await api.finished(run["id"])
+    base = f"runs/{run['id']}/cells"
+    await api.call("POST", f"{base}/agent-2/restore", expect=404)  # never rejected
+    await api.call("POST", f"{base}/agent-2/reject")
+    await api.call("POST", f"{base}/agent-3/reject")
+    info = await api.call("POST", f"{base}/agent-2/restore")
+    assert {c["cell_id"]: c["state"] for c in info["cells"]} == {
+        "agent-1": "proposed",
+        "agent-2": "proposed",
+        "agent-3": "rejected",
+    }
+    await api.call("POST", f"{base}/agent-2/restore", expect=404)  # not rejected any more
+    socket = await api.events(run["id"], first=0)
+    events = await receive_until(socket, "cell_restored")
+    restored = events[-1]
+    assert (restored["index"], restored["after_cell_id"]) == (2, "agent-1")
+    assert restored["source"] == "print('second')"
+    assert restored["outputs"][0]["text"] == "second\n"
+    assert restored["metadata"][METADATA_KEY]["state"] == "proposed"
+    deadline = time.monotonic() + 10
+    while [c.id for c in read_between_writes(jp_root_dir, path).cells] != [
+        "person-1",
+        "agent-1",
+        "agent-2",
+    ]:
+        assert time.monotonic() < deadline, "the restored cell never reached the file"
+        await asyncio.sleep(0.1)
+    # The model hears of it with the next thing it is asked.
+    await api.call("POST", f"{base}/agent-1/regenerate")
+    await receive_until(socket, "run_finished")
+    told = json.dumps(replay.script.requests[-1]["messages"])
+    assert "undid the rejection of cell agent-2" in told
+
+
 async def test_in_ask_mode_code_runs_only_once_accepted(api, replay, jp_root_dir):
     replay.script.turns = [
         add_cell_turn("print('first')"),

@@ -4,7 +4,7 @@ Event types: run_started, run_continued (an interrupted run goes on), step, mess
 agent's prose), model_turn (a whole turn with its timing and tokens), tool_call, tool_result,
 cell_proposed, cell_source_delta, cell_edited, cell_running (a cell begins to run, or waits to),
 cell_outputs (a running cell's so far, then its last), cell_accepted, cell_rejected,
-cell_regenerating, error, run_finished.
+cell_restored (a rejection undone), cell_regenerating, error, run_finished.
 """
 
 from __future__ import annotations

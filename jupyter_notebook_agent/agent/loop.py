@@ -584,7 +584,9 @@ class Agent:
         """Removes the cell. What a cell that ran did remains in the kernel, which is the
         person's: unless `keep_state`, they are offered a restart that undoes it."""
         record = self.review.record(cell_id)
-        self.notebook.remove(cell_id)
+        index = self.notebook.index(cell_id)
+        before = self.notebook.nb.cells[index - 1].get("id") if index > 0 else None
+        record.removed = (self.notebook.remove(cell_id), before)
         record.state = "rejected"
         remain = record.executed
         self.events.emit(
@@ -597,6 +599,33 @@ class Agent:
             self.review.notes.append(
                 f"The person rejected cell {cell_id}: it is gone from the notebook.{consequence}"
             )
+
+    def restore(self, cell_id: str) -> None:
+        """Undoes a rejection: the cell comes back where it was, as it was, proposed again."""
+        record = self.review.rejected(cell_id)
+        assert record.removed is not None
+        cell, after = record.removed
+        index = self.notebook.index(after) + 1 if after and self.notebook.has(after) else 0
+        if after and not self.notebook.has(after):
+            index = len(self.notebook.nb.cells)
+        self.notebook.nb.cells.insert(index, cell)
+        record.removed = None
+        self._set_state(cell, record, "proposed")
+        self.events.emit(
+            "cell_restored",
+            cell_id=cell_id,
+            cell_type=cell.cell_type,
+            source=cell.source,
+            index=index,
+            after_cell_id=after if index > 0 else None,
+            metadata=dict(cell.metadata),
+            outputs=cell.get("outputs", []),
+            execution_count=cell.get("execution_count"),
+        )
+        self.review.notes.append(
+            f"The person undid the rejection of cell {cell_id}: it is back in the notebook, "
+            "proposed, as it was."
+        )
 
     def regenerate(self, cell_id: str, instruction: str = "") -> None:
         """Asks the model to rewrite the cell in place; its current source is kept as a version.
@@ -613,7 +642,10 @@ class Agent:
         if self.review.decide(cell_id, Decision("regenerate", instruction)):
             return
         wish = f" The person's instruction: {instruction}" if instruction else ""
-        finish = " Then call complete_task." if self._loop_task and self._loop_task.done() else ""
+        # No loop under way (it ended, or the run was taken up from the store): the rewrite
+        # is all there is left to do.
+        idle = self._loop_task is None or self._loop_task.done()
+        finish = " Then call complete_task." if idle else ""
         self.review.notes.append(
             f"The person asked you to rewrite cell {cell_id} with edit_cell.{wish}{finish}"
         )

@@ -11,6 +11,8 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Literal
 
+from nbformat import NotebookNode
+
 Verdict = Literal["accept", "reject", "regenerate"]
 
 
@@ -36,6 +38,8 @@ class CellRecord:
     versions: list[str] = field(default_factory=list)
     """Earlier sources, oldest first: kept when a cell is regenerated or edited."""
     executed: bool = False
+    removed: tuple[NotebookNode, str | None] | None = field(default=None, repr=False)
+    """A rejected cell as it was, and the cell it followed: the person may undo the rejection."""
 
 
 class Review:
@@ -44,6 +48,13 @@ class Review:
         self.notes: list[str] = []
         """Said to the model before its next turn."""
         self._waiting: dict[str, asyncio.Future[Decision]] = {}
+
+    def rejected(self, cell_id: str) -> CellRecord:
+        """The record of a cell the person rejected, which they may bring back."""
+        record = self.cells.get(cell_id)
+        if record is None or record.state != "rejected" or record.removed is None:
+            raise CellGone(f"cell {cell_id!r} is not a rejected cell of this run")
+        return record
 
     def record(self, cell_id: str) -> CellRecord:
         record = self.cells.get(cell_id)

@@ -393,6 +393,8 @@ class CellHandler(AgentHandler):
             run.accept(cell_id)
         elif action == "reject":
             run.reject(cell_id, _field(body, "keep_state", bool, False))
+        elif action == "restore":
+            run.restore(cell_id)
         else:
             instruction = _field(body, "instruction", str, "")
             if len(instruction) > self.extensionapp.max_prompt_chars:
@@ -497,7 +499,7 @@ ROUTES: list[tuple[str, type[JupyterHandler]]] = [
     (rf"/notebook-agent/runs/{_RUN}/stop", StopHandler),
     (rf"/notebook-agent/runs/{_RUN}/continue", ContinueHandler),
     (
-        rf"/notebook-agent/runs/{_RUN}/cells/(?P<cell_id>[^/]+)/(?P<action>accept|reject|regenerate)",
+        rf"/notebook-agent/runs/{_RUN}/cells/(?P<cell_id>[^/]+)/(?P<action>accept|reject|restore|regenerate)",
         CellHandler,
     ),
     (rf"/notebook-agent/runs/{_RUN}/events", EventsHandler),

@@ -208,6 +208,10 @@ class Run:
     def reject(self, cell_id: str, keep_state: bool) -> None:
         self._review(self.agent.reject, cell_id, keep_state)
 
+    def restore(self, cell_id: str) -> None:
+        """Undoes the person's rejection of the cell."""
+        self._review(self.agent.restore, cell_id)
+
     def _review(self, verdict: Callable[..., None], cell_id: str, *args: Any) -> None:
         try:
             verdict(cell_id, *args)

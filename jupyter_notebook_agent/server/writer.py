@@ -32,6 +32,7 @@ CHANGES = {
     "cell_outputs",
     "cell_accepted",
     "cell_rejected",
+    "cell_restored",
     "run_started",
     "run_finished",
 }
@@ -80,6 +81,7 @@ class NotebookWriter:
                 self.written.discard(cell_id)
                 self.removed.add(cell_id)
             else:
+                self.removed.discard(cell_id)  # a rejection undone
                 self.written.add(cell_id)
         self._dirty = True
         if self.frontends == 0 and self._pending is None:
