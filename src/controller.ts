@@ -14,6 +14,7 @@ import { RunEventStream } from './model/eventStream';
 import { isSandbox } from './model/kernels';
 import { RunModel } from './model/runModel';
 import { NotebookCellWriter } from './notebook/cellWriter';
+import { CellFollower } from './notebook/follower';
 import { NotebookSaves } from './notebook/saves';
 
 /** The kernel of a notebook, as the panel tells the person about it. */
@@ -41,6 +42,7 @@ export class NotebookSession implements IDisposable {
     panel.disposed.connect(() => this.dispose());
     panel.sessionContext.kernelChanged.connect(this._kernelChanged, this);
     this._saves = new NotebookSaves(panel.context);
+    this._follower = new CellFollower(panel.content);
   }
 
   /** The notebook's path now (it follows renames). */
@@ -143,13 +145,20 @@ export class NotebookSession implements IDisposable {
     return cell ? cell.getSource() : null;
   }
 
-  /** Scrolls the notebook to the cell and makes it the active one. */
+  /** The cell's source before the run shown last rewrote it; null when it did not. */
+  earlierSource(cellId: string): string | null {
+    const versions = this._run?.cells.get(cellId)?.versions ?? [];
+    return versions.length ? versions[versions.length - 1] : null;
+  }
+
+  /** Scrolls the notebook to the cell and makes it the active one; the notebook follows the
+   * agent's cells again from there. */
   async showCell(cellId: string): Promise<void> {
     const notebook = this.panel.content;
     const index = notebook.widgets.findIndex(cell => cell.model.id === cellId);
     if (index >= 0) {
       notebook.activeCellIndex = index;
-      await notebook.scrollToCell(notebook.widgets[index]);
+      await this._follower.show(cellId);
     }
   }
 
@@ -214,8 +223,33 @@ export class NotebookSession implements IDisposable {
   }
 
   reject(cellId: string): Promise<IRunInfo> | undefined {
+    return this._reject(cellId)?.then(info => {
+      this._cellsRejected.emit(1);
+      return info;
+    });
+  }
+
+  private _reject(cellId: string): Promise<IRunInfo> | undefined {
     const runId = this.runOf(cellId);
-    return runId ? this.api.reject(runId, cellId) : undefined;
+    if (!runId) {
+      return undefined;
+    }
+    return this.api.reject(runId, cellId).then(info => {
+      this._rejected.push({ runId, cellId });
+      return info;
+    });
+  }
+
+  /** Emitted with how many cells the person rejected at once: they may want them back. */
+  get cellsRejected(): ISignal<this, number> {
+    return this._cellsRejected;
+  }
+
+  /** Brings back the cells rejected last (their run undoes it), most recent first. */
+  async undoReject(count = 1): Promise<void> {
+    for (const { runId, cellId } of this._rejected.splice(-count).reverse()) {
+      await this.api.restore(runId, cellId);
+    }
   }
 
   regenerate(
@@ -243,9 +277,14 @@ export class NotebookSession implements IDisposable {
     }
   }
 
+  /** Rejects every proposed cell of the run shown. */
   async rejectAll(): Promise<void> {
-    for (const cellId of [...(this._run?.proposedCellIds ?? [])].reverse()) {
-      await this.reject(cellId);
+    const cellIds = [...(this._run?.proposedCellIds ?? [])].reverse();
+    for (const cellId of cellIds) {
+      await this._reject(cellId);
+    }
+    if (cellIds.length) {
+      this._cellsRejected.emit(cellIds.length);
     }
   }
 
@@ -259,6 +298,7 @@ export class NotebookSession implements IDisposable {
     }
     this._stream?.dispose();
     this._saves.dispose();
+    this._follower.dispose();
     Signal.clearData(this);
   }
 
@@ -279,6 +319,12 @@ export class NotebookSession implements IDisposable {
     const apply = (event: RunEvent): void => {
       const live = event.seq >= info.events;
       writer.apply(event, { undoable: live });
+      if (
+        live &&
+        (event.type === 'cell_proposed' || event.type === 'cell_running')
+      ) {
+        this._follower.follow(event.cell_id);
+      }
       if (event.type === 'error' && live) {
         Notification.error(event.message, { autoClose: 8000 });
       }
@@ -337,6 +383,9 @@ export class NotebookSession implements IDisposable {
   }
 
   private _saves: NotebookSaves;
+  /** Cells rejected from this notebook, oldest first: what Undo brings back. */
+  private _rejected: { runId: string; cellId: string }[] = [];
+  private _follower: CellFollower;
   private _frame: number | null = null;
   private _run: RunModel | null = null;
   private _stream: RunEventStream | null = null;
@@ -345,4 +394,5 @@ export class NotebookSession implements IDisposable {
   private _droppedRequests = 0;
   private _isDisposed = false;
   private _changed = new Signal<this, void>(this);
+  private _cellsRejected = new Signal<this, number>(this);
 }

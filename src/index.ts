@@ -103,6 +103,23 @@ const plugin: JupyterFrontEndPlugin<void> = {
           query: 'Notebook Agent'
         });
       },
+      async saveModel(settings) {
+        setStatus(await api.saveModel(settings));
+      },
+      endpointModels(baseUrl, apiKey) {
+        return api.endpointModels(baseUrl, apiKey);
+      },
+      cancelDownload() {
+        // The download's loop sees it end and brings the status up to date.
+        api
+          .cancelDownload()
+          .catch(error =>
+            context.reportError(
+              trans.__('Could not cancel the download'),
+              error
+            )
+          );
+      },
       downloadLocalModel() {
         downloadLocalModel(api, download => {
           const local = context.status?.local_model;
@@ -172,6 +189,24 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
       const session = new NotebookSession(notebook, api);
       sessions.set(notebook, session);
+      // Reject removes at once; the notification lets the person take it back.
+      session.cellsRejected.connect((_, count) =>
+        Notification.info(
+          trans._n('Cell rejected.', '%1 cells rejected.', count),
+          {
+            autoClose: 10_000,
+            actions: [
+              {
+                label: trans.__('Undo'),
+                callback: () =>
+                  void context.attempt(trans.__('Could not undo'), () =>
+                    session.undoReject(count)
+                  )
+              }
+            ]
+          }
+        )
+      );
       notebook.disposed.connect(() => sessions.delete(notebook));
       notebook.context.pathChanged.connect(() => sessionChanged.emit());
       void notebook.context.ready.then(() => {
@@ -189,7 +224,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
             regenerate: (cellId, instruction) =>
               context.attempt(trans.__('Could not regenerate'), () =>
                 session.regenerate(cellId, instruction)
-              )
+              ),
+            earlierSource: cellId => session.earlierSource(cellId)
           },
           translator ?? nullTranslator
         );

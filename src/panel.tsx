@@ -7,17 +7,15 @@ import { ISignal, Signal } from '@lumino/signaling';
 import * as React from 'react';
 
 import { NotebookSession } from './controller';
-import { IAgentStatus } from './model/events';
+import { IModelSetupContext, ModelSetup } from './modelSetup';
 import { describeCell, IRunOutcome, RunModel } from './model/runModel';
 
 /** What the panel is given to act with; the plugin wires it to the notebook tracker. */
-export interface IPanelContext {
+export interface IPanelContext extends IModelSetupContext {
   /** The session of the notebook in focus, or null when no notebook is open. */
   readonly session: NotebookSession | null;
   /** Emitted when the notebook in focus changes. */
   readonly sessionChanged: ISignal<unknown, void>;
-  readonly trans: TranslationBundle;
-  readonly status: IAgentStatus | null;
   readonly statusProblem: string | null;
   readonly execution: 'auto' | 'ask';
   readonly maxSteps: number;
@@ -31,8 +29,6 @@ export interface IPanelContext {
     action: () => Promise<unknown> | undefined
   ): Promise<unknown> | undefined;
   openSettings(): void;
-  /** Downloads the server's local model (the person asked, with the button that says so). */
-  downloadLocalModel(): void;
 }
 
 /** The side panel: ask, watch the run, stop it, review its cells, see past runs. */
@@ -45,6 +41,8 @@ export class AgentPanel extends ReactWidget {
     this.addClass('jp-NotebookAgent-panel');
     this.id = 'jp-notebook-agent-panel';
     this.title.caption = context.trans.__('Notebook agent');
+    this.node.setAttribute('role', 'complementary');
+    this.node.setAttribute('aria-label', context.trans.__('Notebook agent'));
   }
 
   /** Emitted every second while a run goes on, so the elapsed time ticks. */
@@ -145,10 +143,12 @@ function SessionView(props: {
 function Header(props: { context: IPanelContext }): JSX.Element {
   const { context } = props;
   const { trans } = context;
+  const [settingUp, setSettingUp] = React.useState(false);
   const status = context.status;
   const kernel = status?.kernel;
   return (
     <div className="jp-NotebookAgent-header">
+      <h2 className="jp-NotebookAgent-title">{trans.__('Notebook agent')}</h2>
       <div className="jp-NotebookAgent-target">
         {context.session
           ? trans.__('Notebook: %1', context.session.path)
@@ -160,8 +160,19 @@ function Header(props: { context: IPanelContext }): JSX.Element {
             className="jp-NotebookAgent-model"
             title={trans.__('The model in use')}
           >
-            {trans.__('Model: %1', context.model || status.model.name)}
+            {status.model.problem
+              ? trans.__('No model ready')
+              : trans.__('Model: %1', context.model || status.model.name)}
           </span>
+          {status.model.problem ? null : (
+            <button
+              className="jp-NotebookAgent-cell-link"
+              aria-expanded={settingUp}
+              onClick={() => setSettingUp(!settingUp)}
+            >
+              {settingUp ? trans.__('Keep it') : trans.__('Change')}
+            </button>
+          )}
           <span
             className={
               kernel?.sandboxed
@@ -186,82 +197,19 @@ function Header(props: { context: IPanelContext }): JSX.Element {
           </button>
         </div>
       )}
-      {status?.model.problem &&
-      status.local_model &&
-      !status.local_model.downloaded ? (
-        <LocalModelOffer context={context} />
-      ) : status?.model.problem ? (
-        <div className="jp-NotebookAgent-warning jp-NotebookAgent-no-model">
-          {trans.__(
-            "No model is ready: %1. Configure one in the server's settings, or pick another model of its endpoint in",
-            status.model.problem
-          )}{' '}
-          <button className="jp-mod-styled" onClick={context.openSettings}>
-            {trans.__('Settings')}
-          </button>
-        </div>
+      {status?.model.problem || settingUp ? (
+        <>
+          {status?.model.problem ? (
+            <p className="jp-NotebookAgent-warning jp-NotebookAgent-no-model">
+              {trans.__('No model is ready: %1.', status.model.problem)}
+            </p>
+          ) : null}
+          <ModelSetup context={context} onDone={() => setSettingUp(false)} />
+        </>
       ) : null}
       {kernel?.problem && !kernel.sandboxed ? (
         <div className="jp-NotebookAgent-warning">{kernel.problem}</div>
       ) : null}
-    </div>
-  );
-}
-
-/** With no model ready, the local one the server would use, downloaded only when asked. */
-function LocalModelOffer(props: {
-  context: IPanelContext;
-}): JSX.Element | null {
-  const { context } = props;
-  const { trans } = context;
-  const local = context.status?.local_model;
-  if (!local) {
-    return null;
-  }
-  const download = local.download;
-  const megabytes = (bytes: number) => (bytes / 1e6).toFixed(0);
-  return (
-    <div className="jp-NotebookAgent-warning jp-NotebookAgent-local-model">
-      <p>
-        {trans.__(
-          'No model is configured. The agent can run a local model on this machine, so your data stays here: %1. It is downloaded once, when you ask.',
-          local.reference
-        )}
-      </p>
-      {download?.state === 'running' ? (
-        <div className="jp-NotebookAgent-download">
-          <progress
-            value={download.done}
-            max={download.total || undefined}
-            aria-label={trans.__('Download progress')}
-          />
-          <span>
-            {download.total
-              ? trans.__(
-                  '%1 of %2 MB',
-                  megabytes(download.done),
-                  megabytes(download.total)
-                )
-              : trans.__('Starting the download…')}
-          </span>
-        </div>
-      ) : (
-        <button
-          className="jp-mod-styled jp-mod-accept"
-          onClick={() => context.downloadLocalModel()}
-        >
-          {trans.__('Download and use it')}
-        </button>
-      )}
-      {download?.state === 'failed' ? (
-        <p className="jp-NotebookAgent-error">{download.error}</p>
-      ) : null}
-      <p>
-        {trans.__('Or configure a model in the server’s settings.')}{' '}
-        <button className="jp-mod-styled" onClick={context.openSettings}>
-          {trans.__('Settings')}
-        </button>
-      </p>
     </div>
   );
 }
@@ -347,6 +295,7 @@ function RequestBox(props: {
   const [prompt, setPrompt] = React.useState('');
   const [sending, setSending] = React.useState(false);
   const busy = sending || (session.run?.running ?? false);
+  const noModel = context.status?.model.problem ?? null;
   const box = React.useRef<HTMLTextAreaElement>(null);
   React.useEffect(() => {
     // The box lost the focus when it was disabled for the run: it takes it back, unless the
@@ -357,7 +306,7 @@ function RequestBox(props: {
     }
   }, [busy]);
   const send = async (): Promise<void> => {
-    if (!prompt.trim() || busy) {
+    if (!prompt.trim() || busy || noModel !== null) {
       return;
     }
     setSending(true);
@@ -394,9 +343,18 @@ function RequestBox(props: {
           }
         }}
       />
+      {noModel ? (
+        <p
+          className="jp-NotebookAgent-send-reason"
+          id="jp-NotebookAgent-send-reason"
+        >
+          {context.trans.__('Choose a model above to send requests.')}
+        </p>
+      ) : null}
       <button
         className="jp-mod-styled jp-mod-accept jp-NotebookAgent-send"
-        disabled={busy || !prompt.trim()}
+        disabled={busy || !prompt.trim() || noModel !== null}
+        aria-describedby={noModel ? 'jp-NotebookAgent-send-reason' : undefined}
         onClick={() => void send()}
       >
         {context.trans.__('Send')}
@@ -420,10 +378,20 @@ function RunView(props: {
   return (
     <div className="jp-NotebookAgent-run">
       <div className="jp-NotebookAgent-task">{run.task}</div>
-      <div className="jp-NotebookAgent-progress" aria-live="polite">
-        <span>{trans.__('Step %1 of %2', run.step, run.maxSteps)}</span>
+      <div
+        className="jp-NotebookAgent-progress"
+        title={trans.__(
+          'The model answered %1 times, of at most %2 for this request',
+          run.step,
+          run.maxSteps
+        )}
+      >
         <UseSignal signal={props.ticked}>
-          {() => <span>{formatSeconds(run.elapsedMs(Date.now()) / 1000)}</span>}
+          {() => (
+            <span className="jp-NotebookAgent-elapsed">
+              {formatSeconds(run.elapsedMs(Date.now()) / 1000)}
+            </span>
+          )}
         </UseSignal>
         <span>{trans._n('%1 token', '%1 tokens', run.tokens)}</span>
         {run.running ? (
@@ -438,38 +406,42 @@ function RunView(props: {
         ) : null}
       </div>
       {run.activity ? (
-        <div className="jp-NotebookAgent-activity">{run.activity}</div>
+        <Activity run={run} session={session} trans={trans} />
       ) : null}
       {proposed > 0 ? (
         <div className="jp-NotebookAgent-review">
           <span>
             {trans._n('%1 proposed cell', '%1 proposed cells', proposed)}
           </span>
-          <button
-            className="jp-mod-styled jp-mod-accept"
-            onClick={() =>
-              act(trans.__('Could not accept'), () => session.acceptAll())
-            }
-          >
-            {trans.__('Accept all')}
-          </button>
-          <button
-            className="jp-mod-styled jp-mod-reject"
-            onClick={() =>
-              act(trans.__('Could not reject'), () => session.rejectAll())
-            }
-          >
-            {trans.__('Reject all')}
-          </button>
+          <span className="jp-NotebookAgent-review-actions">
+            <button
+              className="jp-mod-styled jp-mod-accept"
+              onClick={() =>
+                act(trans.__('Could not accept'), () => session.acceptAll())
+              }
+            >
+              {trans.__('Accept all')}
+            </button>
+            <button
+              className="jp-mod-styled jp-mod-reject"
+              onClick={() =>
+                act(trans.__('Could not reject'), () => session.rejectAll())
+              }
+            >
+              {trans.__('Reject all')}
+            </button>
+          </span>
         </div>
       ) : null}
-      {run.messages.map(message => (
-        <Markdown
-          key={message.step}
-          text={message.text}
-          rendermime={props.rendermime}
-        />
-      ))}
+      <div className="jp-NotebookAgent-messages" aria-live="polite">
+        {run.messages.map(message => (
+          <Markdown
+            key={message.step}
+            text={message.text}
+            rendermime={props.rendermime}
+          />
+        ))}
+      </div>
       {run.restartProposal ? (
         <RestartOffer
           reason={run.restartProposal}
@@ -478,7 +450,7 @@ function RunView(props: {
         />
       ) : null}
       {run.errors.map((error, index) => (
-        <div key={index} className="jp-NotebookAgent-error">
+        <div key={index} className="jp-NotebookAgent-error" role="alert">
           {error}
         </div>
       ))}
@@ -492,11 +464,37 @@ function RunView(props: {
               ? 'jp-NotebookAgent-outcome jp-mod-success'
               : 'jp-NotebookAgent-outcome jp-mod-failure'
           }
+          role="status"
         >
           <strong>{outcomeTitle(trans, run.outcome)}</strong>
           <Markdown text={run.outcome.summary} rendermime={props.rendermime} />
         </div>
       ) : null}
+    </div>
+  );
+}
+
+/** What the agent does now; about a cell, a link to it in the notebook. */
+function Activity(props: {
+  run: RunModel;
+  session: NotebookSession;
+  trans: TranslationBundle;
+}): JSX.Element {
+  const { run, session, trans } = props;
+  const cellId = run.activityCellId;
+  return (
+    <div className="jp-NotebookAgent-activity">
+      {cellId === null ? (
+        run.activity
+      ) : (
+        <button
+          className="jp-NotebookAgent-cell-link"
+          title={trans.__('Show the cell in the notebook')}
+          onClick={() => void session.showCell(cellId)}
+        >
+          {run.activity}
+        </button>
+      )}
     </div>
   );
 }

@@ -5,6 +5,7 @@ opens the server to the world and provide access to JupyterLab
 JavaScript objects through the global window variable.
 """
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -21,7 +22,11 @@ c.ServerApp.allow_root = True
 # timing by an OpenAI-compatible server in this process; a test picks one with the panel's
 # `model` setting.
 recordings = sorted((Path(__file__).parent / "recordings").glob("*.json"))
-model_server = ReplayServerThread([script_from_file(path, speed=1) for path in recordings])
+# A fixed port where a test types the endpoint's URL into the panel (the no-model server's).
+model_server = ReplayServerThread(
+    [script_from_file(path, speed=1) for path in recordings],
+    port=int(os.environ.get("NOTEBOOK_AGENT_REPLAY_PORT", "0")),
+)
 model_server.__enter__()
 c.NotebookAgent.model = "openai:ui-flow"
 c.NotebookAgent.base_url = model_server.base_url
@@ -31,7 +36,10 @@ c.NotebookAgent.kernel_name = "python3"
 c.NotebookAgent.allow_unsandboxed = True
 c.NotebookAgent.warm_pool_size = 0
 # The runs and threads of these tests alone, in a folder of their own.
-c.NotebookAgent.store_path = str(Path(tempfile.mkdtemp(prefix="galata-agent-")) / "runs.sqlite")
+state = Path(tempfile.mkdtemp(prefix="galata-agent-"))
+c.NotebookAgent.store_path = str(state / "runs.sqlite")
+# A model set up in the panel is saved here, not in the data folder of whoever runs the tests.
+c.NotebookAgent.model_settings_path = str(state / "model.json")
 
 # Uncomment to set server log level to debug level
 # c.ServerApp.log_level = "DEBUG"

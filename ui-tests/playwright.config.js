@@ -30,7 +30,8 @@ module.exports = {
   projects: [
     {
       name: 'root',
-      testIgnore: /(base_url|local_model|notebook_kernel|interrupted)\.spec\.ts/
+      testIgnore:
+        /(base_url|local_model|model_setup|notebook_kernel|interrupted)\.spec\.ts/
     },
     {
       name: 'base-url',
@@ -39,7 +40,7 @@ module.exports = {
     },
     {
       name: 'no-model',
-      testMatch: /local_model\.spec\.ts/,
+      testMatch: /(local_model|model_setup)\.spec\.ts/,
       use: { baseURL: 'http://localhost:8890' }
     },
     {

@@ -1,7 +1,13 @@
 import { ServerConnection } from '@jupyterlab/services';
 
 import { requestAPI } from '../handler';
-import { IAgentStatus, IConversation, IDownload, IRunInfo } from './events';
+import {
+  IAgentStatus,
+  IConversation,
+  IDownload,
+  IModelSettings,
+  IRunInfo
+} from './events';
 
 /**
  * The server extension's REST API, typed; the WebSocket lives in eventStream.ts.
@@ -16,6 +22,36 @@ export class AgentAPI {
   /** Starts downloading the local model in effect. */
   downloadLocalModel(): Promise<IDownload> {
     return this.post('local-model/download');
+  }
+
+  /** Stops the download under way. */
+  cancelDownload(): Promise<IDownload | null> {
+    return requestAPI<IDownload | null>(
+      'local-model/download',
+      { method: 'DELETE' },
+      this.settings
+    );
+  }
+
+  /** Saves the model the agent uses from now on; answers the server's status. */
+  saveModel(settings: IModelSettings): Promise<IAgentStatus> {
+    return requestAPI<IAgentStatus>(
+      'model',
+      { method: 'PUT', body: JSON.stringify(settings) },
+      this.settings
+    );
+  }
+
+  /** The models an OpenAI-compatible endpoint lists (its key: null for the one saved). */
+  async endpointModels(
+    baseUrl: string,
+    apiKey: string | null
+  ): Promise<string[]> {
+    const answer = await this.post<{ models: string[] }>(
+      'model/endpoint-models',
+      { base_url: baseUrl, api_key: apiKey }
+    );
+    return answer.models;
   }
 
   /** The progress of the download asked for last (null when none was). */
@@ -90,6 +126,13 @@ export class AgentAPI {
     return this.post(
       `runs/${runId}/cells/${encodeURIComponent(cellId)}/reject`,
       { keep_state: keepState }
+    );
+  }
+
+  /** Undoes the rejection of the cell: it comes back, proposed, as it was. */
+  restore(runId: string, cellId: string): Promise<IRunInfo> {
+    return this.post(
+      `runs/${runId}/cells/${encodeURIComponent(cellId)}/restore`
     );
   }
 

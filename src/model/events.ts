@@ -76,10 +76,13 @@ export type RunEvent = IEventBase &
         index: number;
         after_cell_id: string | null;
       }
+    /** The cell begins to run, or waits for the kernel to. */
+    | { type: 'cell_running'; cell_id: string }
+    /** All the cell's outputs: so far while `running`, then once it ended. */
     | {
         type: 'cell_outputs';
         cell_id: string;
-        status: 'ok' | 'error' | 'timeout' | 'died' | 'stopped';
+        status: 'running' | 'ok' | 'error' | 'timeout' | 'died' | 'stopped';
         outputs: Output[];
         execution_count: number | null;
       }
@@ -93,6 +96,18 @@ export type RunEvent = IEventBase &
         /** It ran in the person's kernel, where what it did remains. */
         effects_remain?: boolean;
         reason?: string;
+      }
+    /** The person undid the rejection: the cell is back, proposed, as it was. */
+    | {
+        type: 'cell_restored';
+        cell_id: string;
+        cell_type: 'code' | 'markdown';
+        source: string;
+        index: number;
+        after_cell_id: string | null;
+        metadata: Record<string, unknown>;
+        outputs: Output[];
+        execution_count: number | null;
       }
     | {
         type: 'cell_regenerating';
@@ -152,6 +167,10 @@ export interface IAgentStatus {
     backend: string;
     name: string;
     base_url: string | null;
+    /** Whether an API key is in effect (the key itself never leaves the server). */
+    api_key_set: boolean;
+    /** 'panel': the settings saved from the panel are in effect; 'server': its configuration. */
+    source: 'panel' | 'server';
     /** Why no run can use the model, and how to fix it; null when it can. */
     problem: string | null;
   };
@@ -160,6 +179,8 @@ export interface IAgentStatus {
   local_model: {
     reference: string;
     downloaded: boolean;
+    /** Its size in bytes, once the hub said; null before, or when the hub cannot be reached. */
+    size: number | null;
     download: IDownload | null;
   } | null;
   execution: 'auto' | 'ask';
@@ -180,10 +201,19 @@ export interface IConversation {
   tokens_estimate: number;
 }
 
+/** What `PUT model` saves on the server: the model the agent uses from then on. */
+export interface IModelSettings {
+  /** A model string: `openai:NAME`, `llama-cpp:/path/model.gguf`; '' for the server's own. */
+  model: string;
+  base_url?: string;
+  /** Omitted or null: the key saved before stays; '' removes it. */
+  api_key?: string | null;
+}
+
 /** A model download the person asked for. */
 export interface IDownload {
   reference: string;
-  state: 'running' | 'done' | 'failed';
+  state: 'running' | 'done' | 'failed' | 'cancelled';
   /** Bytes so far, and in all (0 until the hub has said). */
   done: number;
   total: number;

@@ -10,8 +10,8 @@ export interface IRunCell {
   readonly cellType: 'code' | 'markdown';
   readonly source: string;
   readonly state: 'proposed' | 'accepted' | 'rejected';
-  /** How its last execution ended; absent before it ran. */
-  readonly status?: 'ok' | 'error' | 'timeout' | 'died' | 'stopped';
+  /** How its last execution ended ('running' while it runs); absent before it ran. */
+  readonly status?: 'running' | 'ok' | 'error' | 'timeout' | 'died' | 'stopped';
   readonly outputs: readonly Output[];
   readonly executionCount: number | null;
   /** Its source is arriving token by token. */
@@ -122,6 +122,17 @@ export class RunModel {
       return `Writing ${describeCell(writing.source)}…`;
     }
     return this._step > 0 ? 'Thinking…' : 'Starting…';
+  }
+
+  /** The cell `activity` is about (the one written, run or waited on); null for none. */
+  get activityCellId(): string | null {
+    if (!this._running) {
+      return null;
+    }
+    const cellId = this._tool ? this._tool.cellId : this._writingCellId;
+    return cellId !== null && this._cells.get(cellId)?.state !== 'rejected'
+      ? cellId
+      : null;
   }
 
   /** When run_started was applied (ms since the epoch); null before. */
@@ -282,6 +293,9 @@ export class RunModel {
       case 'kernel_restart_proposed':
         this._restartProposal = event.reason;
         break;
+      case 'cell_running':
+        this._update(event.cell_id, () => ({ status: 'running', outputs: [] }));
+        break;
       case 'cell_outputs':
         this._waitingForKernel = false;
         this._update(event.cell_id, () => ({
@@ -289,7 +303,10 @@ export class RunModel {
           outputs: event.outputs,
           executionCount: event.execution_count
         }));
-        if (this._tool?.cellId === event.cell_id) {
+        if (
+          this._tool?.cellId === event.cell_id &&
+          event.status !== 'running'
+        ) {
           this._tool.ran = true;
         }
         break;
@@ -300,6 +317,16 @@ export class RunModel {
         this._update(event.cell_id, () => ({
           state: 'rejected',
           streaming: false
+        }));
+        break;
+      case 'cell_restored':
+        this._update(event.cell_id, () => ({
+          state: 'proposed',
+          source: event.source,
+          outputs: event.outputs,
+          executionCount: event.execution_count,
+          index: event.index,
+          afterCellId: event.after_cell_id
         }));
         break;
       case 'cell_regenerating':

@@ -1,4 +1,9 @@
-import type { ISharedCell, ISharedCodeCell, YNotebook } from '@jupyter/ydoc';
+import type {
+  ISharedCell,
+  ISharedCodeCell,
+  YCodeCell,
+  YNotebook
+} from '@jupyter/ydoc';
 import type * as nbformat from '@jupyterlab/nbformat';
 import type { INotebookModel } from '@jupyterlab/notebook';
 import { JSONExt, PartialJSONValue } from '@lumino/coreutils';
@@ -6,6 +11,7 @@ import { JSONExt, PartialJSONValue } from '@lumino/coreutils';
 import { ICellProvenance, METADATA_KEY, RunEvent } from '../model/events';
 
 type CellProposed = Extract<RunEvent, { type: 'cell_proposed' }>;
+type CellRestored = Extract<RunEvent, { type: 'cell_restored' }>;
 
 /**
  * Writes an agent run's cells into the notebook open in JupyterLab, from the run's events.
@@ -84,30 +90,95 @@ export class NotebookCellWriter {
           }
         });
         break;
-      case 'cell_outputs':
-        // Old outputs go in a transaction of their own: JupyterLab's code cell model, told of
-        // a stream output replaced by another in one change, merges the two into the new one.
-        this._write(event.cell_id, cell =>
-          clearOutputsUnless(cell, event.outputs as nbformat.IOutput[])
-        );
-        this._write(event.cell_id, cell =>
-          setOutputs(
-            cell,
-            event.outputs as nbformat.IOutput[],
-            event.execution_count
-          )
-        );
+      case 'cell_running':
+        // As when the person runs a cell: `[*]`, and the last run's outputs go.
+        this._running.add(event.cell_id);
+        this._write(event.cell_id, cell => keepOutputs(cell, []));
+        this._write(event.cell_id, cell => setRunning(cell));
         break;
+      case 'cell_outputs': {
+        const outputs = event.outputs as nbformat.IOutput[];
+        // In two transactions: JupyterLab's code cell model, told of a stream output replaced
+        // by another in one change, merges the two into the new one.
+        const kept = this._write(event.cell_id, cell =>
+          keepOutputs(cell, outputs)
+        );
+        this._write(event.cell_id, cell =>
+          appendOutputs(cell, outputs.slice(kept ?? 0))
+        );
+        if (event.status !== 'running') {
+          this._ran(event.cell_id, event.execution_count);
+        }
+        break;
+      }
       case 'cell_accepted':
         this._write(event.cell_id, cell => accept(cell));
         break;
       case 'cell_rejected':
         this._logSources.delete(event.cell_id);
+        this._running.delete(event.cell_id);
         this._write(event.cell_id, (_, index) =>
           this._notebook.deleteCell(index)
         );
         break;
+      case 'cell_restored':
+        this._restore(event);
+        break;
+      case 'run_finished':
+        // A log that ends mid-cell (its server was killed) leaves no cell marked running.
+        for (const cellId of this._running) {
+          this._ran(cellId, undefined);
+        }
+        break;
     }
+  }
+
+  /** The cell's run ended: its prompt shows the count (unchanged where `undefined`). */
+  private _ran(
+    cellId: string,
+    executionCount: number | null | undefined
+  ): void {
+    this._running.delete(cellId);
+    this._write(cellId, cell => {
+      if (cell.cell_type === 'code') {
+        const code = cell as ISharedCodeCell;
+        if (executionCount !== undefined) {
+          code.execution_count = executionCount;
+        }
+        if (code.executionState === 'running') {
+          code.executionState = 'idle';
+        }
+      }
+    });
+  }
+
+  /** Puts a rejected cell back as it was; one the notebook holds already is left alone. */
+  private _restore(event: CellRestored): void {
+    if (this._indexOf(event.cell_id) >= 0) {
+      return;
+    }
+    this._notebook.transact(
+      () => {
+        this._keepCellIds();
+        this._notebook.insertCell(
+          this._placeOf(event.after_cell_id, event.index),
+          {
+            id: event.cell_id,
+            cell_type: event.cell_type,
+            source: event.source,
+            metadata: event.metadata as nbformat.IBaseCellMetadata,
+            ...(event.cell_type === 'code'
+              ? {
+                  outputs: event.outputs as nbformat.IOutput[],
+                  execution_count: event.execution_count
+                }
+              : {})
+          }
+        );
+      },
+      false,
+      this
+    );
   }
 
   /** Inserts the cell, or brings one the notebook holds already in line with the event. */
@@ -183,19 +254,25 @@ export class NotebookCellWriter {
     setSource(cell, logSource);
   }
 
-  /** Runs `change` on the cell with that id, untracked by undo; skips a cell that is gone. */
-  private _write(
+  /** Runs `change` on the cell with that id, untracked by undo, and returns what it returned;
+   * skips a cell that is gone (undefined). */
+  private _write<T>(
     cellId: string,
-    change: (cell: ISharedCell, index: number) => void
-  ): void {
+    change: (cell: ISharedCell, index: number) => T
+  ): T | undefined {
     const index = this._indexOf(cellId);
-    if (index >= 0) {
-      this._notebook.transact(
-        () => change(this._notebook.cells[index], index),
-        false,
-        this
-      );
+    if (index < 0) {
+      return undefined;
     }
+    let result: T | undefined;
+    this._notebook.transact(
+      () => {
+        result = change(this._notebook.cells[index], index);
+      },
+      false,
+      this
+    );
+    return result;
   }
 
   /** Right after `after` where the notebook holds it, else the server's index, clamped: the
@@ -215,6 +292,8 @@ export class NotebookCellWriter {
   }
 
   private readonly _notebook: YNotebook;
+  /** Cells whose run began and has not ended, in this log. */
+  private readonly _running = new Set<string>();
   /** Cells the notebook held before the log proposed them, with the source the log has built
    * for each so far; a cell leaves once the notebook's source and the log's meet. */
   private readonly _logSources = new Map<string, string>();
@@ -250,34 +329,77 @@ function isHighSurrogate(code: number): boolean {
   return code >= 0xd800 && code <= 0xdbff;
 }
 
-function clearOutputsUnless(
-  cell: ISharedCell,
-  outputs: nbformat.IOutput[]
-): void {
+/**
+ * Brings the cell's outputs as far towards `outputs` as it can without redrawing those that
+ * stay: keeps the ones they start with, appends to a stream that grew, removes the rest.
+ * Returns how many of `outputs` the cell now holds (all, for a cell the person turned into
+ * markdown).
+ */
+function keepOutputs(cell: ISharedCell, outputs: nbformat.IOutput[]): number {
+  if (cell.cell_type !== 'code') {
+    return outputs.length;
+  }
   const code = cell as ISharedCodeCell;
-  if (
-    cell.cell_type === 'code' &&
-    code.getOutputs().length &&
-    !JSONExt.deepEqual(code.getOutputs(), outputs)
+  const current = code.getOutputs();
+  let kept = 0;
+  while (
+    kept < current.length &&
+    kept < outputs.length &&
+    JSONExt.deepEqual(
+      current[kept] as PartialJSONValue,
+      outputs[kept] as PartialJSONValue
+    )
   ) {
-    code.setOutputs([]);
+    kept++;
+  }
+  if (kept === current.length) {
+    return kept;
+  }
+  const last = current[current.length - 1];
+  const added = outputs[kept];
+  if (kept === current.length - 1 && added && isSameStream(last, added)) {
+    const text = streamText(last);
+    const grown = streamText(added);
+    if (grown.startsWith(text)) {
+      // What @jupyter/ydoc's code cells do, though its interface does not say it.
+      (code as YCodeCell).appendStreamOutput(kept, grown.slice(text.length));
+      return kept + 1;
+    }
+  }
+  // JupyterLab's output area still takes a removed last stream as the one to merge a new
+  // stream of its name into, whatever output is last then: start afresh.
+  if (last && added && isSameStream(last, added)) {
+    kept = 0;
+  }
+  code.updateOutputs(kept, current.length, []);
+  return kept;
+}
+
+function isSameStream(one: nbformat.IOutput, other: nbformat.IOutput): boolean {
+  return (
+    one.output_type === 'stream' &&
+    other.output_type === 'stream' &&
+    one.name === other.name
+  );
+}
+
+function streamText(output: nbformat.IOutput): string {
+  const text = (output as nbformat.IStream).text;
+  return Array.isArray(text) ? text.join('') : text;
+}
+
+function appendOutputs(cell: ISharedCell, outputs: nbformat.IOutput[]): void {
+  if (cell.cell_type === 'code' && outputs.length) {
+    const code = cell as ISharedCodeCell;
+    const end = code.getOutputs().length;
+    code.updateOutputs(end, end, outputs);
   }
 }
 
-function setOutputs(
-  cell: ISharedCell,
-  outputs: nbformat.IOutput[],
-  executionCount: number | null
-): void {
-  // The person may have turned the cell into markdown.
-  if (cell.cell_type !== 'code') {
-    return;
+function setRunning(cell: ISharedCell): void {
+  if (cell.cell_type === 'code') {
+    (cell as ISharedCodeCell).executionState = 'running';
   }
-  const code = cell as ISharedCodeCell;
-  if (!JSONExt.deepEqual(code.getOutputs(), outputs)) {
-    code.setOutputs(outputs);
-  }
-  code.execution_count = executionCount;
 }
 
 function accept(cell: ISharedCell): void {

@@ -1,5 +1,5 @@
-import { InputDialog } from '@jupyterlab/apputils';
-import type { Cell, ICellModel } from '@jupyterlab/cells';
+import { Dialog, showDialog } from '@jupyterlab/apputils';
+import type { Cell, ICellModel, MarkdownCell } from '@jupyterlab/cells';
 import type { Notebook, NotebookPanel } from '@jupyterlab/notebook';
 import {
   ITranslator,
@@ -11,6 +11,10 @@ import { Signal } from '@lumino/signaling';
 import { PanelLayout, Widget } from '@lumino/widgets';
 
 import { ICellProvenance, METADATA_KEY } from '../model/events';
+import { lineDiff } from './lineDiff';
+
+/** How a line of a diff begins, as in a unified diff. */
+const SIGNS = { same: ' ', removed: '-', added: '+' } as const;
 
 /** The class of a cell the agent proposed and the person has not accepted yet. */
 export const PROPOSED_CELL_CLASS = 'jp-NotebookAgent-proposed';
@@ -25,6 +29,8 @@ export interface IProposedCellActions {
   accept(cellId: string): void | Promise<unknown>;
   reject(cellId: string): void | Promise<unknown>;
   regenerate(cellId: string, instruction: string): void | Promise<unknown>;
+  /** The cell's source before the agent last rewrote it; null for a cell never rewritten. */
+  earlierSource(cellId: string): string | null;
 }
 
 /**
@@ -85,8 +91,12 @@ export class ProposedCellMarker implements IDisposable {
         0,
         new ProposedCellToolbar(cell.model, this._actions, this._trans)
       );
-    } else if (!proposed) {
-      toolbar?.dispose();
+    } else if (!proposed && toolbar) {
+      toolbar.dispose();
+      // Accepted, markdown reads as the person's own does: rendered.
+      if (cell.model.type === 'markdown' && !this._isDisposed) {
+        (cell as MarkdownCell).rendered = true;
+      }
     }
   }
 
@@ -108,13 +118,48 @@ function isProposed(model: ICellModel): boolean {
 export async function askForInstruction(
   trans: TranslationBundle
 ): Promise<string | null> {
-  const answer = await InputDialog.getText({
+  const answer = await showDialog({
     title: trans.__('Regenerate the cell'),
-    label: trans.__('What should change? Leave empty to just try again.'),
-    placeholder: trans.__('e.g. plot it on a log scale'),
-    okLabel: trans.__('Regenerate')
+    body: new InstructionBody(trans),
+    buttons: [
+      Dialog.cancelButton({ label: trans.__('Cancel') }),
+      Dialog.okButton({ label: trans.__('Regenerate') })
+    ],
+    focusNodeSelector: 'textarea'
   });
   return answer.button.accept ? (answer.value?.trim() ?? '') : null;
+}
+
+/** A few lines for what should change: an instruction is often a sentence or two. */
+class InstructionBody extends Widget implements Dialog.IBodyWidget<string> {
+  constructor(trans: TranslationBundle) {
+    super();
+    const label = document.createElement('label');
+    label.textContent = trans.__(
+      'What should change? Leave empty to just try again.'
+    );
+    this._text.rows = 4;
+    this._text.className = 'jp-NotebookAgent-instruction';
+    this._text.placeholder = trans.__('e.g. plot it on a log scale');
+    // Enter regenerates, as in a one-line box; Shift+Enter starts a new line.
+    this._text.addEventListener('keydown', event => {
+      if (event.key === 'Enter' && !event.shiftKey) {
+        event.preventDefault();
+        this.node
+          .closest('.jp-Dialog')
+          ?.querySelector<HTMLButtonElement>('.jp-mod-accept')
+          ?.click();
+      }
+    });
+    label.append(this._text);
+    this.node.append(label);
+  }
+
+  getValue(): string {
+    return this._text.value;
+  }
+
+  private readonly _text = document.createElement('textarea');
 }
 
 /** Accept, Reject and Regenerate for one proposed cell: real buttons, so Tab reaches them and
@@ -154,8 +199,53 @@ class ProposedCellToolbar extends Widget {
         _trans.__('Ask the agent to rewrite this cell'),
         'jp-mod-regenerate',
         () => this._regenerate()
-      )
+      ),
+      this._changes
     );
+    this._changes.type = 'button';
+    this._changes.className = `${TOOLBAR_CLASS}-button jp-mod-changes`;
+    this._changes.textContent = _trans.__('Changes');
+    this._changes.title = _trans.__(
+      'What the agent changed when it rewrote it'
+    );
+    this._changes.addEventListener('click', () => this._toggleChanges());
+    this._diff.className = `${TOOLBAR_CLASS}-diff`;
+    this._diff.setAttribute('aria-label', _trans.__('Changes'));
+    _cell.contentChanged.connect(this._showChanges, this);
+    this._showChanges();
+  }
+
+  /** Changes is offered once the agent rewrote the cell; open, it follows the source. */
+  private _showChanges(): void {
+    const before = this._actions.earlierSource(this._cell.id);
+    const after = this._cell.sharedModel.getSource();
+    const changed = before !== null && before !== after;
+    this._changes.hidden = !changed;
+    this._changes.setAttribute('aria-expanded', String(this._open && changed));
+    if (!this._open || !changed) {
+      this._diff.remove();
+      return;
+    }
+    this._diff.replaceChildren(
+      ...lineDiff(before, after).map(line => {
+        const row = document.createElement(
+          line.kind === 'removed'
+            ? 'del'
+            : line.kind === 'added'
+              ? 'ins'
+              : 'span'
+        );
+        row.className = `jp-mod-${line.kind}`;
+        row.textContent = `${SIGNS[line.kind]} ${line.text}\n`;
+        return row;
+      })
+    );
+    this.node.append(this._diff);
+  }
+
+  private _toggleChanges(): void {
+    this._open = !this._open;
+    this._showChanges();
   }
 
   private _button(
@@ -192,6 +282,10 @@ class ProposedCellToolbar extends Widget {
       )
       .finally(() => this._setBusy(false));
   }
+
+  private readonly _changes = document.createElement('button');
+  private readonly _diff = document.createElement('pre');
+  private _open = false;
 
   private _setBusy(busy: boolean): void {
     this.node.querySelectorAll('button').forEach(button => {

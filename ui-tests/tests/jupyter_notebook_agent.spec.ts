@@ -143,10 +143,24 @@ test.describe('the notebook agent panel', () => {
       .getByRole('button', { name: 'Reject' })
       .click();
     await expect.poll(() => modelCell(page, 'agent-4')).toBeNull();
+    // Reject can be taken back, from the notification it leaves.
+    await page
+      .locator('.jp-Notification-Toast-info')
+      .getByRole('button', { name: 'Undo' })
+      .click();
+    await expect
+      .poll(async () => (await modelCell(page, 'agent-4'))?.state)
+      .toBe('proposed');
+    await expect(proposed).toHaveCount(4);
+    await cellWith(page, 'a cell to reject')
+      .getByRole('button', { name: 'Reject' })
+      .click();
+    await expect.poll(() => modelCell(page, 'agent-4')).toBeNull();
     await cellWith(page, 'print(total * 2)')
       .getByRole('button', { name: 'Regenerate' })
       .click();
-    const instruction = page.locator('.jp-Dialog input');
+    // A few lines for the instruction; Enter sends it.
+    const instruction = page.locator('.jp-Dialog textarea');
     await instruction.fill('triple it');
     await instruction.press('Enter');
     await expect
@@ -160,6 +174,12 @@ test.describe('the notebook agent panel', () => {
       'Rewritten as asked.',
       { timeout: 30_000 }
     );
+    // Until it is accepted, the rewritten cell shows what changed.
+    const rewritten = cellWith(page, 'print(total * 3)');
+    await rewritten.getByRole('button', { name: 'Changes' }).click();
+    await expect(
+      rewritten.locator('.jp-NotebookAgent-proposedToolbar-diff')
+    ).toHaveText('- print(total * 2)\n+ print(total * 3)\n');
 
     await page.notebook.save();
     const cells = await savedCells(page, `${tmpPath}/${name}`);
@@ -242,6 +262,93 @@ test.describe('a notebook saved while the agent writes into it', () => {
     await page.notebook.save();
     await page.waitForTimeout(1_000);
     await expect(page.locator('.jp-Dialog')).toHaveCount(0);
+  });
+});
+
+test.describe('a slow cell of the agent', () => {
+  test.use({ mockSettings: recording('ui-progress') });
+  test.describe.configure({ timeout: 120_000 });
+
+  test('shows [*] and its output as it runs; the notebook follows the agent until the person scrolls away', async ({
+    page,
+    tmpPath
+  }) => {
+    const notes = Array.from({ length: 30 }, (_, index) => ({
+      cell_type: 'markdown',
+      id: `note-${index}`,
+      metadata: {},
+      source: `Note ${index} of the person's`
+    }));
+    const path = `${tmpPath}/long.ipynb`;
+    const made = await page.request.put(`/api/contents/${path}`, {
+      data: {
+        type: 'notebook',
+        format: 'json',
+        content: {
+          cells: notes,
+          metadata: {
+            kernelspec: {
+              name: 'python3',
+              display_name: 'Python 3 (ipykernel)',
+              language: 'python'
+            }
+          },
+          nbformat: 4,
+          nbformat_minor: 5
+        }
+      }
+    });
+    expect(made.ok()).toBe(true);
+    await page.notebook.openByPath(path);
+    await page.notebook.activate('long.ipynb');
+    const panel = await openPanel(page);
+    await ask(panel, 'Count to twelve, slowly');
+
+    // Written at the end of a long notebook, the cell is brought into view, and runs as the
+    // person's own cells do: [*], then its output line by line.
+    const counting = cellWith(page, 'for step in range(12)');
+    await expect(counting).toBeInViewport({ timeout: 30_000 });
+    await expect(counting.locator('.jp-InputPrompt')).toHaveText('[*]:');
+    await expect(counting.locator('.jp-OutputArea')).toContainText('step 2', {
+      timeout: 20_000
+    });
+    await expect(counting.locator('.jp-OutputArea')).not.toContainText(
+      'step 11'
+    );
+    await expect(counting.locator('.jp-InputPrompt')).toHaveText('[*]:');
+
+    // The person scrolls back to the top; the activity in the panel takes them to the cell.
+    const notebook = page.locator('.jp-NotebookPanel:not(.lm-mod-hidden)');
+    const first = notebook.locator('.jp-Cell[data-windowed-list-index="0"]');
+    const scrollToTop = async (): Promise<void> => {
+      await notebook.locator('.jp-WindowedPanel-outer').hover();
+      for (let turn = 0; turn < 10; turn++) {
+        await page.mouse.wheel(0, -5000);
+        await page.waitForTimeout(50);
+      }
+      await expect(first).toBeInViewport();
+    };
+    await scrollToTop();
+    await panel
+      .locator('.jp-NotebookAgent-activity')
+      .getByRole('button', { name: /Running “import time”/ })
+      .click();
+    await expect(counting).toBeInViewport();
+
+    // Scrolled away again, the notebook stays where the person put it.
+    await scrollToTop();
+    await expect(panel.locator('.jp-NotebookAgent-outcome')).toContainText(
+      'Counted to twelve.',
+      { timeout: 60_000 }
+    );
+    await expect
+      .poll(async () => (await modelCell(page, 'agent-2'))?.source)
+      .toBe('Counted to twelve.');
+    await expect(first).toBeInViewport();
+    const counted = await modelCell(page, 'agent-1');
+    expect(counted?.outputs).toBe(
+      Array.from({ length: 12 }, (_, step) => `step ${step}\n`).join('')
+    );
   });
 });
 

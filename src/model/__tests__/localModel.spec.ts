@@ -28,11 +28,14 @@ class DownloadingServer implements IDownloadAPI {
         backend: 'llama-cpp',
         name: 'hf:o/r/m.gguf',
         base_url: null,
+        api_key_set: false,
+        source: 'server',
         problem: download.state === 'done' ? null : 'not downloaded yet'
       },
       local_model: {
         reference: 'hf:o/r/m.gguf',
         downloaded: download.state === 'done',
+        size: 1_000_000,
         download
       },
       execution: 'auto',

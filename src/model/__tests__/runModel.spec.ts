@@ -174,6 +174,7 @@ describe('RunModel', () => {
     expect(streaming.source).toBe('import numpy as np\n');
     expect(streaming.streaming).toBe(true);
     expect(model.activity).toBe('Writing “import numpy as np”…');
+    expect(model.activityCellId).toBe('agent-1');
 
     run.turn(1, 1200, 80);
     expect(model.cells.get('agent-1')!.streaming).toBe(false);
@@ -182,6 +183,7 @@ describe('RunModel', () => {
       source: 'import numpy as np\n'
     });
     expect(model.activity).toBe('Running “import numpy as np”…');
+    expect(model.activityCellId).toBe('agent-1');
     run.outputs('agent-1');
     run.result('call-1', 'add_cell', { cell_id: 'agent-1', status: 'ok' });
 
@@ -206,6 +208,7 @@ describe('RunModel', () => {
     run.turn(2, 1400, 30);
     run.call('call-2', 'complete_task', { success: true, summary: 'Done.' });
     expect(model.activity).toBe('Finishing…');
+    expect(model.activityCellId).toBeNull();
     run.result('call-2', 'complete_task', { status: 'ok' });
     run.clock = 6500;
     run.finish();

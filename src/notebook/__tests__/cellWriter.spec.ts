@@ -1,5 +1,5 @@
 import type { ISharedCodeCell } from '@jupyter/ydoc';
-import type { ICodeCellModel } from '@jupyterlab/cells';
+import type { ICodeCellModel, MarkdownCell } from '@jupyterlab/cells';
 import { NotebookModel } from '@jupyterlab/notebook';
 import {
   acceptDialog,
@@ -438,14 +438,16 @@ describe('ProposedCellMarker', () => {
     const notebook = NBTestUtils.createNotebook();
     notebook.model = model;
     Widget.attach(notebook, document.body);
+    const earlier = new Map<string, string>();
     const actions = {
       accept: jest.fn(),
       reject: jest.fn(),
-      regenerate: jest.fn()
+      regenerate: jest.fn(),
+      earlierSource: (cellId: string) => earlier.get(cellId) ?? null
     };
     const marker = new ProposedCellMarker(notebook, actions);
     const writer = new NotebookCellWriter(model);
-    return { model, notebook, actions, marker, writer };
+    return { model, notebook, actions, marker, writer, earlier };
   }
 
   function buttons(notebook: ReturnType<typeof setUp>['notebook'], i: number) {
@@ -453,7 +455,7 @@ describe('ProposedCellMarker', () => {
       notebook.widgets[i].node.querySelectorAll<HTMLButtonElement>(
         '.jp-NotebookAgent-proposedToolbar button'
       )
-    );
+    ).filter(button => !button.hidden);
   }
 
   it('marks proposed cells, with buttons that call the actions', async () => {
@@ -481,8 +483,9 @@ describe('ProposedCellMarker', () => {
     );
     regenerate.click();
     await waitForDialog();
-    const instruction =
-      document.querySelector<HTMLInputElement>('.jp-Dialog input')!;
+    const instruction = document.querySelector<HTMLTextAreaElement>(
+      '.jp-Dialog textarea'
+    )!;
     instruction.value = ' plot it on a log scale ';
     await acceptDialog();
     expect(await regenerated).toEqual(['agent-1', 'plot it on a log scale']);
@@ -515,6 +518,56 @@ describe('ProposedCellMarker', () => {
     marker.dispose();
     expect(notebook.widgets[0].hasClass(PROPOSED_CELL_CLASS)).toBe(false);
     expect(buttons(notebook, 0)).toEqual([]);
+    notebook.dispose();
+  });
+
+  it('shows what a rewrite changed, following the source, until accepted', () => {
+    const { model, notebook, marker, writer, earlier } = setUp();
+    applyRun(writer, 0, 4);
+    expect(buttons(notebook, 1).map(b => b.textContent)).not.toContain(
+      'Changes'
+    );
+    earlier.set('agent-1', 'import math\nprint(math.pi)');
+    model.sharedModel.cells[1].setSource(
+      'import math\nprint(round(math.pi, 5))'
+    );
+    const changes = buttons(notebook, 1)[3];
+    expect(changes.textContent).toBe('Changes');
+    changes.click();
+    const diff = () =>
+      notebook.widgets[1].node.querySelector(
+        '.jp-NotebookAgent-proposedToolbar-diff'
+      );
+    expect(changes.getAttribute('aria-expanded')).toBe('true');
+    expect(
+      Array.from(diff()!.children).map(row => [row.tagName, row.textContent])
+    ).toEqual([
+      ['SPAN', '  import math\n'],
+      ['DEL', '- print(math.pi)\n'],
+      ['INS', '+ print(round(math.pi, 5))\n']
+    ]);
+    changes.click();
+    expect(diff()).toBeNull();
+    marker.dispose();
+    notebook.dispose();
+  });
+
+  it('renders a markdown cell once it is accepted', () => {
+    const { notebook, marker, writer } = setUp();
+    const markdown = log(
+      proposed('agent-1', 1, {
+        source: '# Results',
+        cellType: 'markdown',
+        after: 'person-1'
+      }),
+      { type: 'cell_accepted', cell_id: 'agent-1' }
+    );
+    writer.apply(markdown[0]);
+    const cell = notebook.widgets[1] as MarkdownCell;
+    cell.rendered = false; // as the agent wrote it
+    writer.apply(markdown[1]);
+    expect(cell.rendered).toBe(true);
+    marker.dispose();
     notebook.dispose();
   });
 
@@ -625,5 +678,146 @@ describe('outputs of a cell that runs again', () => {
     expect(
       (model.sharedModel.cells[1] as ISharedCodeCell).getOutputs()
     ).toEqual([stream('30\n')]);
+  });
+});
+
+describe('a cell while it runs', () => {
+  const stream = (text: string) => ({
+    output_type: 'stream',
+    name: 'stdout',
+    text
+  });
+  const image = {
+    output_type: 'display_data',
+    data: { 'text/plain': '<Figure>' },
+    metadata: {}
+  };
+  const outputs = (
+    status: 'running' | 'ok',
+    list: Record<string, unknown>[],
+    count: number | null = null
+  ): EventBody => ({
+    type: 'cell_outputs',
+    cell_id: 'agent-1',
+    status,
+    outputs: list as { output_type: string }[],
+    execution_count: count
+  });
+  const running: EventBody = { type: 'cell_running', cell_id: 'agent-1' };
+
+  /** A notebook, and a writer to which each call applies the run's next event. */
+  function runningCell(): {
+    apply: (body: EventBody) => void;
+    cell: () => ICodeCellModel;
+  } {
+    const model = personNotebook();
+    const writer = new NotebookCellWriter(model);
+    let seq = 0;
+    const apply = (body: EventBody): void =>
+      writer.apply({ ...body, seq: seq++ } as RunEvent);
+    apply(proposed('agent-1', 1, { source: 'slow()', after: 'person-1' }));
+    return { apply, cell: () => model.cells.get(1) as ICodeCellModel };
+  }
+
+  it('shows [*] and its outputs as they come, then its count', () => {
+    const { apply, cell } = runningCell();
+    apply(running);
+    expect(cell().executionState).toBe('running');
+    apply(outputs('running', [image, stream('step 0\n')]));
+    const [figure, printed] = [cell().outputs.get(0), cell().outputs.get(1)];
+    expect(cell().outputs.toJSON()).toEqual([image, stream('step 0\n')]);
+    apply(outputs('running', [image, stream('step 0\nstep 1\n')]));
+    expect(cell().outputs.toJSON()).toEqual([
+      image,
+      stream('step 0\nstep 1\n')
+    ]);
+    // What did not change is not drawn again; the printed text grows in place.
+    expect(cell().outputs.get(0)).toBe(figure);
+    expect(cell().outputs.get(1)).toBe(printed);
+    expect(cell().executionState).toBe('running');
+    apply(outputs('ok', [image, stream('step 0\nstep 1\nstep 2\n')], 3));
+    expect(cell().outputs.toJSON()).toEqual([
+      image,
+      stream('step 0\nstep 1\nstep 2\n')
+    ]);
+    expect(cell().executionState).toBe('idle');
+    expect(cell().executionCount).toBe(3);
+  });
+
+  it('clears the outputs of its last run as it runs again, which leaves it unmodified', () => {
+    const { apply, cell } = runningCell();
+    apply(running);
+    apply(outputs('ok', [stream('1\n')], 1));
+    apply({ type: 'cell_edited', cell_id: 'agent-1', source: 'slower()' });
+    expect(cell().isDirty).toBe(true);
+    apply(running);
+    expect(cell().outputs.length).toBe(0);
+    expect(cell().executionState).toBe('running');
+    expect(cell().isDirty).toBe(false);
+  });
+
+  it('takes a stream rewritten after another output (a progress line) whole', () => {
+    const { apply, cell } = runningCell();
+    apply(running);
+    apply(outputs('running', [image, stream('10%')]));
+    apply(outputs('running', [image, stream('20%')]));
+    apply(outputs('ok', [image, stream('done')], 4));
+    expect(cell().outputs.toJSON()).toEqual([image, stream('done')]);
+  });
+
+  it('is no longer marked running when the log ends mid-cell', () => {
+    const { apply, cell } = runningCell();
+    apply(running);
+    apply(outputs('running', [stream('step 0\n')]));
+    apply({
+      type: 'run_finished',
+      success: false,
+      reason: 'interrupted',
+      summary: ''
+    });
+    expect(cell().executionState).toBe('idle');
+    expect(cell().outputs.toJSON()).toEqual([stream('step 0\n')]);
+  });
+});
+
+describe('a rejection undone', () => {
+  it('puts the cell back where it was, with its outputs, proposed', () => {
+    const model = personNotebook();
+    const writer = new NotebookCellWriter(model);
+    const output = { output_type: 'stream', name: 'stdout', text: '2\n' };
+    const events = log(
+      proposed('agent-1', 1, { source: 'print(2)', after: 'person-1' }),
+      {
+        type: 'cell_outputs',
+        cell_id: 'agent-1',
+        status: 'ok',
+        outputs: [output],
+        execution_count: 4
+      },
+      { type: 'cell_rejected', cell_id: 'agent-1' },
+      {
+        type: 'cell_restored',
+        cell_id: 'agent-1',
+        cell_type: 'code',
+        source: 'print(2)',
+        index: 1,
+        after_cell_id: 'person-1',
+        metadata: provenance('proposed'),
+        outputs: [output],
+        execution_count: 4
+      }
+    );
+    events.slice(0, 3).forEach(event => writer.apply(event));
+    expect(model.cells.length).toBe(1);
+    writer.apply(events[3]);
+    writer.apply(events[3]); // a replay does not add it twice
+    const cells = model.sharedModel.cells.map(cell => cell.toJSON());
+    expect(cells.map(cell => cell.id)).toEqual(['person-1', 'agent-1']);
+    expect(cells[1]).toMatchObject({
+      source: 'print(2)',
+      outputs: [output],
+      execution_count: 4,
+      metadata: provenance('proposed')
+    });
   });
 });
