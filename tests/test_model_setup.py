@@ -231,6 +231,7 @@ async def test_a_model_file_on_the_server_can_be_set_up(api: AgentAPI, tiny_gguf
         ({"model": "openai:"}, "names no model"),
         ({"model": "replay:/nowhere/recording.json"}, "no recording at /nowhere/recording.json"),
         ({"model": "gpt\n4o"}, "must be one line"),
+        ({"model": "llama-cpp:~nosuchuser/m.gguf"}, "names a home folder this server does not"),
     ],
 )
 async def test_a_setup_that_cannot_work_is_400_with_a_plain_message(
@@ -268,11 +269,11 @@ async def test_an_endpoints_models_are_listed_or_the_failure_said(api: AgentAPI,
         )
         assert refused["message"] == "the endpoint refused the key (HTTP 401)"
 
-        # Once set up in the panel, its key is the one in effect.
+        # A key set up in the panel for another endpoint does not go to this one either.
         await api.call("PUT", "model", endpoint(replay))
         for key in ({}, {"api_key": None}):
             body = {"base_url": several.base_url} | key
-            assert (await api.call("POST", "model/endpoint-models", body))["models"][0] == "alpha"
+            await api.call("POST", "model/endpoint-models", body, expect=400)
 
         no_list = several.base_url.removesuffix("/v1")  # answers 404 to /models
         missing = await api.call(
@@ -594,3 +595,50 @@ async def test_a_hosted_models_name_where_a_local_model_is_expected_says_what_to
         "gpt-4o-mini is not a model file on this server: set up an endpoint in the panel to "
         "use a hosted model"
     )
+
+
+async def test_a_saved_key_goes_to_no_other_url(api: AgentAPI, replay, settings_path):
+    """A key left out was the one saved, whatever URL came with it: a typed (or mistyped) URL
+    got the key given for another endpoint, in its listing and in the runs after."""
+    await api.call("PUT", "model", endpoint(replay))
+    elsewhere = "http://127.0.0.1:9/v1"
+    moved = await api.call(
+        "PUT", "model", {"model": "openai:test-model", "base_url": elsewhere, "api_key": None}
+    )
+    assert moved["model"]["api_key_set"] is False
+    assert json.loads(settings_path.read_text())["api_key"] == ""
+    # Back at the first URL with its key given again, a listing without a key has it ...
+    await api.call("PUT", "model", endpoint(replay))
+    listed = await api.call(
+        "POST", "model/endpoint-models", {"base_url": replay.base_url, "api_key": None}
+    )
+    assert listed["models"]
+    # ... and one of another URL does not: that endpoint refuses a missing key.
+    scripts = [ReplayScript(turns=[], model="other", api_key=SECRET)]
+    with ReplayServerThread(scripts) as other:
+        refused = await api.call(
+            "POST", "model/endpoint-models", {"base_url": other.base_url}, expect=400
+        )
+    assert "refused the key" in refused["message"]
+
+
+@pytest.mark.parametrize(
+    "name", ["/models/Llama-3-8B", "models/qwen2.5-coder-7b-q4_k_m.gguf", "~/m.gguf"]
+)
+async def test_an_endpoints_model_named_like_a_path_is_taken(api: AgentAPI, replay, name):
+    """llama.cpp's server lists its models by their files' paths: `openai:` says it is an
+    endpoint's model all the same (these were refused as backends or model files)."""
+    answer = await api.call("PUT", "model", endpoint(replay, model=f"openai:{name}"))
+    assert (answer["model"]["backend"], answer["model"]["name"]) == ("openai", name)
+
+
+async def test_a_server_can_keep_its_model_out_of_the_panel(api: AgentAPI, replay, extension):
+    extension.allow_model_setup = False
+    try:
+        status = await api.call("GET", "status")
+        assert status["allow_model_setup"] is False
+        refused = await api.call("PUT", "model", endpoint(replay), expect=403)
+        assert "set in its configuration" in refused["message"]
+        await api.call("POST", "model/endpoint-models", {"base_url": replay.base_url}, expect=403)
+    finally:
+        extension.allow_model_setup = True

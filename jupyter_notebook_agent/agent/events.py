@@ -19,6 +19,11 @@ Event = dict[str, Any]
 Listener = Callable[[Event], None]
 
 
+def is_snapshot(event: Event) -> bool:
+    """A running cell's outputs so far: its last ones follow, and say it all."""
+    return event["type"] == "cell_outputs" and event.get("status") == "running"
+
+
 class EventLog:
     def __init__(self, earlier: list[Event] | None = None) -> None:
         self.events: list[Event] = list(earlier or [])

@@ -30,7 +30,9 @@ OUTPUT_STREAM_INTERVAL_S = 0.5
 #: A snapshot of that many bytes waits a second for the next.
 OUTPUT_STREAM_BYTES_PER_S = 1_000_000
 #: Bytes of snapshots one cell run sends at most; its final outputs always come.
-OUTPUT_STREAM_BUDGET_BYTES = 20_000_000
+OUTPUT_STREAM_BUDGET_BYTES = 10_000_000
+#: Bytes of snapshots a whole run sends at most.
+OUTPUT_STREAM_RUN_BUDGET_BYTES = 50_000_000
 
 #: Starts the run's kernel when it first needs one.
 KernelStarter = Callable[[], Awaitable[KernelSession]]
@@ -151,6 +153,8 @@ class Agent:
         self._loop_task: asyncio.Future[RunOutcome] | None = None
         self._stop_summary = ""
         self._stop_reason = "stopped"
+        self._snapshot_bytes_left = OUTPUT_STREAM_RUN_BUDGET_BYTES
+        """What the run may still send of a running cell's outputs (see _stream_outputs)."""
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -617,8 +621,8 @@ class Agent:
             cell_type=cell.cell_type,
             source=cell.source,
             index=index,
-            after_cell_id=after if index > 0 else None,
-            metadata=dict(cell.metadata),
+            after_cell_id=self._predecessor(index),
+            metadata=copy.deepcopy(dict(cell.metadata)),
             outputs=cell.get("outputs", []),
             execution_count=cell.get("execution_count"),
         )
@@ -701,9 +705,11 @@ class Agent:
         streaming = asyncio.ensure_future(self._stream_outputs(cell, collector))
         try:
             execution = await self._execute(cell.source, collector)
-        except asyncio.CancelledError:  # stopped: what the cell printed so far stays in it
+        except (asyncio.CancelledError, RunEnded) as ended:
+            # Stopped, or the kernel stopped answering: what the cell printed so far stays.
             streaming.cancel()
-            self._show_outputs(cell, "stopped", collector.outputs, collector.execution_count)
+            status = "stopped" if isinstance(ended, asyncio.CancelledError) else "died"
+            self._show_outputs(cell, status, collector.outputs, collector.execution_count)
             raise
         finally:
             streaming.cancel()
@@ -713,10 +719,11 @@ class Agent:
     async def _stream_outputs(self, cell: NotebookNode, collector: OutputCollector) -> None:
         """Shows what a slow cell has printed so far, as the person's own cells do: a snapshot
         of its outputs now and then while it runs. Each is the whole of them, bounded by the
-        output limits; a large one waits longer for the next, and past a budget the cell's
-        last outputs come only when it ends, so a flood does not fill the run's log."""
+        output limits; a large one waits longer for the next, and past a budget (the cell's,
+        the run's) the cell's last outputs come only when it ends, so a flood does not fill the
+        run's log, which keeps every snapshot."""
         wait, sent, seen = OUTPUT_STREAM_INTERVAL_S, 0, collector.changes
-        while sent < OUTPUT_STREAM_BUDGET_BYTES:
+        while sent < OUTPUT_STREAM_BUDGET_BYTES and self._snapshot_bytes_left > 0:
             await asyncio.sleep(wait)
             if collector.changes == seen or self.review.cells[cell.id].state == "rejected":
                 continue
@@ -730,6 +737,7 @@ class Agent:
                 execution_count=collector.execution_count,
             )
             sent += size
+            self._snapshot_bytes_left -= size
             wait = max(OUTPUT_STREAM_INTERVAL_S, size / OUTPUT_STREAM_BYTES_PER_S)
 
     def _show_outputs(

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .events import Event
+from .events import Event, is_snapshot
 
 #: Deltas repeat what whole turns and cells say again; the transcript keeps the wholes (and
 #: a cell's final outputs, not the snapshots of them while it runs).
@@ -18,7 +18,7 @@ class TranscriptWriter:
         self._file = Path(path).open("w", encoding="utf-8")
 
     def __call__(self, event: Event) -> None:
-        if event["type"] not in SKIPPED and event.get("status") != "running":
+        if event["type"] not in SKIPPED and not is_snapshot(event):
             self._file.write(json.dumps(event, default=_plain) + "\n")
             self._file.flush()
 

@@ -111,6 +111,12 @@ class NotebookAgent(ExtensionApp):
         help="API key of the endpoint; default: $OPENAI_API_KEY. It stays in the server: never "
         "sent to the browser, a notebook, a log or a kernel.",
     )
+    allow_model_setup = Bool(
+        True,
+        config=True,
+        help="Whether the people using this server may choose its model in the JupyterLab "
+        "panel (saved in model_settings_path); False keeps the configured one.",
+    )
     model_settings_path = Unicode(
         config=True,
         help="The file that keeps the model set up in the JupyterLab panel (mode 0600: it may "

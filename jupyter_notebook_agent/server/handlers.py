@@ -6,6 +6,7 @@ Every route is written down in rest-api.yml beside this file.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 from collections.abc import Awaitable, Callable
@@ -148,6 +149,7 @@ class AgentHandler(RegistryMixin, APIHandler):
             "max_steps": app.max_steps,
             "kernel": kernel,
             "allow_unsandboxed": app.allow_unsandboxed,
+            "allow_model_setup": app.allow_model_setup,
             "store": {
                 "path": self.registry.store.path and str(self.registry.store.path),
                 "state": self.registry.store.state,
@@ -208,11 +210,25 @@ class StatusHandler(AgentHandler):
         self.finish(json.dumps(await self.status()))
 
 
+def model_setup(method: Callable[..., Awaitable[None]]) -> Callable[..., Awaitable[None]]:
+    """Choosing the model decides where every later run sends its notebook and kernel: allowed
+    as starting a run is (runs_code), and only where the server allows it at all."""
+
+    @functools.wraps(method)
+    async def checked(self: AgentHandler, *args: Any, **kwargs: Any) -> None:
+        if not self.extensionapp.allow_model_setup:
+            raise RunError(403, "this server's model is set in its configuration, not in the panel")
+        await method(self, *args, **kwargs)
+
+    return runs_code(checked)
+
+
 class ModelHandler(AgentHandler):
     """The model set up in the panel: saved on the server, in effect for the runs after it."""
 
     @tornado.web.authenticated
     @authorized
+    @model_setup
     async def put(self) -> None:
         """Sets the model, its endpoint and key (an empty model: back to the server's own);
         answers the status, whose model's `problem` says whether it can be used."""
@@ -236,6 +252,7 @@ class ModelHandler(AgentHandler):
 class EndpointModelsHandler(AgentHandler):
     @tornado.web.authenticated
     @authorized
+    @model_setup
     async def post(self) -> None:
         """The models an endpoint lists, for the panel to offer: asked from this server, which
         is where runs reach the endpoint from."""

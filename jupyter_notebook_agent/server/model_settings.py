@@ -86,7 +86,10 @@ def check_model(spec: str) -> None:
             "the model is a URL: give the endpoint's URL as the base URL, and the model's name "
             "as the model"
         )
-    if colon and backend == "openai" and _like_a_backend(prefix, rest):
+    # `openai:NAME` is an endpoint's model by its own word, whatever the name looks like
+    # (llama.cpp's server lists models by their file's path).
+    endpoint = prefix == "openai" and bool(colon)
+    if colon and backend == "openai" and not endpoint and _like_a_backend(prefix, rest):
         raise SetupError(
             f"{prefix!r} is not a backend: a model string is a hosted model's name, or "
             f"{', '.join(f'{each}:NAME' for each in BACKENDS)} (a model file on this server is "
@@ -94,7 +97,7 @@ def check_model(spec: str) -> None:
         )
     if not name.strip():
         raise SetupError(f"the model {spec!r} names no model")
-    if backend == "openai" and name.endswith(".gguf"):
+    if backend == "openai" and not endpoint and name.endswith(".gguf"):
         raise SetupError(f"{name} is a model file: give it as llama-cpp:{name} to run it here")
     if backend == "llama-cpp":
         if name.startswith(HUB_PREFIX):
@@ -123,7 +126,10 @@ def _check_file(name: str, suffix: str | None, kind: str) -> None:
         raise SetupError(
             f"{name} is not a {kind} on this server: choose an endpoint to use a hosted model"
         )
-    path = Path(name).expanduser()
+    try:
+        path = Path(name).expanduser()
+    except RuntimeError:  # ~someone who has no home here
+        raise SetupError(f"{name} names a home folder this server does not have") from None
     if not path.is_absolute():
         raise SetupError(f"{name} is not an absolute path: give the {kind}'s whole path")
     if suffix and path.suffix != suffix:
@@ -218,19 +224,22 @@ class ModelSetup:
             reason,
         )
 
-    def key_for(self, api_key: str | None) -> str:
-        """The key a setup gets: `api_key` where given ("" none), else the one saved from the
-        panel before. A key of the server's configuration never goes to an endpoint the panel
-        names: it may be the administrator's, for the configured endpoint alone."""
+    def key_for(self, base_url: str, api_key: str | None) -> str:
+        """The key a setup of `base_url` gets: `api_key` where given ("" none), else the one
+        saved from the panel for that same URL. A key goes to no other endpoint than the one it
+        was given for: a URL typed (or mistyped) in the panel gets no key of another's, and the
+        server's own key is the administrator's, for the configured endpoint alone."""
         if api_key is not None:
             return api_key
-        return self.saved.api_key if self.saved else ""
+        if self.saved and self.saved.base_url == base_url:
+            return self.saved.api_key
+        return ""
 
     def listing_key(self, base_url: str, api_key: str | None) -> str:
-        """The key to list `base_url`'s models with: `api_key` where given, else the key in
-        effect; the server's own key only for the server's own endpoint (see key_for)."""
-        if api_key is not None or self.saved:
-            return self.key_for(api_key)
+        """The key to list `base_url`'s models with: `api_key` where given, else the one saved
+        for that URL, else the server's own for the server's own endpoint (see key_for)."""
+        if api_key is not None or (self.saved and self.saved.base_url == base_url):
+            return self.key_for(base_url, api_key)
         return self.configured.api_key if base_url == self.configured.base_url else ""
 
     def requested(self, model: str, base_url: str, api_key: str | None) -> ModelSettings | None:
@@ -240,7 +249,7 @@ class ModelSetup:
             return None
         check_model(model)
         check_base_url(base_url)
-        key = self.key_for(api_key)
+        key = self.key_for(base_url, api_key)
         check_api_key(key)
         return ModelSettings(model, base_url, key)
 

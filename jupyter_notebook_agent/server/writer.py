@@ -18,7 +18,7 @@ import nbformat
 from jupyter_core.utils import ensure_async
 from jupyter_server.services.contents.manager import ContentsManager
 
-from ..agent.events import Event
+from ..agent.events import Event, is_snapshot
 from ..notebook.document import upgraded
 from ..notebook.merge import merge_run_cells
 from .contents import OutsideRoot, SerialSaves, real_api_path
@@ -74,7 +74,7 @@ class NotebookWriter:
     def __call__(self, event: Event) -> None:
         """An event listener: notes which cells changed and schedules a write."""
         kind = event["type"]
-        if kind not in CHANGES or event.get("status") == "running":
+        if kind not in CHANGES or is_snapshot(event):
             return  # a running cell's outputs reach the file once it ends
         if cell_id := event.get("cell_id"):
             if kind == "cell_rejected":
