@@ -25,6 +25,12 @@ export interface INotebookKernel {
   readonly sandboxed: boolean;
 }
 
+/** A cell the person rejected, by its run. */
+export interface IRejectedCell {
+  readonly runId: string;
+  readonly cellId: string;
+}
+
 /**
  * What the panel shows for one open notebook: its current run, live, its conversation with
  * the agent, its past runs, and its kernel, which the person and the agent share.
@@ -223,31 +229,39 @@ export class NotebookSession implements IDisposable {
   }
 
   reject(cellId: string): Promise<IRunInfo> | undefined {
-    return this._reject(cellId)?.then(info => {
-      this._cellsRejected.emit(1);
+    const rejected = this._reject(cellId);
+    return rejected?.then(([info, cell]) => {
+      this._cellsRejected.emit([cell]);
       return info;
     });
   }
 
-  private _reject(cellId: string): Promise<IRunInfo> | undefined {
+  private _reject(
+    cellId: string
+  ): Promise<[IRunInfo, IRejectedCell]> | undefined {
     const runId = this.runOf(cellId);
     if (!runId) {
       return undefined;
     }
-    return this.api.reject(runId, cellId).then(info => {
-      this._rejected.push({ runId, cellId });
-      return info;
-    });
+    return this.api
+      .reject(runId, cellId)
+      .then(info => [info, { runId, cellId }]);
   }
 
-  /** Emitted with how many cells the person rejected at once: they may want them back. */
-  get cellsRejected(): ISignal<this, number> {
+  /** Emitted with the cells the person rejected at once: they may want them back. */
+  get cellsRejected(): ISignal<this, IRejectedCell[]> {
     return this._cellsRejected;
   }
 
-  /** Brings back the cells rejected last (their run undoes it), most recent first. */
-  async undoReject(count = 1): Promise<void> {
-    for (const { runId, cellId } of this._rejected.splice(-count).reverse()) {
+  /** Brings back rejected cells (their run undoes it), the last rejected first. Only while
+   * their run is the one this notebook shows: an earlier run no longer writes into it. */
+  async undoReject(cells: readonly IRejectedCell[]): Promise<void> {
+    if (cells.some(cell => cell.runId !== this._run?.runId)) {
+      throw new Error(
+        'The agent has started another request since: the rejected cells cannot come back.'
+      );
+    }
+    for (const { runId, cellId } of [...cells].reverse()) {
       await this.api.restore(runId, cellId);
     }
   }
@@ -280,11 +294,18 @@ export class NotebookSession implements IDisposable {
   /** Rejects every proposed cell of the run shown. */
   async rejectAll(): Promise<void> {
     const cellIds = [...(this._run?.proposedCellIds ?? [])].reverse();
-    for (const cellId of cellIds) {
-      await this._reject(cellId);
-    }
-    if (cellIds.length) {
-      this._cellsRejected.emit(cellIds.length);
+    const rejected: IRejectedCell[] = [];
+    try {
+      for (const cellId of cellIds) {
+        const answer = await this._reject(cellId);
+        if (answer) {
+          rejected.push(answer[1]);
+        }
+      }
+    } finally {
+      if (rejected.length) {
+        this._cellsRejected.emit(rejected);
+      }
     }
   }
 
@@ -329,7 +350,9 @@ export class NotebookSession implements IDisposable {
         Notification.error(event.message, { autoClose: 8000 });
       }
       if (event.type === 'run_finished') {
-        void this._saves.save();
+        if (live) {
+          void this._saves.save(); // a replayed end changed nothing to save
+        }
         void this.refreshPastRuns();
       }
       this.changedSoon();
@@ -383,8 +406,6 @@ export class NotebookSession implements IDisposable {
   }
 
   private _saves: NotebookSaves;
-  /** Cells rejected from this notebook, oldest first: what Undo brings back. */
-  private _rejected: { runId: string; cellId: string }[] = [];
   private _follower: CellFollower;
   private _frame: number | null = null;
   private _run: RunModel | null = null;
@@ -394,5 +415,5 @@ export class NotebookSession implements IDisposable {
   private _droppedRequests = 0;
   private _isDisposed = false;
   private _changed = new Signal<this, void>(this);
-  private _cellsRejected = new Signal<this, number>(this);
+  private _cellsRejected = new Signal<this, IRejectedCell[]>(this);
 }

@@ -190,9 +190,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       const session = new NotebookSession(notebook, api);
       sessions.set(notebook, session);
       // Reject removes at once; the notification lets the person take it back.
-      session.cellsRejected.connect((_, count) =>
+      session.cellsRejected.connect((_, cells) =>
         Notification.info(
-          trans._n('Cell rejected.', '%1 cells rejected.', count),
+          trans._n('Cell rejected.', '%1 cells rejected.', cells.length),
           {
             autoClose: 10_000,
             actions: [
@@ -200,7 +200,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
                 label: trans.__('Undo'),
                 callback: () =>
                   void context.attempt(trans.__('Could not undo'), () =>
-                    session.undoReject(count)
+                    session.undoReject(cells)
                   )
               }
             ]

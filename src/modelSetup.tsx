@@ -81,6 +81,11 @@ export function ModelSetup(props: {
       onDone?.();
     });
 
+  // The server keeps a key saved from the panel for its own URL alone.
+  const keySaved =
+    model?.source === 'panel' &&
+    model.api_key_set &&
+    baseUrl.trim() === (model.base_url ?? '');
   const local = context.status?.local_model;
   const download = local?.download;
   const megabytes = (bytes: number) => (bytes / 1e6).toFixed(0);
@@ -108,7 +113,7 @@ export function ModelSetup(props: {
             autoComplete="off"
             value={apiKey}
             placeholder={
-              model?.api_key_set
+              keySaved
                 ? trans.__('set (leave empty to keep it)')
                 : trans.__('not set')
             }

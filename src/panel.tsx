@@ -164,7 +164,7 @@ function Header(props: { context: IPanelContext }): JSX.Element {
               ? trans.__('No model ready')
               : trans.__('Model: %1', context.model || status.model.name)}
           </span>
-          {status.model.problem ? null : (
+          {status.model.problem || !status.allow_model_setup ? null : (
             <button
               className="jp-NotebookAgent-cell-link"
               aria-expanded={settingUp}
@@ -201,10 +201,17 @@ function Header(props: { context: IPanelContext }): JSX.Element {
         <>
           {status?.model.problem ? (
             <p className="jp-NotebookAgent-warning jp-NotebookAgent-no-model">
-              {trans.__('No model is ready: %1.', status.model.problem)}
+              {status.allow_model_setup
+                ? trans.__('No model is ready: %1.', status.model.problem)
+                : trans.__(
+                    'No model is ready: %1. This server’s model is set in its configuration: ask its administrator.',
+                    status.model.problem
+                  )}
             </p>
           ) : null}
-          <ModelSetup context={context} onDone={() => setSettingUp(false)} />
+          {status?.allow_model_setup ? (
+            <ModelSetup context={context} onDone={() => setSettingUp(false)} />
+          ) : null}
         </>
       ) : null}
       {kernel?.problem && !kernel.sandboxed ? (
@@ -433,7 +440,11 @@ function RunView(props: {
           </span>
         </div>
       ) : null}
-      <div className="jp-NotebookAgent-messages" aria-live="polite">
+      <div
+        className="jp-NotebookAgent-messages"
+        aria-live="polite"
+        aria-busy={run.running}
+      >
         {run.messages.map(message => (
           <Markdown
             key={message.step}

@@ -188,6 +188,8 @@ export interface IAgentStatus {
   kernel: { name: string | null; sandboxed: boolean; problem: string | null };
   /** The agent may run code in a kernel that is no sandbox (the server's setting). */
   allow_unsandboxed: boolean;
+  /** The model may be chosen in the panel (the server's setting). */
+  allow_model_setup: boolean;
 }
 
 /** What `GET conversation?path=` answers: the notebook's thread, as the model sees it. */

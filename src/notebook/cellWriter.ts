@@ -58,6 +58,11 @@ export class NotebookCellWriter {
     event: RunEvent,
     { undoable = true }: { undoable?: boolean } = {}
   ): void {
+    if (!undoable && isPassing(event)) {
+      // Replayed, a cell's run is over: its last outputs follow in the log, and the notebook
+      // holds them already. Applying these would clear and redraw them on every opening.
+      return;
+    }
     switch (event.type) {
       case 'cell_proposed':
         this._propose(event, undoable);
@@ -297,6 +302,14 @@ export class NotebookCellWriter {
   /** Cells the notebook held before the log proposed them, with the source the log has built
    * for each so far; a cell leaves once the notebook's source and the log's meet. */
   private readonly _logSources = new Map<string, string>();
+}
+
+/** The start of a cell's run and its outputs so far: what a finished log supersedes. */
+function isPassing(event: RunEvent): boolean {
+  return (
+    event.type === 'cell_running' ||
+    (event.type === 'cell_outputs' && event.status === 'running')
+  );
 }
 
 /** `index` within 0..max: the server counts positions in its own copy of the notebook, which

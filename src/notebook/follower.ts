@@ -1,6 +1,8 @@
 import type { Notebook } from '@jupyterlab/notebook';
 import { IDisposable } from '@lumino/disposable';
 
+import { METADATA_KEY } from '../model/events';
+
 /** What the person does to move about a notebook themselves. */
 const MOVES = ['wheel', 'touchmove', 'keydown', 'pointerdown'] as const;
 
@@ -20,9 +22,18 @@ export class CellFollower implements IDisposable {
     }
   }
 
-  /** Brings the cell into view, unless the person moved away from the one shown last. */
+  /** Brings the cell into view, unless the person moved away from the one shown last, or
+   * is typing in a cell of their own (the notebook would scroll their cursor away). */
   follow(cellId: string): void {
     if (this._shown !== null && this._personMoved && !this._inView()) {
+      return;
+    }
+    const editing = this.notebook.activeCell;
+    if (
+      this.notebook.mode === 'edit' &&
+      editing &&
+      editing.model.getMetadata(METADATA_KEY) === undefined
+    ) {
       return;
     }
     this.show(cellId);

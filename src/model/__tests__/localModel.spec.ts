@@ -41,7 +41,8 @@ class DownloadingServer implements IDownloadAPI {
       execution: 'auto',
       max_steps: 30,
       kernel: { name: 'python3-sandbox', sandboxed: true, problem: null },
-      allow_unsandboxed: false
+      allow_unsandboxed: false,
+      allow_model_setup: true
     };
   }
 

@@ -765,6 +765,26 @@ describe('a cell while it runs', () => {
     expect(cell().outputs.toJSON()).toEqual([image, stream('done')]);
   });
 
+  it('leaves a finished cell alone when its log is replayed on opening', () => {
+    const model = personNotebook();
+    const events = log(
+      proposed('agent-1', 1, { source: 'slow()', after: 'person-1' }),
+      running,
+      outputs('running', [stream('step 0\n')]),
+      outputs('ok', [stream('step 0\nstep 1\n')], 2)
+    );
+    const live = new NotebookCellWriter(model);
+    events.forEach(event => live.apply(event));
+    const changes = jest.fn();
+    model.sharedModel.cells[1].changed.connect(changes);
+    const reopened = new NotebookCellWriter(model);
+    events.forEach(event => reopened.apply(event, { undoable: false }));
+    expect(changes).not.toHaveBeenCalled();
+    expect((model.cells.get(1) as ICodeCellModel).outputs.toJSON()).toEqual([
+      stream('step 0\nstep 1\n')
+    ]);
+  });
+
   it('is no longer marked running when the log ends mid-cell', () => {
     const { apply, cell } = runningCell();
     apply(running);
