@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,12 +29,12 @@ from jupyter_notebook_agent.llm.replay_server import ReplayScript, ReplayServerT
 
 from .agent_api import AgentAPI
 from .conftest import SECRET, add_cell_turn, complete, free_port
+from .test_server_runs import TOKEN, rest
 
 ABSENT = "hf:tests/absent-GGUF/absent.gguf"
 UNREACHABLE = (
     "the model hub cannot be reached from this server: use a model file on disk or an endpoint"
 )
-TOKEN = "model-setup-token"
 
 
 @pytest.fixture(autouse=True)
@@ -366,17 +365,6 @@ def start_server(root: Path, settings: Path, log: Path) -> tuple[subprocess.Pope
             assert server.poll() is None, log.read_text()[-3000:]
             assert time.monotonic() < deadline, "the server did not start"
             time.sleep(0.1)
-
-
-def rest(port: int, method: str, path: str, body: Any = None) -> Any:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/{path}",
-        method=method,
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"token {TOKEN}"},
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return json.loads(response.read())
 
 
 async def test_the_setup_outlives_the_server(api: AgentAPI, replay, settings_path, tmp_path):

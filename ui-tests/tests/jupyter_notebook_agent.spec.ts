@@ -63,6 +63,38 @@ async function modelCell(
   }, cellId);
 }
 
+/**
+ * Makes a notebook with `cells` through the Contents API, then opens it: one made from the menu
+ * is renamed after it opens, and a save of its first name can answer 404 meanwhile.
+ */
+async function openNotebookMadeOnServer(
+  page: IJupyterLabPageFixture,
+  path: string,
+  cells: Record<string, unknown>[] = []
+): Promise<void> {
+  const made = await page.request.put(`/api/contents/${path}`, {
+    data: {
+      type: 'notebook',
+      format: 'json',
+      content: {
+        cells,
+        metadata: {
+          kernelspec: {
+            name: 'python3',
+            display_name: 'Python 3 (ipykernel)',
+            language: 'python'
+          }
+        },
+        nbformat: 4,
+        nbformat_minor: 5
+      }
+    }
+  });
+  expect(made.ok()).toBe(true);
+  await page.notebook.openByPath(path);
+  await page.notebook.activate(path.split('/').pop()!);
+}
+
 /** The notebook as saved on disk, through the Contents API. */
 async function savedCells(
   page: IJupyterLabPageFixture,
@@ -220,30 +252,7 @@ test.describe('a notebook saved while the agent writes into it', () => {
     page,
     tmpPath
   }) => {
-    // Made on the server, then opened: a notebook made from the menu is renamed
-    // after it opens, and a one-second autosave of its old name can answer 404.
-    const path = `${tmpPath}/autosave.ipynb`;
-    const made = await page.request.put(`/api/contents/${path}`, {
-      data: {
-        type: 'notebook',
-        format: 'json',
-        content: {
-          cells: [],
-          metadata: {
-            kernelspec: {
-              name: 'python3',
-              display_name: 'Python 3 (ipykernel)',
-              language: 'python'
-            }
-          },
-          nbformat: 4,
-          nbformat_minor: 5
-        }
-      }
-    });
-    expect(made.ok()).toBe(true);
-    await page.notebook.openByPath(path);
-    await page.notebook.activate('autosave.ipynb');
+    await openNotebookMadeOnServer(page, `${tmpPath}/autosave.ipynb`);
     await page.notebook.setCell(
       0,
       'code',
@@ -279,28 +288,7 @@ test.describe('a slow cell of the agent', () => {
       metadata: {},
       source: `Note ${index} of the person's`
     }));
-    const path = `${tmpPath}/long.ipynb`;
-    const made = await page.request.put(`/api/contents/${path}`, {
-      data: {
-        type: 'notebook',
-        format: 'json',
-        content: {
-          cells: notes,
-          metadata: {
-            kernelspec: {
-              name: 'python3',
-              display_name: 'Python 3 (ipykernel)',
-              language: 'python'
-            }
-          },
-          nbformat: 4,
-          nbformat_minor: 5
-        }
-      }
-    });
-    expect(made.ok()).toBe(true);
-    await page.notebook.openByPath(path);
-    await page.notebook.activate('long.ipynb');
+    await openNotebookMadeOnServer(page, `${tmpPath}/long.ipynb`, notes);
     const panel = await openPanel(page);
     await ask(panel, 'Count to twelve, slowly');
 
