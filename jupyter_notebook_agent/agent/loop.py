@@ -699,6 +699,9 @@ class Agent:
         return self.notebook.has(cell_id)
 
     async def _run_cell(self, cell: NotebookNode) -> dict[str, Any]:
+        # No kernel to be had (none may run the agent's code) ends the run before the cell
+        # is said to run: it never did.
+        await self._session()
         collector = OutputCollector(self.config.output_limits)
         if self.review.cells[cell.id].state != "rejected":
             self.events.emit("cell_running", cell_id=cell.id)
