@@ -162,28 +162,29 @@ export class NotebookCellWriter {
     if (this._indexOf(event.cell_id) >= 0) {
       return;
     }
-    this._notebook.transact(
-      () => {
-        this._keepCellIds();
-        this._notebook.insertCell(
-          this._placeOf(event.after_cell_id, event.index),
-          {
-            id: event.cell_id,
-            cell_type: event.cell_type,
-            source: event.source,
-            metadata: event.metadata as nbformat.IBaseCellMetadata,
-            ...(event.cell_type === 'code'
-              ? {
-                  outputs: event.outputs as nbformat.IOutput[],
-                  execution_count: event.execution_count
-                }
-              : {})
+    const ran =
+      event.cell_type === 'code'
+        ? {
+            outputs: event.outputs as nbformat.IOutput[],
+            execution_count: event.execution_count
           }
-        );
-      },
-      false,
-      this
-    );
+        : {};
+    this._notebook.transact(() => this._insert(event, ran), false, this);
+  }
+
+  /** Inserts the event's cell where it belongs, with `more` of nbformat's fields. */
+  private _insert(
+    event: CellProposed | CellRestored,
+    more: Partial<nbformat.ICodeCell> = {}
+  ): void {
+    this._keepCellIds();
+    this._notebook.insertCell(this._placeOf(event.after_cell_id, event.index), {
+      id: event.cell_id,
+      cell_type: event.cell_type,
+      source: event.source,
+      metadata: event.metadata as nbformat.IBaseCellMetadata,
+      ...more
+    });
   }
 
   /** Inserts the cell, or brings one the notebook holds already in line with the event. */
@@ -201,18 +202,7 @@ export class NotebookCellWriter {
       });
       return;
     }
-    const insert = (): void => {
-      this._keepCellIds();
-      this._notebook.insertCell(
-        this._placeOf(event.after_cell_id, event.index),
-        {
-          id: event.cell_id,
-          cell_type: event.cell_type,
-          source: event.source,
-          metadata: event.metadata as nbformat.IBaseCellMetadata
-        }
-      );
-    };
+    const insert = (): void => this._insert(event);
     if (!undoable) {
       this._notebook.transact(insert, false, this);
       return;
