@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -682,3 +684,27 @@ async def test_a_renamed_notebook_keeps_its_runs_and_its_thread(
     assert (await registry.store.conversation(registry.notebook_file(new)))["requests"][0][
         "prompt"
     ] == "set x"
+
+
+async def test_a_notebook_moved_outside_jupyter_keeps_its_runs_and_a_copy_takes_none(
+    api, replay, jp_root_dir, extension
+):
+    """A `mv` in a terminal sends no event: the notebook, once asked about, finds the runs its
+    cells name, kept under a file that is gone. A copy (`cp`) leaves them with the original."""
+    replay.script.turns = [add_cell_turn("x = 1"), complete("Set x.")]
+    path = make_notebook(jp_root_dir)
+    run = await api.start(path, "set x")
+    await api.finished(run["id"])
+    (jp_root_dir / "moved").mkdir()
+    os.rename(jp_root_dir / path, jp_root_dir / "moved" / "renamed.ipynb")
+    shutil.copy(jp_root_dir / "moved" / "renamed.ipynb", jp_root_dir / "copy.ipynb")
+    new = "moved/renamed.ipynb"
+    thread = await api.call("GET", "conversation", params={"path": new})
+    assert thread["requests"] == ["set x"]
+    listed = await api.call("GET", "runs", params={"path": new})
+    assert [(r["id"], r["path"]) for r in listed["runs"]] == [(run["id"], new)]
+    assert (await api.call("GET", "runs", params={"path": "copy.ipynb"}))["runs"] == []
+    assert (await api.call("GET", "conversation", params={"path": "copy.ipynb"}))["requests"] == []
+    registry = extension.registry
+    await registry.store.flush()
+    assert [r["id"] for r in await registry.store.runs(registry.notebook_file(new))] == [run["id"]]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import time
@@ -319,10 +320,9 @@ class RunRegistry:
         notebook = await self.store.notebook_of(run_id)
         if notebook is None:
             raise RunError(404, f"no run has id {run_id!r}")
-        root = self.notebook_file("")
-        if not notebook.startswith(root):
+        if not notebook.startswith(self.root):
             raise RunError(409, f"run {run_id} is of a notebook outside this server's root")
-        return notebook[len(root) :]
+        return notebook[len(self.root) :]
 
     async def revive(
         self,
@@ -387,14 +387,26 @@ class RunRegistry:
         """The notebook's file, by which the store knows it whatever root a server has."""
         return os.path.join(getattr(self.contents, "root_dir", ""), path)
 
+    @property
+    def root(self) -> str:
+        """The folder of this server's notebooks, as the store spells it (with its slash)."""
+        return self.notebook_file("")
+
     async def describe_all(self, path: str | None) -> list[dict[str, Any]]:
         """A notebook's runs (or all of this root's), live and stored, oldest first."""
-        live = self.for_path(path) if path is not None else list(self.runs.values())
+        if path is None:
+            live, kept = list(self.runs.values()), await self.store.runs(None, self.root)
+        else:
+            live, kept = await self._runs_of(path)
+            if not live and not kept and path not in self.conversations:
+                await self.find_moved(path)
+                live, kept = await self._runs_of(path)
         described = {run.id: run.to_json() for run in live}
-        notebook = None if path is None else self.notebook_file(path)
-        kept = await self.store.runs(notebook, under=self.notebook_file(""))
         stored = [run for run in kept if run["id"] not in described]
         return sorted([*stored, *described.values()], key=lambda run: run["created"])
+
+    async def _runs_of(self, path: str) -> tuple[list[Run], list[dict[str, Any]]]:
+        return self.for_path(path), await self.store.runs(self.notebook_file(path))
 
     def api_path(self, spelled: str) -> str:
         """The one spelling of a notebook's API path (see `real_api_path`), so that each
@@ -413,6 +425,11 @@ class RunRegistry:
         if path in self.conversations:
             return self.conversations[path]
         stored = await self.store.conversation(self.notebook_file(path))
+        if stored is None and not self.for_path(path):
+            await self.find_moved(path)
+            if path in self.conversations:
+                return self.conversations[path]
+            stored = await self.store.conversation(self.notebook_file(path))
         return Conversation.from_record(stored) if stored else Conversation()
 
     async def load_conversation(self, path: str) -> Conversation:
@@ -644,9 +661,27 @@ class RunRegistry:
     async def follow_rename(self, logger: Any, schema_id: str, data: dict[str, Any]) -> None:
         """A listener of the contents service's events: a notebook renamed or moved (or its
         folder) keeps its runs and its thread."""
-        if data.get("action") != "rename":
+        if data.get("action") == "rename":
+            self._move(data["source_path"].strip("/"), data["path"].strip("/"))
+
+    async def find_moved(self, path: str) -> None:
+        """A notebook the store knows nothing of takes the runs and thread its cells and record
+        name, where the notebook they were kept under is gone: it was moved outside Jupyter (a
+        `mv`). A copy leaves them where they are."""
+        file, root = self.notebook_file(path), self.root
+        for run_id in reversed(await asyncio.to_thread(run_ids_in, file)):
+            live = self.runs.get(run_id)
+            earlier = live.notebook if live else await self.store.notebook_of(run_id)
+            if earlier is None:
+                continue
+            if earlier != file and earlier.startswith(root):
+                if not await asyncio.to_thread(os.path.lexists, earlier):
+                    self.log.info("Notebook %s was moved outside Jupyter to %s", earlier, file)
+                    self._move(earlier[len(root) :], path)
             return
-        old, new = data["source_path"].strip("/"), data["path"].strip("/")
+
+    def _move(self, old: str, new: str) -> None:
+        """The runs and threads of notebook (or folder) `old` go to `new` (API paths)."""
 
         def moved(path: str) -> str | None:
             if path == old or path.startswith(f"{old}/"):
@@ -665,10 +700,9 @@ class RunRegistry:
     async def mark_interrupted_in_notebooks(self) -> None:
         """The notebooks of this root whose runs an earlier server left active (killed) say
         so in their record of the run, which said "running"."""
-        root = self.notebook_file("")
         for run_id, notebook in self.store.interrupted:
-            if notebook.startswith(root):
-                async with self.saves.turn(notebook[len(root) :]):
+            if notebook.startswith(self.root):
+                async with self.saves.turn(notebook[len(self.root) :]):
                     await asyncio.to_thread(mark_interrupted, notebook, run_id, self.log)
 
     async def close(self) -> None:
@@ -682,6 +716,20 @@ class RunRegistry:
             return_exceptions=True,
         )
         await asyncio.to_thread(self.store.close)
+
+
+def run_ids_in(notebook: str) -> list[str]:
+    """The runs a notebook file names, in its record and its cells' provenance, in the order
+    they appear; none for a file that is not a readable notebook."""
+    try:
+        with open(notebook, encoding="utf-8") as file:
+            nb = json.load(file)
+        records = nb.get("metadata", {}).get(METADATA_KEY, {}).get("runs", [])
+        cells = [cell.get("metadata", {}).get(METADATA_KEY, {}) for cell in nb.get("cells", [])]
+        named = [record.get("run_id") for record in records] + [c.get("run_id") for c in cells]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return []
+    return list(dict.fromkeys(run_id for run_id in named if isinstance(run_id, str)))
 
 
 def mark_interrupted(notebook: str, run_id: str, log: logging.Logger) -> None:
