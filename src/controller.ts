@@ -253,13 +253,16 @@ export class NotebookSession implements IDisposable {
     return this._cellsRejected;
   }
 
-  /** Brings back rejected cells (their run undoes it), the last rejected first. Only while
-   * their run is the one this notebook shows: an earlier run no longer writes into it. */
+  /** Whether `undoReject` can bring the cells back: only while their run is the one this
+   * notebook shows, for an earlier run no longer writes into it. */
+  canUndoReject(cells: readonly IRejectedCell[]): boolean {
+    return cells.every(cell => cell.runId === this._run?.runId);
+  }
+
+  /** Brings back rejected cells (their run undoes it), the last rejected first. */
   async undoReject(cells: readonly IRejectedCell[]): Promise<void> {
-    if (cells.some(cell => cell.runId !== this._run?.runId)) {
-      throw new Error(
-        'The agent has started another request since: the rejected cells cannot come back.'
-      );
+    if (!this.canUndoReject(cells)) {
+      throw new Error('the rejected cells are of an earlier run');
     }
     for (const { runId, cellId } of [...cells].reverse()) {
       await this.api.restore(runId, cellId);

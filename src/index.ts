@@ -199,9 +199,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
               {
                 label: trans.__('Undo'),
                 callback: () =>
-                  void context.attempt(trans.__('Could not undo'), () =>
-                    session.undoReject(cells)
-                  )
+                  session.canUndoReject(cells)
+                    ? void context.attempt(trans.__('Could not undo'), () =>
+                        session.undoReject(cells)
+                      )
+                    : context.reportError(
+                        trans.__('Could not undo'),
+                        trans.__(
+                          'The agent has started another request since: the rejected cells cannot come back.'
+                        )
+                      )
               }
             ]
           }

@@ -8,7 +8,8 @@ import * as React from 'react';
 
 import { NotebookSession } from './controller';
 import { IModelSetupContext, ModelSetup } from './modelSetup';
-import { describeCell, IRunOutcome, RunModel } from './model/runModel';
+import { firstLine, RunModel } from './model/runModel';
+import { activityText, cellName, outcomeTitle } from './words';
 
 /** What the panel is given to act with; the plugin wires it to the notebook tracker. */
 export interface IPanelContext extends IModelSetupContext {
@@ -413,7 +414,12 @@ function RunView(props: {
         ) : null}
       </div>
       {run.activity ? (
-        <Activity run={run} session={session} trans={trans} />
+        <Activity
+          text={activityText(trans, run.activity)}
+          cellId={run.activityCellId}
+          session={session}
+          trans={trans}
+        />
       ) : null}
       {proposed > 0 ? (
         <div className="jp-NotebookAgent-review">
@@ -487,57 +493,27 @@ function RunView(props: {
 
 /** What the agent does now; about a cell, a link to it in the notebook. */
 function Activity(props: {
-  run: RunModel;
+  text: string;
+  cellId: string | null;
   session: NotebookSession;
   trans: TranslationBundle;
 }): JSX.Element {
-  const { run, session, trans } = props;
-  const cellId = run.activityCellId;
+  const { text, cellId, session, trans } = props;
   return (
     <div className="jp-NotebookAgent-activity">
       {cellId === null ? (
-        run.activity
+        text
       ) : (
         <button
           className="jp-NotebookAgent-cell-link"
           title={trans.__('Show the cell in the notebook')}
           onClick={() => void session.showCell(cellId)}
         >
-          {run.activity}
+          {text}
         </button>
       )}
     </div>
   );
-}
-
-/** How a run ended, in the person's words (the outcome's reason is a code). */
-function outcomeTitle(trans: TranslationBundle, outcome: IRunOutcome): string {
-  switch (outcome.reason) {
-    case 'completed':
-      return trans.__('Done');
-    case 'gave_up':
-      return trans.__('The agent could not finish');
-    case 'max_steps':
-      return trans.__('The agent used all its steps');
-    case 'time_limit':
-      return trans.__('The run reached its time limit');
-    case 'context_budget':
-      return trans.__('The conversation grew too long for the model');
-    case 'format_errors':
-      return trans.__(
-        'The model kept answering in a form the agent cannot use'
-      );
-    case 'model_error':
-      return trans.__('The model could not answer');
-    case 'kernel_error':
-      return trans.__('The kernel could not run the code');
-    case 'stopped':
-      return trans.__('Stopped');
-    case 'interrupted':
-      return trans.__('Interrupted: the server stopped');
-    default:
-      return trans.__('Ended');
-  }
 }
 
 /** The agent would restart the kernel (or undo a rejected cell's effects): only the person
@@ -693,7 +669,7 @@ function Thread(props: {
                     title={trans.__('Show the cell in the notebook')}
                     onClick={() => void session.showCell(cell.cell_id)}
                   >
-                    {describeCell(cell.source ?? '')}
+                    {cellName(trans, firstLine(cell.source ?? ''))}
                   </button>
                 ))}
               <span>

@@ -103,13 +103,13 @@ export class RunModel {
     return this._maxSteps;
   }
 
-  /** What it is doing now, in a short sentence for the person; '' when not running. */
-  get activity(): string {
+  /** What it is doing now, for the panel to say (see `activityText`); null when not running. */
+  get activity(): IActivity | null {
     if (!this._running) {
-      return '';
+      return null;
     }
     if (this._waitingForKernel) {
-      return 'Waiting for your cell to finish…';
+      return { doing: 'awaiting-kernel', cell: null };
     }
     if (this._tool) {
       return this._toolActivity(this._tool);
@@ -119,9 +119,9 @@ export class RunModel {
         ? undefined
         : this._cells.get(this._writingCellId);
     if (writing?.streaming) {
-      return `Writing ${describeCell(writing.source)}…`;
+      return { doing: 'writing', cell: firstLine(writing.source) };
     }
-    return this._step > 0 ? 'Thinking…' : 'Starting…';
+    return { doing: this._step > 0 ? 'thinking' : 'starting', cell: null };
   }
 
   /** The cell `activity` is about (the one written, run or waited on); null for none. */
@@ -491,42 +491,43 @@ export class RunModel {
     return cellId;
   }
 
-  private _toolActivity(tool: IToolInProgress): string {
+  private _toolActivity(tool: IToolInProgress): IActivity {
+    const doing = (what: Doing): IActivity => ({ doing: what, cell: null });
     switch (tool.name) {
       case 'add_cell':
       case 'edit_cell':
         return this._cellToolActivity(tool);
       case 'execute_code':
-        return 'Running code…';
+        return doing('running-code');
       case 'inspect_variable':
-        return 'Looking at a variable…';
+        return doing('inspecting');
       case 'restart_kernel':
-        return 'Restarting the kernel…';
+        return doing('restarting');
       case 'complete_task':
-        return 'Finishing…';
+        return doing('finishing');
       default:
-        return 'Thinking…';
+        return doing('thinking');
     }
   }
 
-  private _cellToolActivity(tool: IToolInProgress): string {
+  private _cellToolActivity(tool: IToolInProgress): IActivity {
     const cell =
       tool.cellId === null ? undefined : this._cells.get(tool.cellId);
     if (!cell) {
-      return 'Writing a cell…';
+      return { doing: 'writing', cell: null };
     }
     // The person knows a cell by what it says, not by its id.
-    const named = describeCell(cell.source);
+    const line = firstLine(cell.source);
     if (cell.cellType === 'markdown') {
-      return `Writing ${named}…`;
+      return { doing: 'writing', cell: line };
     }
     if (tool.ran || cell.state === 'rejected') {
-      return 'Thinking…';
+      return { doing: 'thinking', cell: null };
     }
     if (this._execution === 'ask' && cell.state === 'proposed') {
-      return `Waiting for you to accept ${named}`;
+      return { doing: 'awaiting-accept', cell: line };
     }
-    return `Running ${named}…`;
+    return { doing: 'running', cell: line };
   }
 
   private _changed = new Signal<this, RunEvent>(this);
@@ -575,6 +576,25 @@ export namespace RunModel {
   }
 }
 
+/** What a run is doing, as the panel says it. */
+export type Doing =
+  | 'starting'
+  | 'thinking'
+  | 'writing'
+  | 'running'
+  | 'awaiting-accept'
+  | 'awaiting-kernel'
+  | 'running-code'
+  | 'inspecting'
+  | 'restarting'
+  | 'finishing';
+
+/** What a run is doing now, and the cell it is about (its first line; null for none). */
+export interface IActivity {
+  doing: Doing;
+  cell: string | null;
+}
+
 /** A tool call being carried out, for `activity`. */
 interface IToolInProgress {
   callId: string;
@@ -597,14 +617,14 @@ function parseArguments(json: string): Record<string, unknown> {
   }
 }
 
-/** A cell as the person sees it: its first line, quoted and cut short ("a cell" while empty). */
-export function describeCell(source: string): string {
+/** A cell as the person knows it: its first line with text, cut short; null while empty. */
+export function firstLine(source: string): string | null {
   const line = source
     .split('\n')
     .map(each => each.trim())
     .find(each => each.length > 0);
   if (!line) {
-    return 'a cell';
+    return null;
   }
-  return line.length > 40 ? `“${line.slice(0, 39)}…”` : `“${line}”`;
+  return line.length > 40 ? `${line.slice(0, 39)}…` : line;
 }

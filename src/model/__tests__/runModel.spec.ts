@@ -1,5 +1,16 @@
+import { nullTranslator } from '@jupyterlab/translation';
+
+import { activityText } from '../../words';
 import { RunEvent } from '../events';
 import { EventGapError, RunModel } from '../runModel';
+
+/** What the panel says the run is doing ('' when it is not running). */
+function activityOf(model: RunModel): string {
+  const activity = model.activity;
+  return activity
+    ? activityText(nullTranslator.load('jupyterlab'), activity)
+    : '';
+}
 
 type Fields<T extends RunEvent['type']> = Omit<
   Extract<RunEvent, { type: T }>,
@@ -141,7 +152,7 @@ describe('RunModel', () => {
     expect(model.runId).toBe('run-9');
     expect(model.lastSeq).toBe(-1);
     expect(model.running).toBe(false);
-    expect(model.activity).toBe('');
+    expect(activityOf(model)).toBe('');
     expect(model.startedAt).toBeNull();
     expect(model.elapsedMs(5000)).toBe(0);
     expect(model.outcome).toBeNull();
@@ -158,22 +169,22 @@ describe('RunModel', () => {
     expect(model.maxSteps).toBe(30);
     expect(model.running).toBe(true);
     expect(model.startedAt).toBe(1000);
-    expect(model.activity).toBe('Starting…');
+    expect(activityOf(model)).toBe('Starting…');
 
     run.step(1);
     expect(model.step).toBe(1);
-    expect(model.activity).toBe('Thinking…');
+    expect(activityOf(model)).toBe('Thinking…');
     run.prose('I will ', 'plot **the sine**.');
     expect(model.messages).toEqual([
       { step: 1, text: 'I will plot **the sine**.' }
     ]);
-    expect(model.activity).toBe('Thinking…');
+    expect(activityOf(model)).toBe('Thinking…');
 
     run.streamCell('agent-1', 'code', 'import numpy', ' as np\n');
     const streaming = model.cells.get('agent-1')!;
     expect(streaming.source).toBe('import numpy as np\n');
     expect(streaming.streaming).toBe(true);
-    expect(model.activity).toBe('Writing “import numpy as np”…');
+    expect(activityOf(model)).toBe('Writing “import numpy as np”…');
     expect(model.activityCellId).toBe('agent-1');
 
     run.turn(1, 1200, 80);
@@ -182,7 +193,7 @@ describe('RunModel', () => {
       cell_type: 'code',
       source: 'import numpy as np\n'
     });
-    expect(model.activity).toBe('Running “import numpy as np”…');
+    expect(activityOf(model)).toBe('Running “import numpy as np”…');
     expect(model.activityCellId).toBe('agent-1');
     run.outputs('agent-1');
     run.result('call-1', 'add_cell', { cell_id: 'agent-1', status: 'ok' });
@@ -207,14 +218,14 @@ describe('RunModel', () => {
     run.prose('Done.');
     run.turn(2, 1400, 30);
     run.call('call-2', 'complete_task', { success: true, summary: 'Done.' });
-    expect(model.activity).toBe('Finishing…');
+    expect(activityOf(model)).toBe('Finishing…');
     expect(model.activityCellId).toBeNull();
     run.result('call-2', 'complete_task', { status: 'ok' });
     run.clock = 6500;
     run.finish();
 
     expect(model.running).toBe(false);
-    expect(model.activity).toBe('');
+    expect(activityOf(model)).toBe('');
     expect(model.finishedAt).toBe(6500);
     expect(model.elapsedMs(99999)).toBe(5500);
     expect(model.outcome).toEqual({
@@ -338,16 +349,18 @@ describe('RunModel', () => {
       const run = new Run('ask');
       proposeCode(run);
       expect(run.model.execution).toBe('ask');
-      expect(run.model.activity).toBe('Waiting for you to accept “print(1)”');
+      expect(activityOf(run.model)).toBe(
+        'Waiting for you to accept “print(1)”'
+      );
 
       run.emit('cell_accepted', { cell_id: 'agent-1' });
       expect(run.model.cells.get('agent-1')!.state).toBe('accepted');
       expect(run.model.proposedCellIds).toEqual([]);
-      expect(run.model.activity).toBe('Running “print(1)”…');
+      expect(activityOf(run.model)).toBe('Running “print(1)”…');
 
       run.outputs('agent-1');
       run.result('c1', 'add_cell', { cell_id: 'agent-1', status: 'ok' });
-      expect(run.model.activity).toBe('Thinking…');
+      expect(activityOf(run.model)).toBe('Thinking…');
     });
 
     it('stops waiting when the person rejects the cell', () => {
@@ -356,7 +369,7 @@ describe('RunModel', () => {
       run.emit('cell_rejected', { cell_id: 'agent-1', keep_state: false });
       expect(run.model.cells.get('agent-1')!.state).toBe('rejected');
       expect(run.model.proposedCellIds).toEqual([]);
-      expect(run.model.activity).toBe('Thinking…');
+      expect(activityOf(run.model)).toBe('Thinking…');
       run.result('c1', 'add_cell', { cell_id: 'agent-1', status: 'rejected' });
     });
 
@@ -384,7 +397,9 @@ describe('RunModel', () => {
       });
       expect(run.model.cells.get('agent-1')!.versions).toEqual(['print(1)']);
       expect(run.model.proposedCellIds).toEqual(['agent-1']);
-      expect(run.model.activity).toBe('Waiting for you to accept “print(2)”');
+      expect(activityOf(run.model)).toBe(
+        'Waiting for you to accept “print(2)”'
+      );
     });
   });
 
@@ -405,12 +420,12 @@ describe('RunModel', () => {
       reset: true
     });
     expect(run.model.cells.get('agent-1')!.source).toBe('');
-    expect(run.model.activity).toBe('Writing a cell…');
+    expect(activityOf(run.model)).toBe('Writing a cell…');
     run.delta('agent-1', '1 / ', '2');
     expect(run.model.cells.get('agent-1')!.source).toBe('1 / 2');
     run.turn(2, 10, 2);
     run.call('c2', 'edit_cell', { cell_id: 'agent-1', source: '1 / 2' });
-    expect(run.model.activity).toBe('Running “1 / 2”…');
+    expect(activityOf(run.model)).toBe('Running “1 / 2”…');
     run.emit('cell_edited', {
       cell_id: 'agent-1',
       source: '1 / 2',
@@ -509,7 +524,7 @@ describe('RunModel', () => {
     run.turn(1, 10, 2);
 
     run.call('c1', 'add_cell', { cell_type: 'code', source: 'a = 1' });
-    expect(run.model.activity).toBe('Running “a = 1”…');
+    expect(activityOf(run.model)).toBe('Running “a = 1”…');
     run.outputs('agent-1');
     run.result('c1', 'add_cell', { cell_id: 'agent-1', status: 'ok' });
 
@@ -523,12 +538,12 @@ describe('RunModel', () => {
       metadata: {},
       streaming: false
     });
-    expect(run.model.activity).toBe('Running “b = 2”…');
+    expect(activityOf(run.model)).toBe('Running “b = 2”…');
     run.outputs('agent-3');
     run.result('c2', 'add_cell', { cell_id: 'agent-3', status: 'ok' });
 
     run.call('c3', 'add_cell', { cell_type: 'code', source: 'c = 3' });
-    expect(run.model.activity).toBe('Running “c = 3”…');
+    expect(activityOf(run.model)).toBe('Running “c = 3”…');
   });
 
   it('says what the other tools do', () => {
@@ -536,13 +551,13 @@ describe('RunModel', () => {
     run.step(1);
     run.turn(1, 10, 2);
     run.call('c1', 'execute_code', { code: 'df.head()' });
-    expect(run.model.activity).toBe('Running code…');
+    expect(activityOf(run.model)).toBe('Running code…');
     run.result('c1', 'execute_code', { status: 'ok' });
     run.call('c2', 'restart_kernel', {});
-    expect(run.model.activity).toBe('Restarting the kernel…');
+    expect(activityOf(run.model)).toBe('Restarting the kernel…');
     run.result('c2', 'restart_kernel', { status: 'ok' });
     run.call('c3', 'add_cell', { cell_type: 'markdown', source: '# A' });
-    expect(run.model.activity).toBe('Writing a cell…');
+    expect(activityOf(run.model)).toBe('Writing a cell…');
     run.emit('cell_proposed', {
       cell_id: 'agent-1',
       cell_type: 'markdown',
@@ -552,9 +567,9 @@ describe('RunModel', () => {
       metadata: {},
       streaming: false
     });
-    expect(run.model.activity).toBe('Writing “# A”…');
+    expect(activityOf(run.model)).toBe('Writing “# A”…');
     run.result('c3', 'add_cell', { cell_id: 'agent-1', status: 'ok' });
-    expect(run.model.activity).toBe('Thinking…');
+    expect(activityOf(run.model)).toBe('Thinking…');
   });
 
   it('says it waits while the person’s cell runs, until the agent’s runs', () => {
@@ -565,11 +580,11 @@ describe('RunModel', () => {
       cell_type: 'code',
       source: 'print(df.shape)'
     });
-    expect(run.model.activity).toBe('Running “print(df.shape)”…');
+    expect(activityOf(run.model)).toBe('Running “print(df.shape)”…');
     run.emit('kernel_waiting', { reason: 'busy' });
-    expect(run.model.activity).toBe('Waiting for your cell to finish…');
+    expect(activityOf(run.model)).toBe('Waiting for your cell to finish…');
     run.outputs('agent-1');
-    expect(run.model.activity).toBe('Thinking…');
+    expect(activityOf(run.model)).toBe('Thinking…');
   });
 
   it('keeps a restart the agent may not do, for the person to decide', () => {
@@ -624,7 +639,7 @@ describe('RunModel', () => {
     expect(run.model.finishedAt).toBeNull();
     expect(run.model.outcome).toBe(firstOutcome);
     expect(run.model.cells.get('agent-1')!.versions).toEqual(['plot(x)']);
-    expect(run.model.activity).toBe('Thinking…');
+    expect(activityOf(run.model)).toBe('Thinking…');
 
     run.step(3, 32);
     expect(run.model.maxSteps).toBe(32);
@@ -634,7 +649,7 @@ describe('RunModel', () => {
       reset: true
     });
     run.delta('agent-1', "plot(x, color='red')");
-    expect(run.model.activity).toBe("Writing “plot(x, color='red')”…");
+    expect(activityOf(run.model)).toBe("Writing “plot(x, color='red')”…");
     run.turn(3, 10, 2);
     run.call('c3', 'edit_cell', {
       cell_id: 'agent-1',
@@ -646,7 +661,7 @@ describe('RunModel', () => {
       version: 1,
       state: 'proposed'
     });
-    expect(run.model.activity).toBe("Running “plot(x, color='red')”…");
+    expect(activityOf(run.model)).toBe("Running “plot(x, color='red')”…");
     run.outputs('agent-1', 'ok', 2);
     run.result('c3', 'edit_cell', { cell_id: 'agent-1', status: 'ok' });
     run.clock = 65000;
