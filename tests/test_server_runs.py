@@ -307,6 +307,43 @@ async def test_in_ask_mode_code_runs_only_once_accepted(api, replay, jp_root_dir
     assert result["result"]["status"] == "rejected"
 
 
+async def test_a_cell_brought_back_after_its_rejection_runs_once_accepted(api, replay, jp_root_dir):
+    """In ask mode a cell rejected before it ran, then brought back, has no call of the
+    model's left to run it: accepting it runs it, and the model reads its outputs and
+    finishes. Another request on the notebook since then forbids bringing a cell back."""
+    replay.script.turns = [add_cell_turn("print('brought back')"), complete("nothing ran")]
+    replay.script.turns.append(complete("it ran after all"))
+    path = make_notebook(jp_root_dir)
+    run = await api.start(path, execution="ask")
+    socket = await api.events(run["id"])
+    await receive_until(socket, "tool_call")
+    base = f"runs/{run['id']}/cells"
+    await api.call("POST", f"{base}/agent-1/reject")
+    await receive_until(socket, "run_finished")
+    await api.call("POST", f"{base}/agent-1/restore")
+    await api.call("POST", f"{base}/agent-1/accept")
+    rest = await receive_until(socket, "run_finished")
+    (outputs,) = [e for e in rest if e["type"] == "cell_outputs"]
+    assert outputs["cell_id"] == "agent-1" and outputs["outputs"][0]["text"] == "brought back\n"
+    assert rest[-1]["summary"] == "it ran after all"
+    told = json.dumps(replay.script.requests[-1]["messages"])
+    assert "brought back after rejecting it, and it ran" in told
+    assert "Then call complete_task" in told
+    deadline = time.monotonic() + 10
+    while [
+        c.get("outputs") for c in agent_cells(read_between_writes(jp_root_dir, path)).values()
+    ] != [[nbformat.v4.new_output("stream", name="stdout", text="brought back\n")]]:
+        assert time.monotonic() < deadline, "the cell's outputs never reached the file"
+        await asyncio.sleep(0.1)
+
+    await api.call("POST", f"{base}/agent-1/reject")
+    replay.script.turns.extend([add_cell_turn("x = 2"), complete("another")])
+    later = await api.start(path, "another request")
+    await api.finished(later["id"])
+    refused = await api.call("POST", f"{base}/agent-1/restore", expect=409)
+    assert "another request" in refused["message"]
+
+
 async def test_ten_runs_on_ten_notebooks_at_once(api, replay, jp_root_dir, extension):
     """Up to the server's limit of active runs; one more is refused, naming the limit."""
     extension.registry.limits = RunLimits(server=10, per_user=10)

@@ -276,6 +276,7 @@ class Agent:
         while self.step < last_step:
             self.step += 1
             self.events.emit("step", step=self.step, max_steps=last_step)
+            await self._run_accepted()
             if self.review.notes:
                 notes, self.review.notes = self.review.notes, []
                 self._append({"role": "user", "content": "\n".join(notes)})
@@ -299,6 +300,19 @@ class Agent:
             self._check_budget()
         limit = self.config.max_steps
         return RunOutcome(False, "max_steps", f"the run reached its limit of {limit} steps")
+
+    async def _run_accepted(self) -> None:
+        """Runs the cells the person accepted that no call will run, and tells the model."""
+        while self.review.to_run:
+            cell_id, ended = self.review.to_run.pop(0)
+            if not self._is_live(cell_id) or self.review.cells[cell_id].executed:
+                continue
+            report = {"cell_id": cell_id, **await self._run_cell(self.notebook.cell(cell_id))}
+            finish = " Then call complete_task." if ended else ""
+            self.review.notes.append(
+                f"The person accepted cell {cell_id}, which they had brought back after "
+                f"rejecting it, and it ran: {json.dumps(report)}.{finish}"
+            )
 
     async def _query(self, step: int) -> ModelTurn:
         turn: ModelTurn | None = None
@@ -579,10 +593,32 @@ class Agent:
         self.events.emit("cell_moved", cell_id=cell.id, index=index, after_cell_id=after)
 
     def accept(self, cell_id: str) -> None:
+        """Accepts the cell: a wait on it (`ask` mode) goes on to run it; a restored code cell
+        that never ran runs before the model's next turn (call `resume` when the run ended)."""
         record = self.review.record(cell_id)
+        runs = self.runs_when_accepted(cell_id)
         self._set_state(self.notebook.cell(cell_id), record, "accepted")
         self.events.emit("cell_accepted", cell_id=cell_id)
-        self.review.decide(cell_id, Decision("accept"))
+        if not self.review.decide(cell_id, Decision("accept")) and runs:
+            self.review.to_run.append((cell_id, self._idle))
+
+    def runs_when_accepted(self, cell_id: str) -> bool:
+        """Whether accepting the cell runs it here, outside any call of the model's: a code
+        cell brought back after a rejection before it ran (the call that wrote it is over)."""
+        record = self.review.cells.get(cell_id)
+        return (
+            record is not None
+            and record.restored
+            and not record.executed
+            and record.state == "proposed"
+            and self.notebook.has(cell_id)
+            and self.notebook.cell(cell_id).cell_type == "code"
+        )
+
+    @property
+    def _idle(self) -> bool:
+        """No loop under way: it ended, or the run was taken up from the store."""
+        return self._loop_task is None or self._loop_task.done()
 
     def reject(self, cell_id: str, keep_state: bool = False) -> None:
         """Removes the cell. What a cell that ran did remains in the kernel, which is the
@@ -613,7 +649,7 @@ class Agent:
         if after and not self.notebook.has(after):
             index = len(self.notebook.nb.cells)
         self.notebook.nb.cells.insert(index, cell)
-        record.removed = None
+        record.removed, record.restored = None, True
         self._set_state(cell, record, "proposed")
         self.events.emit(
             "cell_restored",
@@ -646,10 +682,8 @@ class Agent:
         if self.review.decide(cell_id, Decision("regenerate", instruction)):
             return
         wish = f" The person's instruction: {instruction}" if instruction else ""
-        # No loop under way (it ended, or the run was taken up from the store): the rewrite
-        # is all there is left to do.
-        idle = self._loop_task is None or self._loop_task.done()
-        finish = " Then call complete_task." if idle else ""
+        # No loop under way: the rewrite is all there is left to do.
+        finish = " Then call complete_task." if self._idle else ""
         self.review.notes.append(
             f"The person asked you to rewrite cell {cell_id} with edit_cell.{wish}{finish}"
         )

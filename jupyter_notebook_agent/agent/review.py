@@ -40,6 +40,8 @@ class CellRecord:
     executed: bool = False
     removed: tuple[NotebookNode, str | None] | None = field(default=None, repr=False)
     """A rejected cell as it was, and the cell it followed: the person may undo the rejection."""
+    restored: bool = False
+    """Brought back after a rejection: no tool call of the model will run it any more."""
 
 
 class Review:
@@ -47,6 +49,9 @@ class Review:
         self.cells: dict[str, CellRecord] = {}
         self.notes: list[str] = []
         """Said to the model before its next turn."""
+        self.to_run: list[tuple[str, bool]] = []
+        """Cells accepted that no call will run (restored ones), run before the next turn;
+        with whether the run had ended (the model then finishes once it has read them)."""
         self._waiting: dict[str, asyncio.Future[Decision]] = {}
 
     def rejected(self, cell_id: str) -> CellRecord:

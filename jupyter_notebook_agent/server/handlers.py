@@ -407,11 +407,11 @@ class CellHandler(AgentHandler):
         run = await self.taken_up(run_id)
         body = self.body()
         if action == "accept":
-            run.accept(cell_id)
+            self.registry.accept(run, cell_id)
         elif action == "reject":
             run.reject(cell_id, _field(body, "keep_state", bool, False))
         elif action == "restore":
-            run.restore(cell_id)
+            self.registry.restore(run, cell_id)
         else:
             instruction = _field(body, "instruction", str, "")
             if len(instruction) > self.extensionapp.max_prompt_chars:

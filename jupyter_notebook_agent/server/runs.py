@@ -204,7 +204,13 @@ class Run:
             )
 
     def accept(self, cell_id: str) -> None:
+        """Accepts the cell; a finished run goes on to run a restored one."""
+        goes_on = not self.active and self.agent.runs_when_accepted(cell_id)
+        if goes_on:
+            self._check_put_away()
         self._review(self.agent.accept, cell_id)
+        if goes_on:
+            self.start(self.agent.resume)
 
     def reject(self, cell_id: str, keep_state: bool) -> None:
         self._review(self.agent.reject, cell_id, keep_state)
@@ -544,6 +550,24 @@ class RunRegistry:
         finished = [run for run in self.runs.values() if not run.active]
         for run in finished[: max(0, len(finished) - self.finished_runs_kept + 1)]:
             del self.runs[run.id]
+
+    def accept(self, run: Run, cell_id: str) -> None:
+        if not run.active and run.agent.runs_when_accepted(cell_id):
+            self.check_free(run.request.path)
+            self.check_capacity(run.request.user)
+        run.accept(cell_id)
+
+    def restore(self, run: Run, cell_id: str) -> None:
+        """Undoes a rejection; 409 once a later run works on the notebook: it writes there now,
+        and its cells may have taken the id."""
+        later = [r for r in self.for_path(run.request.path) if r.created > run.created]
+        if later:
+            raise RunError(
+                409,
+                "the agent has started another request on this notebook since: "
+                f"cell {cell_id} cannot come back",
+            )
+        run.restore(cell_id)
 
     def regenerate(self, run: Run, cell_id: str, instruction: str) -> None:
         if not run.active:
