@@ -18,7 +18,8 @@ from pathlib import Path
 
 from serving import percentile
 
-from jupyter_notebook_agent.agent import Agent, AgentConfig, EventLog, KernelSession
+from jupyter_notebook_agent.agent import Agent, AgentConfig, EventLog
+from jupyter_notebook_agent.kernels import JupyterKernelSession
 from jupyter_notebook_agent.llm.base import ModelTurn, ToolCall
 from jupyter_notebook_agent.llm.replay import ReplayModel, save_recording
 from jupyter_notebook_agent.notebook import NotebookDocument
@@ -28,7 +29,7 @@ ROUNDS = 10
 PER_ROUND = 30
 
 
-class TimedKernel(KernelSession):
+class TimedKernel(JupyterKernelSession):
     """Adds up the time spent inside execute, so that it can be taken out of each step."""
 
     execute_s = 0.0
@@ -56,7 +57,7 @@ def recording(folder: Path, calls: list[tuple[str, dict]], name: str) -> Path:
     return path
 
 
-async def run_recorded(kernel: KernelSession, path: Path, events: EventLog) -> None:
+async def run_recorded(kernel: JupyterKernelSession, path: Path, events: EventLog) -> None:
     """The whole agent, on a fresh notebook, with the model replayed at zero latency."""
     model = ReplayModel(path)
     config = AgentConfig(max_steps=len(model.turns))
@@ -81,7 +82,7 @@ async def step_overheads(kernel: TimedKernel, folder: Path) -> list[float]:
     return [((t1 - t0) - (k1 - k0)) * 1000 for (t0, k0), (t1, k1) in pairwise(marks)][:STEPS]
 
 
-async def tool_round_trips(kernel: KernelSession, folder: Path, count: int) -> list[float]:
+async def tool_round_trips(kernel: JupyterKernelSession, folder: Path, count: int) -> list[float]:
     """`1+1` through the tool path: from the tool_call event to the tool_result event."""
     calls = [("execute_code", {"code": "1+1"})] * count
     started: dict[str, float] = {}
@@ -99,7 +100,7 @@ async def tool_round_trips(kernel: KernelSession, folder: Path, count: int) -> l
     return times
 
 
-async def bare_round_trips(kernel: KernelSession, count: int) -> list[float]:
+async def bare_round_trips(kernel: JupyterKernelSession, count: int) -> list[float]:
     """`1+1` through jupyter_client alone: execute, outputs until idle, and the reply."""
     times = []
     for _ in range(count):

@@ -35,15 +35,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jupyter_notebook_agent.agent import Agent, AgentConfig, EventLog, KernelSession
+from jupyter_notebook_agent.agent import Agent, AgentConfig, EventLog
 from jupyter_notebook_agent.agent.conversation import Conversation
 from jupyter_notebook_agent.agent.prompt import system_message
 from jupyter_notebook_agent.agent.tools import TOOLS
+from jupyter_notebook_agent.kernels import JupyterKernelSession
 from jupyter_notebook_agent.llm import load_model
 from jupyter_notebook_agent.llm.base import ModelTurn
 from jupyter_notebook_agent.llm.llama_cpp import LlamaCppModel, LlamaCppOptions
-from jupyter_notebook_agent.llm.tiny_model import write_tiny_gguf
 from jupyter_notebook_agent.notebook import NotebookDocument
+from jupyter_notebook_agent.testing.tiny_model import write_tiny_gguf
 
 ROUNDS = 7
 STEPS = 2
@@ -82,7 +83,7 @@ def report(line: str) -> None:
 
 async def first_turn(
     model: LlamaCppModel,
-    kernel: KernelSession,
+    kernel: JupyterKernelSession,
     notebook: NotebookDocument,
     conversation: Conversation,
     task: str,
@@ -168,7 +169,7 @@ def diagnose(llama: Any, held: list[int], sent: list[int], request: str) -> list
 
 
 async def one_round(
-    model: LlamaCppModel, kernel: KernelSession, evaluations: list[int], number: int
+    model: LlamaCppModel, kernel: JupyterKernelSession, evaluations: list[int], number: int
 ) -> Round:
     """A request, its follow-up on the same conversation, the follow-up's prompt on an empty
     cache, and the follow-up request alone on a fresh conversation."""
@@ -236,7 +237,7 @@ async def main() -> dict[str, float]:
         # As the server makes a local model: loaded, the system prompt and tools evaluated.
         await asyncio.to_thread(model.warm, [system_message()], TOOLS)
         evaluations = count_evaluations(model._load())
-        kernel = await KernelSession.start("python3", cwd=tmp)
+        kernel = await JupyterKernelSession.start("python3", cwd=tmp)
         try:
             await one_round(model, kernel, evaluations, 0)
             rounds = [

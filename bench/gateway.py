@@ -5,7 +5,7 @@ offers one kernelspec: this Python's ipykernel as a local process, the same kern
 baseline, so the figures are the gateway's own cost (HTTP, WebSocket, its relaying), not a
 cluster's (pod scheduling, image pulls). Kernels are started and driven as the agent does it:
 jupyter_client's kernel manager here, jupyter_server's gateway kernel manager with the agent's
-client there (jupyter_notebook_agent.sandbox.gateway). ROUNDS rounds, each starting one kernel
+client there (jupyter_notebook_agent.kernels.gateway). ROUNDS rounds, each starting one kernel
 of each kind in turn, then timing EXECUTIONS `1+1` on each, interleaved.
 
 gateway_start_ms_p50, local_start_ms_p50: a kernel's start to its kernel_info reply.
@@ -32,8 +32,7 @@ from pathlib import Path
 
 from serving import free_port, percentile, running, summary, wait_ready
 
-from jupyter_notebook_agent.agent import KernelSession
-from jupyter_notebook_agent.sandbox import gateway
+from jupyter_notebook_agent.kernels import JupyterKernelSession, gateway
 
 ROUNDS = 10
 EXECUTIONS = 50
@@ -73,17 +72,17 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-async def start(url: str | None, cwd: str) -> tuple[KernelSession, float]:
+async def start(url: str | None, cwd: str) -> tuple[JupyterKernelSession, float]:
     """A ready kernel, on the gateway at `url` or here, and the milliseconds its start took."""
     started = time.perf_counter()
     if url:
         session = await gateway.start_kernel(url, "python3", cwd)
     else:
-        session = await KernelSession.start("python3", cwd=cwd)
+        session = await JupyterKernelSession.start("python3", cwd=cwd)
     return session, (time.perf_counter() - started) * 1000
 
 
-async def round_trip(session: KernelSession) -> float:
+async def round_trip(session: JupyterKernelSession) -> float:
     started = time.perf_counter()
     execution = await session.execute("1+1", timeout_s=30)
     if execution.status != "ok":
@@ -91,7 +90,7 @@ async def round_trip(session: KernelSession) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-async def wait_cpu_percent(session: KernelSession) -> float:
+async def wait_cpu_percent(session: JupyterKernelSession) -> float:
     """This process's CPU while the kernel sleeps WAIT_S, in percent of one core."""
     before, started = cpu_seconds(), time.perf_counter()
     await session.execute(f"import time; time.sleep({WAIT_S})", timeout_s=30)

@@ -49,10 +49,10 @@ from serving import API_KEY, AUTH, free_port, running, start_jupyter, summary, w
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from jupyter_notebook_agent.llm.replay_server import ReplayScript, ReplayServerThread
 from jupyter_notebook_agent.sandbox import LOCAL_KERNEL, SANDBOX_KERNEL
 from jupyter_notebook_agent.sandbox.image import ensure_image
 from jupyter_notebook_agent.sandbox.provisioner import LABEL
+from jupyter_notebook_agent.testing.replay_server import ReplayScript, ReplayServerThread
 
 ROUNDS = 16
 POOL = 2

@@ -26,7 +26,7 @@ from pathlib import Path
 import docker
 from agent_overhead import bare_round_trips
 
-from jupyter_notebook_agent.agent import KernelSession
+from jupyter_notebook_agent.kernels import JupyterKernelSession
 from jupyter_notebook_agent.sandbox import LOCAL_KERNEL, SANDBOX_KERNEL
 from jupyter_notebook_agent.sandbox.image import ensure_image
 from jupyter_notebook_agent.sandbox.pool import WarmPool
@@ -37,13 +37,13 @@ ROUNDS = 10
 PER_ROUND = 30
 
 
-async def start_ms(kernel_name: str, cwd: str) -> tuple[float, KernelSession]:
+async def start_ms(kernel_name: str, cwd: str) -> tuple[float, JupyterKernelSession]:
     started = time.perf_counter()
-    session = await KernelSession.start(kernel_name, cwd=cwd)
+    session = await JupyterKernelSession.start(kernel_name, cwd=cwd)
     return (time.perf_counter() - started) * 1000, session
 
 
-def idle_memory_mb(session: KernelSession) -> float:
+def idle_memory_mb(session: JupyterKernelSession) -> float:
     stats = session.manager.provisioner.container.stats(stream=False)["memory_stats"]
     cache = stats.get("stats", {}).get("cache", 0) or stats.get("stats", {}).get("inactive_file", 0)
     return (stats["usage"] - cache) / 2**20
@@ -98,7 +98,7 @@ def folder_to_read(folder: Path) -> None:
         (folder / "small" / f"{number}.bin").write_bytes(os.urandom(4096))
 
 
-async def read_ms(session: KernelSession) -> tuple[float, float]:
+async def read_ms(session: JupyterKernelSession) -> tuple[float, float]:
     execution = await session.execute(READS, 120)
     large, small = "".join(o.text for o in execution.outputs if o.output_type == "stream").split()
     return float(large), float(small)

@@ -51,11 +51,11 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import websocket_connect
 
 from jupyter_notebook_agent.llm.base import ModelTurn, ToolCall
-from jupyter_notebook_agent.llm.replay_server import (
+from jupyter_notebook_agent.server.store import RunStore
+from jupyter_notebook_agent.testing.replay_server import (
     ReplayScript,
     ReplayServerThread,
 )
-from jupyter_notebook_agent.server.store import RunStore
 
 RUNS = 20
 WORDS = 200

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
-from jupyter_notebook_agent.llm.replay_server import ChatCompletionsHandler
+from jupyter_notebook_agent.testing.replay_server import ChatCompletionsHandler
 
 TOKEN = "bench-token"
 API_KEY = "sk-bench"

@@ -34,9 +34,9 @@ from serving import API_KEY, AUTH, free_port, running, start_jupyter, wait_ready
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
 from jupyter_notebook_agent.llm.base import ModelTurn, ToolCall
-from jupyter_notebook_agent.llm.replay_server import ReplayScript, ReplayServerThread
 from jupyter_notebook_agent.sandbox.image import ensure_image
 from jupyter_notebook_agent.sandbox.provisioner import LABEL
+from jupyter_notebook_agent.testing.replay_server import ReplayScript, ReplayServerThread
 
 RUNS = 200
 AT_ONCE = 20

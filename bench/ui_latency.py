@@ -49,7 +49,7 @@ from serving import (
 
 from jupyter_notebook_agent.llm.base import ModelTurn, ToolCall
 from jupyter_notebook_agent.llm.replay import ARGUMENT_CHUNK
-from jupyter_notebook_agent.llm.replay_server import (
+from jupyter_notebook_agent.testing.replay_server import (
     ReplayScript,
     ReplayServerThread,
 )

@@ -26,8 +26,8 @@ from collections.abc import Awaitable
 
 from traitlets.config import Config
 
-from jupyter_notebook_agent.agent import KernelSession
 from jupyter_notebook_agent.agent.variables import kernel_variables
+from jupyter_notebook_agent.kernels import JupyterKernelSession
 from jupyter_notebook_agent.sandbox import LOCAL_KERNEL, SANDBOX_KERNEL
 
 ROWS = 1_000_000
@@ -77,7 +77,7 @@ async def main(kernel_name: str) -> dict[str, object]:
     if kernel_name == SANDBOX_KERNEL:
         config.DockerSandbox.memory = SANDBOX_MEMORY
     with tempfile.TemporaryDirectory() as cwd:
-        session = await KernelSession.start(kernel_name, cwd=cwd, config=config)
+        session = await JupyterKernelSession.start(kernel_name, cwd=cwd, config=config)
         try:
             started = time.perf_counter()
             made = await session.execute(holdings(), 600)

@@ -16,10 +16,11 @@ from rich.markdown import Markdown
 from rich.markup import escape
 from traitlets.config import Config
 
-from . import __version__
-from .agent import Agent, AgentConfig, Event, EventLog, KernelSession, RunOutcome
+from ._version import __version__
+from .agent import Agent, AgentConfig, Event, EventLog, RunOutcome
 from .agent.observers import load_observers
 from .agent.transcript import TranscriptWriter
+from .kernels import JupyterKernelSession
 from .llm import OPENAI_DEFAULT_MODEL, Model, ModelError, default_model, load_model
 from .llm.hub import DEFAULT_LOCAL_MODEL, HubFile, default_local_model
 from .llm.llama_cpp import LlamaCppOptions
@@ -217,7 +218,7 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
 
 def _gateway_kernel_specs(url: str) -> dict[str, Any]:
     """The gateway's kernelspecs; SandboxUnavailable, naming the gateway, when it fails."""
-    from .sandbox.gateway import GatewayError, kernel_specs
+    from .kernels.gateway import GatewayError, kernel_specs
 
     try:
         return asyncio.run(kernel_specs(url))
@@ -343,16 +344,16 @@ async def _run(
         execution_timeout_s=args.timeout,
         cell_state="accepted",
     )
-    kernel: KernelSession | None = None
+    kernel: JupyterKernelSession | None = None
     outcome = RunOutcome(False, "kernel_error", "the kernel did not start")
     try:
         if args.gateway_url:
-            from .sandbox.gateway import start_kernel
+            from .kernels.gateway import start_kernel
 
             kernel = await start_kernel(args.gateway_url, kernelspec["name"], str(workdir))
         else:
             sandbox = {"mounts": args.mount} | ({"image": args.image} if args.image else {})
-            kernel = await KernelSession.start(
+            kernel = await JupyterKernelSession.start(
                 kernelspec["name"], cwd=str(workdir), config=Config({"DockerSandbox": sandbox})
             )
         notebook.nb.metadata["kernelspec"] = kernelspec

@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 
 
 @dataclass
@@ -79,7 +79,7 @@ def _llama_cpp(version: str, local_model: str) -> list[Finding]:
     from .llm.hardware import GPU_BACKENDS, build_backends, machine_gpus, rebuild_hint
     from .llm.hub import HubFile
     from .llm.llama_cpp import LlamaCppOptions, load_llama
-    from .llm.tiny_model import write_tiny_gguf
+    from .testing.tiny_model import write_tiny_gguf
 
     backends = build_backends()
     gpus = machine_gpus()

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 
 import jupyter_notebook_agent
-from jupyter_notebook_agent.agent import KernelSession
+from jupyter_notebook_agent.kernels import JupyterKernelSession
 from jupyter_notebook_agent.llm.base import ModelTurn, ToolCall
 from jupyter_notebook_agent.llm.replay import load_recording, save_recording
-from jupyter_notebook_agent.llm.replay_server import ReplayScript, ReplayServerThread
-from jupyter_notebook_agent.llm.tiny_model import write_tiny_gguf
 from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
+from jupyter_notebook_agent.testing.replay_server import ReplayScript, ReplayServerThread
+from jupyter_notebook_agent.testing.tiny_model import write_tiny_gguf
 
 from .agent_api import AgentAPI
 
@@ -130,9 +130,13 @@ def run_cli(tmp_path: Path) -> Callable[..., subprocess.CompletedProcess[str]]:
 
 
 @pytest.fixture
-def kernel(tmp_path: Path, jp_asyncio_loop: asyncio.AbstractEventLoop) -> Iterator[KernelSession]:
+def kernel(
+    tmp_path: Path, jp_asyncio_loop: asyncio.AbstractEventLoop
+) -> Iterator[JupyterKernelSession]:
     """A local ipykernel, on the loop the async tests run on; these tests exercise the agent."""
-    session = jp_asyncio_loop.run_until_complete(KernelSession.start("python3", cwd=str(tmp_path)))
+    session = jp_asyncio_loop.run_until_complete(
+        JupyterKernelSession.start("python3", cwd=str(tmp_path))
+    )
     yield session
     jp_asyncio_loop.run_until_complete(session.shutdown())
 

@@ -13,7 +13,7 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
-from jupyter_notebook_agent.llm.replay_server import ReplayScript, ReplayServerThread
+from jupyter_notebook_agent.testing.replay_server import ReplayScript, ReplayServerThread
 
 from .agent_api import SPEC_PATH
 from .conftest import SECRET, complete, free_port

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from traitlets.config import Config
 
-from jupyter_notebook_agent.agent import KernelSession
+from jupyter_notebook_agent.kernels import JupyterKernelSession
 from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL, lending
 from jupyter_notebook_agent.sandbox.image import ensure_image
 from jupyter_notebook_agent.sandbox.lending import FolderUnreadable, folder_access
@@ -104,9 +104,9 @@ def pool(root: Path, image: str, jp_asyncio_loop: asyncio.AbstractEventLoop) -> 
     jp_asyncio_loop.run_until_complete(pool.close())
 
 
-async def start(folder: Path, image: str) -> KernelSession:
+async def start(folder: Path, image: str) -> JupyterKernelSession:
     config = Config({"DockerSandbox": {"image": image}})
-    return await KernelSession.start(SANDBOX_KERNEL, cwd=str(folder), config=config)
+    return await JupyterKernelSession.start(SANDBOX_KERNEL, cwd=str(folder), config=config)
 
 
 def mounted_below(folder: Path) -> list[str]:
@@ -115,7 +115,7 @@ def mounted_below(folder: Path) -> list[str]:
     return [point for point in points if point.startswith(str(folder))]
 
 
-async def reads_writes_and_sees_nothing_else(session: KernelSession, folder: Path) -> None:
+async def reads_writes_and_sees_nothing_else(session: JupyterKernelSession, folder: Path) -> None:
     before = modes(folder)
     assert stdout(await session.execute(READ_AND_WRITE, 60)) == "3 1000 1000\n"
     after = modes(folder)

@@ -39,10 +39,10 @@ import yaml
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from jupyter_notebook_agent.llm.replay_server import ReplayServerThread, script_from_file
 from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL, SandboxUnavailable, choose_kernel
 from jupyter_notebook_agent.sandbox.image import ensure_image
 from jupyter_notebook_agent.sandbox.provisioner import LABEL
+from jupyter_notebook_agent.testing.replay_server import ReplayServerThread, script_from_file
 
 from .agent_api import check_against_spec, receive_until
 from .conftest import RECORDINGS, free_port

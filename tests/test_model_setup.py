@@ -25,7 +25,7 @@ import tornado.netutil
 import tornado.web
 
 from jupyter_notebook_agent.llm.base import ModelTurn
-from jupyter_notebook_agent.llm.replay_server import ReplayScript, ReplayServerThread
+from jupyter_notebook_agent.testing.replay_server import ReplayScript, ReplayServerThread
 
 from .agent_api import AgentAPI
 from .conftest import SECRET, add_cell_turn, complete, free_port

@@ -13,7 +13,7 @@ from typing import Any
 import nbformat
 import pytest
 
-from jupyter_notebook_agent.agent import KernelSession
+from jupyter_notebook_agent.kernels import JupyterKernelSession
 from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
 from jupyter_notebook_agent.sandbox.image import ensure_image
 from jupyter_notebook_agent.server.kernel_websocket import PromptKernelWebsocketConnection
@@ -289,7 +289,7 @@ async def test_code_stopped_while_queued_behind_the_persons_cell_never_runs_on(k
     """The agent's request went out just as the person's cell started (the server saw the
     kernel idle a moment before): Stop cannot take it back, so it is interrupted once it starts,
     and the person's cell runs on untouched."""
-    agent = KernelSession(kernel.manager, shared=True)
+    agent = JupyterKernelSession(kernel.manager, shared=True)
     await agent.connect()
     person = kernel.manager.client()
     person.start_channels()

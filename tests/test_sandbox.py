@@ -16,7 +16,7 @@ import pytest
 from jupyter_client.ioloop import AsyncIOLoopKernelManager
 from traitlets.config import Config
 
-from jupyter_notebook_agent.agent import Execution, KernelSession
+from jupyter_notebook_agent.kernels import Execution, JupyterKernelSession
 from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
 from jupyter_notebook_agent.sandbox.image import ImageError, ensure_image
 from jupyter_notebook_agent.sandbox.provisioner import LABEL
@@ -41,13 +41,13 @@ def workdir(tmp_path: Path) -> Path:
 @pytest.fixture
 def start_sandbox(
     sandbox_image: str, workdir: Path, jp_asyncio_loop: asyncio.AbstractEventLoop
-) -> Iterator[Callable[..., Awaitable[KernelSession]]]:
+) -> Iterator[Callable[..., Awaitable[JupyterKernelSession]]]:
     """Starts sandbox kernels (with settings of `c.DockerSandbox`), and shuts them all down."""
-    sessions: list[KernelSession] = []
+    sessions: list[JupyterKernelSession] = []
 
-    async def start(**settings: object) -> KernelSession:
+    async def start(**settings: object) -> JupyterKernelSession:
         config = Config({"DockerSandbox": {"image": sandbox_image, **settings}})
-        session = await KernelSession.start(SANDBOX_KERNEL, cwd=str(workdir), config=config)
+        session = await JupyterKernelSession.start(SANDBOX_KERNEL, cwd=str(workdir), config=config)
         sessions.append(session)
         return session
 
@@ -57,7 +57,7 @@ def start_sandbox(
 
 
 @pytest.fixture
-def sandbox(start_sandbox, jp_asyncio_loop: asyncio.AbstractEventLoop) -> KernelSession:
+def sandbox(start_sandbox, jp_asyncio_loop: asyncio.AbstractEventLoop) -> JupyterKernelSession:
     return jp_asyncio_loop.run_until_complete(start_sandbox())
 
 
@@ -327,7 +327,7 @@ async def test_a_missing_image_says_how_to_build_it_and_leaves_nothing(workdir, 
     )
     before = set(tmp_path.iterdir())
     with pytest.raises(ImageError) as raised:
-        await KernelSession.start(SANDBOX_KERNEL, cwd=str(workdir), config=config)
+        await JupyterKernelSession.start(SANDBOX_KERNEL, cwd=str(workdir), config=config)
     assert "jupyter-notebook-agent-kernel:missing is missing" in str(raised.value)
     assert "jupyter-notebook-agent image build --tag jupyter-notebook-agent-kernel:missing" in str(
         raised.value

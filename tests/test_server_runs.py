@@ -19,10 +19,10 @@ import pytest
 
 from jupyter_notebook_agent.agent import AgentConfig
 from jupyter_notebook_agent.llm.base import ModelTurn
-from jupyter_notebook_agent.llm.replay_server import ReplayServerThread
 from jupyter_notebook_agent.notebook import METADATA_KEY
 from jupyter_notebook_agent.server import runs
 from jupyter_notebook_agent.server.runs import RunLimits, RunRequest
+from jupyter_notebook_agent.testing.replay_server import ReplayServerThread
 
 from .agent_api import receive_until
 from .conftest import SECRET, add_cell_turn, complete, free_port, runs_server_config, tool, turn

@@ -8,8 +8,8 @@ import re
 import time
 from queue import Empty
 
-from jupyter_notebook_agent.agent import KernelSession
 from jupyter_notebook_agent.agent.variables import kernel_variables
+from jupyter_notebook_agent.kernels import JupyterKernelSession
 
 #: A person's session: data, an array, a number, a function, a name of their own to hide.
 SESSION = """
@@ -24,7 +24,7 @@ def f(a, b=2):
 """
 
 
-async def run(kernel: KernelSession, code: str) -> tuple[str, int | None]:
+async def run(kernel: JupyterKernelSession, code: str) -> tuple[str, int | None]:
     """What the code printed, and its execution count; it must not fail."""
     execution = await kernel.execute(code, 60)
     assert execution.status == "ok", execution.outputs
@@ -32,7 +32,7 @@ async def run(kernel: KernelSession, code: str) -> tuple[str, int | None]:
     return printed, execution.execution_count
 
 
-async def iopub_types(kernel: KernelSession) -> list[str]:
+async def iopub_types(kernel: JupyterKernelSession) -> list[str]:
     """The types of the messages waiting on IOPub, once it has been quiet for half a second."""
     types = []
     while True:

@@ -11,7 +11,7 @@ import docker.errors
 import pytest
 from traitlets.config import Config
 
-from jupyter_notebook_agent.agent import KernelSession
+from jupyter_notebook_agent.kernels import JupyterKernelSession
 from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
 from jupyter_notebook_agent.sandbox.pool import WarmPool
 from jupyter_notebook_agent.sandbox.provisioner import LABEL, OWNER
@@ -32,14 +32,14 @@ async def filled(pool: WarmPool) -> list[str]:
     return [w.manager.provisioner.container.id for w in pool.ready]
 
 
-async def start(cwd: Path, **settings: object) -> tuple[KernelSession, float]:
+async def start(cwd: Path, **settings: object) -> tuple[JupyterKernelSession, float]:
     started = time.perf_counter()
     config = Config({"DockerSandbox": settings}) if settings else None
-    session = await KernelSession.start(SANDBOX_KERNEL, cwd=str(cwd), config=config)
+    session = await JupyterKernelSession.start(SANDBOX_KERNEL, cwd=str(cwd), config=config)
     return session, time.perf_counter() - started
 
 
-def container_id(session: KernelSession) -> str:
+def container_id(session: JupyterKernelSession) -> str:
     return session.manager.provisioner.container.id
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from jupyterlab.galata import configure_jupyter_server
 
-from jupyter_notebook_agent.llm.replay_server import ReplayServerThread, script_from_file
+from jupyter_notebook_agent.testing.replay_server import ReplayServerThread, script_from_file
 
 configure_jupyter_server(c)
 

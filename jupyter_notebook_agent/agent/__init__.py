@@ -1,7 +1,6 @@
 """The agent: the loop, its tools, its prompt, and the run's event log. No server, no Docker."""
 
 from .events import Event, EventLog
-from .kernel import Execution, KernelSession
 from .loop import Agent, AgentConfig, RunOutcome
 
-__all__ = ["Agent", "AgentConfig", "Event", "EventLog", "Execution", "KernelSession", "RunOutcome"]
+__all__ = ["Agent", "AgentConfig", "Event", "EventLog", "RunOutcome"]

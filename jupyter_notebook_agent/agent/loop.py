@@ -13,13 +13,13 @@ from typing import Any, Literal
 
 from nbformat import NotebookNode
 
+from ..kernels.base import Execution, KernelSession, KernelUnresponsive
 from ..llm.base import Model, ModelError, ModelTurn, TextDelta, ToolCall, ToolCallDelta
 from ..notebook.document import METADATA_KEY, CellNotFound, CellState, NotebookDocument
 from ..notebook.outputs import OutputCollector, OutputLimits, digest
 from ..partial_json import FieldStream, string_field
 from .conversation import Conversation
 from .events import EventLog
-from .kernel import Execution, KernelSession, KernelUnresponsive
 from .prompt import interruption_message, system_message, task_message
 from .review import CellGone, CellRecord, Decision, Review
 from .tools import TOOLS, FormatError, parse_call

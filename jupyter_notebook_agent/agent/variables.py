@@ -19,7 +19,7 @@ import ast
 import inspect
 from typing import Any
 
-from .kernel import KernelSession
+from ..kernels.base import KernelSession
 
 
 def kernel_text(shell: Any, name: str | None, max_chars: int) -> str:

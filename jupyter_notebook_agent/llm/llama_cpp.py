@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from .base import ModelError, StreamItem, TurnAssembler, Usage
+from .chat_template import CHATML_TEMPLATE
 from .hub import HubFile
-from .tiny_model import CHATML_TEMPLATE
 from .tool_grammar import AnswerReader, answer_grammar, answer_instructions, answer_text
 
 log = logging.getLogger(__name__)

@@ -15,9 +15,9 @@ from jupyter_server.serverapp import ServerApp
 from traitlets import Bool, Enum, Float, Integer, Unicode, default
 from traitlets.config import Configurable
 
-from ..agent.kernel import SECRET_VARIABLES
 from ..agent.prompt import system_message
 from ..agent.tools import TOOLS
+from ..kernels import SECRET_VARIABLES
 from ..llm import Model, default_model, load_model, parse_model_string
 from ..llm.base import ModelError
 from ..llm.hub import HubFile, HubUnreachable, default_local_model

@@ -21,11 +21,11 @@ from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 
-from .. import __version__
+from .._version import __version__
 from ..agent import AgentConfig, Event
+from ..kernels.gateway import explain
 from ..llm import Model, ModelError, parse_model_string
 from ..sandbox import KernelChoice, SandboxUnavailable, choose_kernel
-from ..sandbox.gateway import explain
 from .model_settings import SetupError, endpoint_models
 from .runs import Run, RunError, RunRegistry, RunRequest
 

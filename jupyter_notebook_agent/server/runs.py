@@ -27,13 +27,14 @@ from jupyter_server.services.kernels.kernelmanager import MappingKernelManager
 from jupyter_server.services.sessions.sessionmanager import SessionManager
 from tornado.web import HTTPError
 
-from ..agent import Agent, AgentConfig, EventLog, KernelSession, RunOutcome
+from ..agent import Agent, AgentConfig, EventLog, RunOutcome
 from ..agent.conversation import Conversation
 from ..agent.review import ReviewError
+from ..kernels import JupyterKernelSession
+from ..kernels.gateway import connected_session, explain, explained
 from ..llm import Model
 from ..notebook import METADATA_KEY, NotebookDocument
 from ..sandbox import is_sandboxed
-from ..sandbox.gateway import connected_session, explain, explained
 from .contents import OutsideRoot, SerialSaves, real_api_path
 from .memory import release_freed_memory
 from .store import RunStore
@@ -620,7 +621,7 @@ class RunRegistry:
             )
         return name
 
-    async def _notebook_kernel(self, run: Run, kernel_name: str) -> KernelSession:
+    async def _notebook_kernel(self, run: Run, kernel_name: str) -> JupyterKernelSession:
         """The notebook's own kernel, shared with the person: its session's, checked each time
         (the person may have switched it since the run was asked for), or a new session's of
         `kernel_name` where it has none, so that a JupyterLab that opens the notebook later

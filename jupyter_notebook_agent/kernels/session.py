@@ -1,7 +1,7 @@
-"""Code execution in a Jupyter kernel the agent does not own the launching of.
+"""A kernel session over jupyter_client: code execution in a kernel whose launching is another's.
 
-The agent receives a started `AsyncKernelManager` (from jupyter_client, from the Jupyter server's
-own kernel manager, or from a gateway) and only talks to it through jupyter_client's API.
+It receives a started `AsyncKernelManager` (from jupyter_client, from the Jupyter server's own
+kernel manager, or from a gateway) and only talks to it through jupyter_client's API.
 """
 
 from __future__ import annotations
@@ -13,19 +13,18 @@ import os
 import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from queue import Empty
-from typing import Literal
 
 import zmq
 from jupyter_client.client import KernelClient
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.session import new_id
 from jupyter_core.utils import ensure_async
-from nbformat import NotebookNode
 from traitlets.config import Config
 
 from ..notebook.outputs import OutputCollector
+from .base import Execution, ExecutionStatus, KernelUnresponsive
 
 #: How often a silent kernel is checked for being alive while code runs.
 LIVENESS_POLL_S = 0.5
@@ -51,34 +50,13 @@ ABANDONED_WATCH_S = 3600.0
 #: How long a shared kernel that died is given to come back (the server restarts it).
 REVIVAL_S = 60.0
 
-ExecutionStatus = Literal["ok", "error", "timeout", "died", "stopped"]
-"""stopped: the person stopped the run while the code ran (what it printed is kept)."""
-
-
-@dataclass
-class Execution:
-    """What one execution produced, and anything the model must know about the kernel."""
-
-    status: ExecutionStatus
-    outputs: list[NotebookNode] = field(default_factory=list)
-    execution_count: int | None = None
-    note: str = ""
-    """Said to the model: an interrupt, a restart, a death."""
-    restarted: bool = False
-    """The kernel was restarted (or died), so its state is gone."""
-    duration_s: float = 0.0
-
-
-class KernelUnresponsive(RuntimeError):
-    """A shared kernel did not answer an interrupt: only its owner may restart it."""
-
 
 def without_secrets(environment: Mapping[str, str]) -> dict[str, str]:
     """The environment a kernel may have: this one less the agent's secrets."""
     return {name: value for name, value in environment.items() if name not in SECRET_VARIABLES}
 
 
-class KernelSession:
+class JupyterKernelSession:
     """Runs code: a timeout interrupts, then restarts a kernel that does not answer; a kernel that
     died is reported and restarted.
 
@@ -108,7 +86,7 @@ class KernelSession:
     @classmethod
     async def start(
         cls, kernel_name: str, *, cwd: str | None = None, config: Config | None = None
-    ) -> KernelSession:
+    ) -> JupyterKernelSession:
         """A new kernel of that kernelspec through jupyter_client's kernel manager; `config`
         reaches its provisioner (the sandbox's settings, say)."""
         manager = AsyncKernelManager(kernel_name=kernel_name, config=config or Config())

@@ -17,8 +17,8 @@ import tornado.httpserver
 import tornado.netutil
 import tornado.web
 
-from .base import ModelTurn, TextDelta
-from .replay import delta_delays, load_recording, turn_deltas, turn_number
+from ..llm.base import ModelTurn, TextDelta
+from ..llm.replay import delta_delays, load_recording, turn_deltas, turn_number
 
 
 @dataclass

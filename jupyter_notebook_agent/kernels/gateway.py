@@ -25,7 +25,7 @@ from jupyter_server.gateway.gateway_client import GatewayClient, gateway_request
 from tornado.escape import json_decode, utf8
 from tornado.web import HTTPError
 
-from ..agent import KernelSession
+from .session import JupyterKernelSession
 
 #: The longest pause between two looks at a channel's queue while it stays empty.
 MAX_POLL_S = 0.02
@@ -196,13 +196,13 @@ async def connected_session(
     gateway: bool = True,
     shared: bool = False,
     on_wait: Callable[[], None] | None = None,
-) -> KernelSession:
+) -> JupyterKernelSession:
     """The agent's session of a started kernel, connected and ready; a gateway's kernel is
-    reached over the agent's own client. `shared`: a notebook's kernel (see KernelSession),
+    reached over the agent's own client. `shared`: a notebook's kernel (see JupyterKernelSession),
     which may first be busy with the person's cell (`on_wait` is told)."""
     if gateway:
         use_agent_client(manager)
-    session = KernelSession(manager, shared=shared)
+    session = JupyterKernelSession(manager, shared=shared)
     with explained(f"connecting to the kernel {kernel_name!r}", gateway=gateway):
         await session.connect(on_wait)
     return session
@@ -226,7 +226,7 @@ async def kernel_specs(url: str) -> dict[str, Any]:
     return json_decode(response.body)["kernelspecs"]
 
 
-async def start_kernel(url: str, kernel_name: str, cwd: str) -> KernelSession:
+async def start_kernel(url: str, kernel_name: str, cwd: str) -> JupyterKernelSession:
     """A kernel of the gateway's kernelspec, connected and ready; the gateway shuts it down when
     the session does. `cwd` reaches the gateway as KERNEL_WORKING_DIR."""
     use_gateway(url)
