@@ -86,6 +86,24 @@ def complete(summary: str = "done", success: bool = True) -> ModelTurn:
     return turn(tool("complete_task", {"success": success, "summary": summary}))
 
 
+def observer_plugin(folder: Path, seen: Path) -> Path:
+    """A package, importable from `folder`, whose entry point in the observers' group writes
+    each event's number and type to `seen`: what a tracking service's plugin would be."""
+    info = folder / "run_observer-1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: run-observer\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(
+        "[jupyter_notebook_agent.observers]\nlog = run_observer:observe\n"
+    )
+    (folder / "run_observer.py").write_text(
+        "import json\n"
+        "def observe(event):\n"
+        f"    with open({str(seen)!r}, 'a') as f:\n"
+        "        f.write(json.dumps({'seq': event['seq'], 'type': event['type']}) + '\\n')\n"
+    )
+    return folder
+
+
 @pytest.fixture
 def write_recording(tmp_path: Path) -> Callable[..., Path]:
     """Writes turns to a recording file and returns its path."""

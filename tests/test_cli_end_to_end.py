@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from .conftest import LOCAL, RECORDINGS
+from .conftest import LOCAL, RECORDINGS, observer_plugin
 
 
 def text_outputs(nb: nbformat.NotebookNode) -> list[list[str]]:
@@ -111,21 +111,8 @@ def test_record_then_replay_gives_the_same_notebook(tmp_path, replay_server, run
 
 
 def test_observers_from_entry_points_see_every_event(tmp_path: Path, replay_server, run_cli):
-    plugin = tmp_path / "plugin"
-    (plugin / "run_observer-1.0.dist-info").mkdir(parents=True)
-    (plugin / "run_observer-1.0.dist-info" / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: run-observer\nVersion: 1.0\n"
-    )
-    (plugin / "run_observer-1.0.dist-info" / "entry_points.txt").write_text(
-        "[jupyter_notebook_agent.observers]\nlog = run_observer:observe\n"
-    )
     seen = tmp_path / "seen.jsonl"
-    (plugin / "run_observer.py").write_text(
-        "import json\n"
-        "def observe(event):\n"
-        f"    with open({str(seen)!r}, 'a') as f:\n"
-        "        f.write(json.dumps({'seq': event['seq'], 'type': event['type']}) + '\\n')\n"
-    )
+    plugin = observer_plugin(tmp_path / "plugin", seen)
     result = run_cli(
         "run", "Plot", "-o", "o.ipynb", "--model", f"replay:{RECORDINGS / 'sine_plot.json'}",
         *LOCAL, env={"PYTHONPATH": str(plugin)},

@@ -25,7 +25,16 @@ from jupyter_notebook_agent.server.runs import RunLimits, RunRequest
 from jupyter_notebook_agent.testing.replay_server import ReplayServerThread
 
 from .agent_api import receive_until
-from .conftest import SECRET, add_cell_turn, complete, free_port, runs_server_config, tool, turn
+from .conftest import (
+    SECRET,
+    add_cell_turn,
+    complete,
+    free_port,
+    observer_plugin,
+    runs_server_config,
+    tool,
+    turn,
+)
 
 TOKEN = "test-token"
 
@@ -516,10 +525,14 @@ async def test_unknown_runs_cells_and_actions_are_404(api, replay, jp_root_dir):
 
 
 def start_server(
-    root: Path, port: int, replay: ReplayServerThread, log: Path | None = None
+    root: Path,
+    port: int,
+    replay: ReplayServerThread,
+    log: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """A real `jupyter server` process with the extension on the replayed model; its log goes
-    to `log`, else to a pipe read when it fails to start."""
+    to `log`, else to a pipe read when it fails to start. `env` adds to its environment."""
     server = subprocess.Popen(
         [
             sys.executable,
@@ -542,6 +555,7 @@ def start_server(
         ],
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb") if log else subprocess.PIPE,
+        env={**os.environ, **(env or {})},
     )
     deadline = time.monotonic() + 60
     while True:
@@ -568,6 +582,31 @@ def rest(port: int, method: str, path: str, body: Any = None) -> Any:
     )
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.loads(response.read())
+
+
+def test_observers_from_entry_points_see_every_event_of_a_servers_run(tmp_path, replay):
+    """The observers' entry point reaches runs started from the panel, not only the CLI's."""
+    seen = tmp_path / "seen.jsonl"
+    plugin = observer_plugin(tmp_path / "plugin", seen)
+    replay.script.turns = [add_cell_turn("x = 1"), complete()]
+    root = tmp_path / "root"
+    root.mkdir()
+    path = make_notebook(root)
+    port = free_port()
+    server = start_server(root, port, replay, env={"PYTHONPATH": str(plugin)})
+    try:
+        run = rest(port, "POST", "notebook-agent/runs", {"path": path, "prompt": "go"})
+        deadline = time.monotonic() + 60
+        while rest(port, "GET", f"notebook-agent/runs/{run['id']}")["state"] == "running":
+            assert time.monotonic() < deadline, "the run did not finish"
+            time.sleep(0.1)
+    finally:
+        server.terminate()
+        server.wait(30)
+    events = [json.loads(line) for line in seen.read_text().splitlines()]
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    assert events[0]["type"] == "run_started" and events[-1]["type"] == "run_finished"
+    assert "cell_outputs" in {e["type"] for e in events}
 
 
 def started_mid_run(

@@ -29,6 +29,8 @@ from tornado.web import HTTPError
 
 from ..agent import Agent, AgentConfig, EventLog, RunOutcome
 from ..agent.conversation import Conversation
+from ..agent.events import Listener
+from ..agent.observers import load_observers
 from ..agent.review import ReviewError
 from ..kernels import JupyterKernelSession
 from ..kernels.gateway import connected_session, explain, explained
@@ -283,6 +285,7 @@ class RunRegistry:
         finished_runs_kept: int = 200,
         limits: RunLimits = RunLimits(),
         store: RunStore | None = None,
+        observers: list[Listener] | None = None,
     ) -> None:
         self.contents, self.kernels, self.sessions = contents, kernels, sessions
         self.kernel_specs = kernel_specs
@@ -296,6 +299,8 @@ class RunRegistry:
         self.finished_runs_kept = finished_runs_kept
         self.limits = limits
         self.store = store or RunStore(None)
+        self.observers = load_observers() if observers is None else observers
+        """Told every event of every run (the `jupyter_notebook_agent.observers` entry point)."""
         self.saves = SerialSaves(contents)
         self.runs: dict[str, Run] = {}
         self.conversations: OrderedDict[str, Conversation] = OrderedDict()
@@ -542,7 +547,8 @@ class RunRegistry:
         file = self.notebook_file(request.path)
         run = Run(request, agent, writer, self.store, file, earlier)
         record.update(run._record())
-        events.subscribe(writer)
+        for listener in [writer, *self.observers]:
+            events.subscribe(listener)
         self._forget_old_runs()
         self.runs[run.id] = run
         return run
