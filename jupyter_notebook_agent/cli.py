@@ -48,12 +48,23 @@ def build_parser() -> argparse.ArgumentParser:
         "OPENAI_API_KEY or a base URL is set, else the default local model, once downloaded)",
     )
     run.add_argument("--base-url", help="OpenAI-compatible endpoint (default: OpenAI's)")
-    run.add_argument("--max-steps", type=_positive(int), default=30, help="model turns at most")
     run.add_argument(
-        "--timeout", type=_positive(float), default=120.0, help="seconds one execution may take"
+        "--max-steps",
+        type=_positive(int),
+        default=AgentConfig.max_steps,
+        help="model turns at most",
     )
     run.add_argument(
-        "--time-limit", type=_positive(float), default=1800.0, help="seconds the whole run may take"
+        "--timeout",
+        type=_positive(float),
+        default=AgentConfig.execution_timeout_s,
+        help="seconds one execution may take",
+    )
+    run.add_argument(
+        "--time-limit",
+        type=_positive(float),
+        default=AgentConfig.time_limit_s,
+        help="seconds the whole run may take",
     )
     run.add_argument(
         "--max-retries", type=_positive(int, 0), default=4, help="retries of a failed model request"

@@ -75,8 +75,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const context: IPanelContext & {
       status: IAgentStatus | null;
       statusProblem: string | null;
-      execution: 'auto' | 'ask';
-      maxSteps: number;
+      execution: 'auto' | 'ask' | undefined;
+      maxSteps: number | undefined;
       model: string;
     } = {
       get session() {
@@ -87,8 +87,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       trans,
       status: null,
       statusProblem: null,
-      execution: 'auto',
-      maxSteps: 30,
+      execution: undefined,
+      maxSteps: undefined,
       model: '',
       attempt(what: string, action: () => Promise<unknown> | undefined) {
         return action()?.catch(error => context.reportError(what, error));

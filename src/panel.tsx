@@ -18,8 +18,9 @@ export interface IPanelContext extends IModelSetupContext {
   /** Emitted when the notebook in focus changes. */
   readonly sessionChanged: ISignal<unknown, void>;
   readonly statusProblem: string | null;
-  readonly execution: 'auto' | 'ask';
-  readonly maxSteps: number;
+  /** The person's settings for a request; undefined until they are read (the server's then). */
+  readonly execution: 'auto' | 'ask' | undefined;
+  readonly maxSteps: number | undefined;
   readonly model: string;
   /** Reports an error in the panel and as a notification. */
   reportError(what: string, error: unknown): void;

@@ -15,6 +15,7 @@ from jupyter_server.serverapp import ServerApp
 from traitlets import Bool, Enum, Float, Integer, Unicode, default
 from traitlets.config import Configurable
 
+from ..agent import AgentConfig
 from ..agent.prompt import system_message
 from ..agent.tools import TOOLS
 from ..kernels import SECRET_VARIABLES
@@ -123,12 +124,15 @@ class NotebookAgent(ExtensionApp):
         "hold an API key); while it exists it overrides model, base_url and api_key. Default: "
         "Jupyter's data folder, notebook_agent/model.json.",
     )
+    # The defaults of a run are the agent's own (AgentConfig), which the command line uses too.
     max_steps = Integer(
-        30, config=True, help="Model turns a run may take before it fails; a request may ask fewer."
+        AgentConfig.max_steps,
+        config=True,
+        help="Model turns a run may take before it fails; a request may ask fewer.",
     )
-    time_limit = Float(1800.0, config=True, help="Seconds a whole run may take.")
+    time_limit = Float(AgentConfig.time_limit_s, config=True, help="Seconds a whole run may take.")
     execution_timeout = Float(
-        120.0,
+        AgentConfig.execution_timeout_s,
         config=True,
         help="Seconds one execution may take before it is interrupted (then the kernel restarted).",
     )
@@ -173,7 +177,7 @@ class NotebookAgent(ExtensionApp):
     )
     execution = Enum(
         ["auto", "ask"],
-        "auto",
+        AgentConfig.execution,
         config=True,
         help="`auto` runs each proposed code cell at once; `ask` runs it once it is accepted.",
     )
