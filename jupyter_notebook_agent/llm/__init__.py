@@ -1,17 +1,47 @@
-"""LLM backends behind one streaming interface, chosen by a model string `[backend:]name`."""
+"""LLM backends behind one streaming interface, chosen by a model string `[backend:]name`.
+
+A backend is a `Model` class, named by the prefix of a model string. This package's are in
+`BUILTIN_BACKENDS`; another package adds one with an entry point in the group
+`jupyter_notebook_agent.backends` (its name the prefix, its value the class), as jupyter_client
+finds kernel provisioners.
+"""
 
 from __future__ import annotations
 
+import functools
+import importlib
 import os
+from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
-from .base import Model, ModelError, ModelTurn, TextDelta, ToolCall, ToolCallDelta, Usage
+from .base import Backend, Model, ModelError, ModelTurn, TextDelta, ToolCall, ToolCallDelta, Usage
 
 if TYPE_CHECKING:
     from .llama_cpp import LlamaCppOptions
 
-BACKENDS = ("openai", "llama-cpp", "replay")
+BUILTIN_BACKENDS = {
+    "openai": "jupyter_notebook_agent.llm.openai_compat:OpenAIModel",
+    "llama-cpp": "jupyter_notebook_agent.llm.llama_cpp:LlamaCppModel",
+    "replay": "jupyter_notebook_agent.llm.replay:ReplayModel",
+}
+GROUP = "jupyter_notebook_agent.backends"
 OPENAI_DEFAULT_MODEL = "gpt-4o-mini"
+
+
+@functools.cache
+def backends() -> dict[str, str]:
+    """Every backend's prefix and where its class is (`module:Class`); ours win a clash."""
+    found = {entry.name: entry.value for entry in entry_points(group=GROUP)}
+    return {**found, **BUILTIN_BACKENDS}
+
+
+def backend(prefix: str) -> Backend:
+    """The `Model` class of a backend; ModelError where it cannot be imported."""
+    module, _, name = backends()[prefix].partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as error:
+        raise ModelError(f"the model backend {prefix!r} cannot be loaded: {error}") from None
 
 
 def default_model(base_url: str | None, api_key: str | None, local_model: str) -> str:
@@ -28,9 +58,9 @@ def parse_model_string(spec: str) -> tuple[str, str]:
 
     A prefix that names no backend stays part of the name, so `qwen2.5-coder:7b` is an openai model.
     """
-    backend, sep, name = spec.partition(":")
-    if sep and backend in BACKENDS:
-        return backend, name
+    prefix, sep, name = spec.partition(":")
+    if sep and prefix in backends():
+        return prefix, name
     return "openai", spec
 
 
@@ -42,27 +72,25 @@ def load_model(
     max_retries: int = 4,
     local: LlamaCppOptions | None = None,
 ) -> Model:
-    """The backend a model string names; ModelError with a clear message when it cannot be had.
-    `local` configures the llama-cpp backend."""
-    backend, name = parse_model_string(spec)
+    """The model a model string names; ModelError with a clear message when it cannot be had.
+    Each backend takes from the settings what it knows: an endpoint's `base_url`, `api_key` and
+    `max_retries`; `local`, the llama-cpp backend's options."""
+    prefix, name = parse_model_string(spec)
     if not name:
         raise ModelError(f"model string {spec!r} names no model")
-    if backend == "replay":
-        from .replay import ReplayModel
-
-        return ReplayModel(name)
-    if backend == "llama-cpp":
-        from .llama_cpp import LlamaCppModel
-
-        return LlamaCppModel(name, local)
-    from .openai_compat import OpenAIModel
-
-    return OpenAIModel(name, base_url=base_url, api_key=api_key, max_retries=max_retries)
+    settings = {
+        "base_url": base_url,
+        "api_key": api_key,
+        "max_retries": max_retries,
+        "local": local,
+    }
+    return backend(prefix).from_settings(name, settings)
 
 
 __all__ = [
-    "BACKENDS",
+    "BUILTIN_BACKENDS",
     "OPENAI_DEFAULT_MODEL",
+    "Backend",
     "Model",
     "ModelError",
     "ModelTurn",
@@ -70,6 +98,8 @@ __all__ = [
     "ToolCall",
     "ToolCallDelta",
     "Usage",
+    "backend",
+    "backends",
     "default_model",
     "load_model",
     "parse_model_string",

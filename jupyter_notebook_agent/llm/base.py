@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -88,7 +88,22 @@ class Model(Protocol):
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
     ) -> AsyncIterator[StreamItem]: ...
 
+    def warm(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> int:
+        """Makes ready ahead of the first request what takes long (a local model's loading,
+        its prompt's prefix): the prompt tokens evaluated, 0 where nothing needs it. Blocking:
+        the caller runs it in a thread."""
+        ...
+
     async def aclose(self) -> None: ...
+
+
+class Backend(Protocol):
+    """A kind of model, named by a model string's prefix: a `Model` class, which makes its
+    models from what follows the prefix and the settings it knows (see `load_model`)."""
+
+    def from_settings(self, name: str, settings: Mapping[str, Any]) -> Model:
+        """ModelError when the model cannot be had, in one line the person can act on."""
+        ...
 
 
 class TurnAssembler:

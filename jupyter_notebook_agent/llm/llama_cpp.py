@@ -143,6 +143,10 @@ class LlamaCppModel:
         self._formatters: dict[bool, Any] = {}
         """Chat templates, compiled once the model is loaded, by whether the answer follows."""
 
+    @classmethod
+    def from_settings(cls, name: str, settings: Mapping[str, Any]) -> LlamaCppModel:
+        return cls(name, settings.get("local"))
+
     async def stream(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
     ) -> AsyncIterator[StreamItem]:

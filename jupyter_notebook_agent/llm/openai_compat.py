@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import openai
@@ -43,6 +43,18 @@ class OpenAIModel:
             api_key=api_key, base_url=base_url, max_retries=max_retries, timeout=timeout_s
         )
         self.endpoint = str(self._client.base_url).rstrip("/")
+
+    @classmethod
+    def from_settings(cls, name: str, settings: Mapping[str, Any]) -> OpenAIModel:
+        return cls(
+            name,
+            base_url=settings.get("base_url"),
+            api_key=settings.get("api_key"),
+            max_retries=settings.get("max_retries", 4),
+        )
+
+    def warm(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> int:
+        return 0  # the endpoint keeps its model ready
 
     async def stream(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,13 @@ class ReplayModel:
         self.context_tokens: int | None = None
         self.speed = speed
 
+    @classmethod
+    def from_settings(cls, name: str, settings: Mapping[str, Any]) -> ReplayModel:
+        return cls(name)
+
+    def warm(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> int:
+        return 0
+
     async def stream(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
     ) -> AsyncIterator[StreamItem]:
@@ -114,6 +121,9 @@ class RecordingModel:
         self.context_tokens: int | None = inner.context_tokens
         self.path = Path(path)
         self.turns: list[ModelTurn] = []
+
+    def warm(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> int:
+        return self.inner.warm(messages, tools)
 
     async def stream(
         self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]

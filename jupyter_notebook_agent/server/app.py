@@ -22,7 +22,7 @@ from ..kernels import SECRET_VARIABLES
 from ..llm import Model, default_model, load_model, parse_model_string
 from ..llm.base import ModelError
 from ..llm.hub import HubFile, HubUnreachable, default_local_model
-from ..llm.llama_cpp import LlamaCppModel, LlamaCppOptions, NotAModelFile
+from ..llm.llama_cpp import LlamaCppOptions, NotAModelFile
 from ..notebook.outputs import OutputLimits
 from ..sandbox import SANDBOX_KERNEL, docker_problem
 from ..sandbox.image import build_instructions, default_image, image_exists
@@ -497,13 +497,13 @@ class NotebookAgent(ExtensionApp):
             raise ModelError(f"{error} ({where})") from None
         except OSError as error:  # a folder, a name too long for the file system ...
             raise ModelError(f"the model {spec!r} cannot be read: {error.strerror}") from None
-        if isinstance(model, LlamaCppModel):
-            self._warm(model)
+        self._warm(model)
         return model
 
-    def _warm(self, model: LlamaCppModel) -> None:
-        """Loads a local model and evaluates the agent's system prompt and tools in the
-        background: the first run waits for neither, and finds them in the KV cache."""
+    def _warm(self, model: Model) -> None:
+        """Has the model make ready what takes long (a local model loads, and evaluates the
+        agent's system prompt and tools) in the background: the first run waits for neither,
+        and finds them in the KV cache."""
         system = [system_message()]
 
         async def warm() -> None:
@@ -512,9 +512,10 @@ class NotebookAgent(ExtensionApp):
             except Exception as error:
                 self.log.warning("Could not load %s: %s", model.name, error)
             else:
-                self.log.info(
-                    "%s is loaded, its first %d prompt tokens cached", model.name, evaluated
-                )
+                if evaluated:
+                    self.log.info(
+                        "%s is loaded, its first %d prompt tokens cached", model.name, evaluated
+                    )
 
         task = asyncio.ensure_future(warm())
         self._warming.add(task)

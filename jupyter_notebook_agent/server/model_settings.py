@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import openai
 
-from ..llm import BACKENDS, parse_model_string
+from ..llm import backends, parse_model_string
 from ..llm.base import ModelError
 from ..llm.hub import PREFIX as HUB_PREFIX
 from ..llm.hub import HubFile
@@ -92,7 +92,7 @@ def check_model(spec: str) -> None:
     if colon and backend == "openai" and not endpoint and _like_a_backend(prefix, rest):
         raise SetupError(
             f"{prefix!r} is not a backend: a model string is a hosted model's name, or "
-            f"{', '.join(f'{each}:NAME' for each in BACKENDS)} (a model file on this server is "
+            f"{', '.join(f'{each}:NAME' for each in backends())} (a model file on this server is "
             "llama-cpp:/path/to/file.gguf)"
         )
     if not name.strip():
