@@ -33,7 +33,7 @@ from jupyter_notebook_agent.agent.prompt import SYSTEM_PROMPT
 from jupyter_notebook_agent.agent.tools import TOOLS
 from jupyter_notebook_agent.llm.base import ModelTurn
 from jupyter_notebook_agent.llm.llama_cpp import LlamaCppModel, LlamaCppOptions
-from jupyter_notebook_agent.llm.tool_grammar import answer_grammar
+from jupyter_notebook_agent.llm.llama_cpp.grammar import answer_grammar
 from jupyter_notebook_agent.testing.tiny_model import write_tiny_gguf
 
 ROUNDS = 5

@@ -22,8 +22,8 @@ from .agent.observers import load_observers
 from .agent.transcript import TranscriptWriter
 from .kernels import JupyterKernelSession
 from .llm import OPENAI_DEFAULT_MODEL, Model, ModelError, default_model, load_model
-from .llm.hub import DEFAULT_LOCAL_MODEL, HubFile, default_local_model
 from .llm.llama_cpp import LlamaCppOptions
+from .llm.llama_cpp.hub import DEFAULT_LOCAL_MODEL, HubFile, default_local_model
 from .llm.replay import RecordingModel
 from .notebook import METADATA_KEY, NotebookDocument
 from .sandbox import SandboxUnavailable, choose_kernel

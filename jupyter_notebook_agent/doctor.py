@@ -76,9 +76,9 @@ def _openai() -> Finding:
 
 
 def _llama_cpp(version: str, local_model: str) -> list[Finding]:
-    from .llm.hardware import GPU_BACKENDS, build_backends, machine_gpus, rebuild_hint
-    from .llm.hub import HubFile
     from .llm.llama_cpp import LlamaCppOptions, load_llama
+    from .llm.llama_cpp.hardware import GPU_BACKENDS, build_backends, machine_gpus, rebuild_hint
+    from .llm.llama_cpp.hub import HubFile
     from .testing.tiny_model import write_tiny_gguf
 
     backends = build_backends()

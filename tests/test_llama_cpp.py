@@ -21,7 +21,7 @@ from jupyter_notebook_agent.agent.tools import TOOLS, parse_call
 from jupyter_notebook_agent.llm import ModelError, load_model
 from jupyter_notebook_agent.llm.base import ModelTurn, TextDelta, ToolCallDelta
 from jupyter_notebook_agent.llm.llama_cpp import LlamaCppModel, LlamaCppOptions
-from jupyter_notebook_agent.llm.tool_grammar import AnswerReader, answer_text
+from jupyter_notebook_agent.llm.llama_cpp.grammar import AnswerReader, answer_text
 from jupyter_notebook_agent.notebook import NotebookDocument
 from jupyter_notebook_agent.testing.tiny_model import write_tiny_gguf
 

@@ -21,8 +21,8 @@ from ..agent.tools import TOOLS
 from ..kernels import SECRET_VARIABLES
 from ..llm import Model, default_model, load_model, parse_model_string
 from ..llm.base import ModelError
-from ..llm.hub import HubFile, HubUnreachable, default_local_model
 from ..llm.llama_cpp import LlamaCppOptions, NotAModelFile
+from ..llm.llama_cpp.hub import HubFile, HubUnreachable, default_local_model
 from ..notebook.outputs import OutputLimits
 from ..sandbox import SANDBOX_KERNEL, docker_problem
 from ..sandbox.image import build_instructions, default_image, image_exists

@@ -24,9 +24,9 @@ import openai
 
 from ..llm import backends, parse_model_string
 from ..llm.base import ModelError
-from ..llm.hub import PREFIX as HUB_PREFIX
-from ..llm.hub import HubFile
 from ..llm.llama_cpp import is_bare_name
+from ..llm.llama_cpp.hub import PREFIX as HUB_PREFIX
+from ..llm.llama_cpp.hub import HubFile
 from ..llm.openai_compat import PLACEHOLDER_KEY
 
 #: Seconds that listing an endpoint's models may take: the panel waits for it.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..llm.chat_template import CHATML_TEMPLATE
+from ..llm.llama_cpp.chat_template import CHATML_TEMPLATE
 
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
 QUOTE_BIAS = 0.06

@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ..partial_json import FieldStream
-from .base import TextDelta, ToolCallDelta
+from ...partial_json import FieldStream
+from ..base import TextDelta, ToolCallDelta
 
 MESSAGE_KEY, TOOL_KEY, ARGUMENTS_KEY = "message", "tool", "arguments"
 _OPEN = f'{{"{MESSAGE_KEY}": '

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .base import ModelError
+from ..base import ModelError
 
 PREFIX = "hf:"
 DEFAULT_LOCAL_MODEL = (

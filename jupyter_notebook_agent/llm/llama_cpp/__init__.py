@@ -1,0 +1,30 @@
+"""The llama-cpp backend: a GGUF model run in this process by llama.cpp (the extra `[local]`).
+
+`model` streams turns, `grammar` holds tool calls to valid JSON, `chat_template` stands in for a
+file without one, `loading` finds, checks and loads the file (`hardware`: which GPU builds fit
+this machine), and `hub` fetches models from the Hugging Face hub.
+"""
+
+from .loading import (
+    INSTALL_HINT,
+    LlamaCppOptions,
+    NotAModelFile,
+    Offload,
+    check_gguf,
+    is_bare_name,
+    load_llama,
+    resolve_path,
+)
+from .model import LlamaCppModel
+
+__all__ = [
+    "INSTALL_HINT",
+    "LlamaCppModel",
+    "LlamaCppOptions",
+    "NotAModelFile",
+    "Offload",
+    "check_gguf",
+    "is_bare_name",
+    "load_llama",
+    "resolve_path",
+]
