@@ -18,6 +18,7 @@ from ..llm.base import Model, ModelError, ModelTurn, TextDelta, ToolCall, ToolCa
 from ..notebook.document import METADATA_KEY, CellNotFound, CellState, NotebookDocument
 from ..notebook.outputs import OutputCollector, OutputLimits, digest
 from ..partial_json import FieldStream, string_field
+from .budget import BudgetSpent, ContextBudget
 from .conversation import Conversation
 from .events import EventLog
 from .prompt import interruption_message, system_message, task_message
@@ -138,6 +139,12 @@ class Agent:
         self.run_id = run_id or uuid.uuid4().hex
         self.review = Review()
         self.conversation = conversation or Conversation()
+        self.budget = ContextBudget(
+            self.conversation,
+            self.config.context_budget_tokens,
+            model.context_tokens,
+            self.config.output_chars,
+        )
         self.step = 0
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
         """Tokens this run's model turns took, as the model reported them."""
@@ -146,7 +153,6 @@ class Agent:
         self._briefing: Callable[[], Awaitable[None]] | None = None
         """What the model is told before its next turn, with the kernel's variables: the task,
         at the start; where things stand, when an interrupted run goes on."""
-        self._reported_tokens = 0
         self._format_errors = 0
         self._outcome: RunOutcome | None = None
         self._streaming: dict[str, _StreamingCall] = {}
@@ -180,11 +186,10 @@ class Agent:
         if not self.messages:
             self._append(system_message())
         variables = await self._variables()
-        room = int(self._budget_tokens / self.conversation.tokens_per_char) // 4
-        cells = self.notebook.summary(min(self.config.notebook_chars, room))
+        cells = self.notebook.summary(min(self.config.notebook_chars, self.budget.chars(0.25)))
         message = task_message(task, self.notebook_path, cells, variables)
         self.conversation.begin_request(task, {"role": "user", "content": message})
-        self.conversation.fit(int(self._budget_tokens * self.config.history_share))
+        self.conversation.fit(int(self.budget.tokens * self.config.history_share))
 
     async def _variables(self) -> str | None:
         """The summary of the person's variables, for a kernel of theirs; None for the run's
@@ -223,8 +228,7 @@ class Agent:
 
     async def _tell_interruption(self, task: str) -> None:
         variables = await self._variables()
-        room = int(self._budget_tokens / self.conversation.tokens_per_char) // 4
-        cells = self.notebook.summary(min(self.config.notebook_chars, room))
+        cells = self.notebook.summary(min(self.config.notebook_chars, self.budget.chars(0.25)))
         mine = [cell_id for cell_id in self.review.cells if self._is_live(cell_id)]
         message = interruption_message(task, self.notebook_path, cells, variables, mine)
         self._append({"role": "user", "content": message})
@@ -297,7 +301,10 @@ class Agent:
                 )
                 if self._outcome:
                     return self._outcome
-            self._check_budget()
+            try:
+                self.budget.check()
+            except BudgetSpent as spent:
+                raise RunEnded(RunOutcome(False, "context_budget", str(spent))) from None
         limit = self.config.max_steps
         return RunOutcome(False, "max_steps", f"the run reached its limit of {limit} steps")
 
@@ -348,8 +355,7 @@ class Agent:
         self._streaming = {
             call.id: calls[i] for call, i in zip(turn.tool_calls, indices, strict=False)
         }
-        self._reported_tokens = turn.usage.prompt_tokens + turn.usage.completion_tokens
-        self.conversation.observe(turn.usage.prompt_tokens, sent_chars)
+        self.budget.observe(turn.usage.prompt_tokens, turn.usage.completion_tokens, sent_chars)
         self.usage["prompt_tokens"] += turn.usage.prompt_tokens
         self.usage["completion_tokens"] += turn.usage.completion_tokens
         if turn.content.strip():
@@ -831,36 +837,10 @@ class Agent:
         report: dict[str, Any] = {"status": execution.status}
         if execution.execution_count is not None:
             report["execution_count"] = execution.execution_count
-        report["outputs"] = digest(execution.outputs, self._digest_chars())
+        report["outputs"] = digest(execution.outputs, self.budget.digest_chars())
         if execution.note:
             report["note"] = execution.note
         return report
 
-    # The context budget: the history is append-only, so what is spent stays spent.
-
     def _append(self, message: dict[str, Any]) -> None:
         self.conversation.append(message)
-
-    @property
-    def _budget_tokens(self) -> int:
-        """The configured budget, within the model's context where the model says it."""
-        held = self.model.context_tokens
-        budget = self.config.context_budget_tokens
-        return min(budget, held) if held else budget
-
-    def _tokens_used(self) -> int:
-        return max(self._reported_tokens, self.conversation.tokens)
-
-    def _digest_chars(self) -> int:
-        """Outputs get less room as the budget fills, so that the run can still finish."""
-        left = (self._budget_tokens - self._tokens_used()) / self.conversation.tokens_per_char
-        return max(200, min(self.config.output_chars, int(left) // 4))
-
-    def _check_budget(self) -> None:
-        if self._tokens_used() >= self._budget_tokens:
-            budget = self._budget_tokens
-            raise RunEnded(
-                RunOutcome(
-                    False, "context_budget", f"the history reached the budget of {budget} tokens"
-                )
-            )
