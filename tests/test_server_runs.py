@@ -196,6 +196,36 @@ async def test_a_frontend_writer_holds_the_server_off_until_it_leaves(api, repla
     await api.call("POST", f"runs/{run['id']}/stop")
 
 
+async def test_a_regenerate_while_the_run_puts_its_work_away_goes_on_after(
+    api, replay, jp_root_dir, extension
+):
+    """A verdict that lands once the agent's loop has ended but while the run still writes its
+    cells away (a slow save) was read by no one: the run must go on once it has put it away."""
+    replay.script.turns = [
+        add_cell_turn("print(1)"),
+        complete("one cell"),
+        turn(tool("edit_cell", {"cell_id": "agent-1", "source": "print(2)"})),
+        complete("rewritten"),
+    ]
+    path = make_notebook(jp_root_dir)
+    run = await api.start(path)
+    live = extension.registry.runs[run["id"]]
+    flush = live.writer.flush
+
+    async def slow_flush() -> None:
+        await asyncio.sleep(1)
+        await flush()
+
+    live.writer.flush = slow_flush
+    socket = await api.events(run["id"])
+    await receive_until(socket, "run_finished")
+    assert (await api.run(run["id"]))["state"] == "running"  # putting its work away
+    await api.call("POST", f"runs/{run['id']}/cells/agent-1/regenerate")
+    await receive_until(socket, "run_finished", timeout_s=20)
+    finished = await api.finished(run["id"])
+    assert finished["outcome"]["summary"] == "rewritten"
+
+
 async def test_accept_reject_and_regenerate_with_an_instruction(api, replay, jp_root_dir):
     replay.script.turns = [
         add_cell_turn("import math\nvalue = 3"),
@@ -346,6 +376,7 @@ async def test_a_cell_brought_back_after_its_rejection_runs_once_accepted(api, r
         await asyncio.sleep(0.1)
 
     await api.call("POST", f"{base}/agent-1/reject")
+    await api.finished(run["id"])
     replay.script.turns.extend([add_cell_turn("x = 2"), complete("another")])
     later = await api.start(path, "another request")
     await api.finished(later["id"])

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import json
 import uuid
 from collections.abc import Awaitable, Callable
@@ -15,14 +14,15 @@ from nbformat import NotebookNode
 
 from ..kernels.base import Execution, KernelSession, KernelUnresponsive
 from ..llm.base import Model, ModelError, ModelTurn, TextDelta, ToolCall, ToolCallDelta
-from ..notebook.document import METADATA_KEY, CellNotFound, CellState, NotebookDocument
+from ..notebook.document import CellNotFound, CellState, NotebookDocument
 from ..notebook.outputs import OutputCollector, OutputLimits, digest
 from ..partial_json import FieldStream, string_field
 from .budget import BudgetSpent, ContextBudget
+from .cells import RunCells
 from .conversation import Conversation
 from .events import EventLog
 from .prompt import interruption_message, system_message, task_message
-from .review import CellGone, CellRecord, Decision, Review
+from .review import Decision, Review
 from .tools import TOOLS, FormatError, parse_call
 from .variables import kernel_variables
 
@@ -138,6 +138,8 @@ class Agent:
         self.events = events or EventLog()
         self.run_id = run_id or uuid.uuid4().hex
         self.review = Review()
+        provenance = {"run_id": self.run_id, "model": model.name, "state": self.config.cell_state}
+        self.cells = RunCells(notebook, self.events, provenance)
         self.conversation = conversation or Conversation()
         self.budget = ContextBudget(
             self.conversation,
@@ -210,14 +212,7 @@ class Agent:
         self.usage.update(record.get("usage", {}))
         self.prose = list(record.get("messages", []))
         versions = {cell["cell_id"]: cell["versions"] for cell in record.get("cells", [])}
-        for cell in self.notebook.nb.cells:
-            provenance = cell.metadata.get(METADATA_KEY, {})
-            if provenance.get("run_id") == self.run_id and "id" in cell:
-                self.review.cells[cell.id] = CellRecord(
-                    state=provenance.get("state", "proposed"),
-                    versions=list(versions.get(cell.id, [])),
-                    executed=cell.get("execution_count") is not None,
-                )
+        self.cells.take_up(self.run_id, versions)
 
     async def go_on(self, task: str) -> RunOutcome:
         """Goes on with `task`, a run that stopped with its server: the model hears so, with
@@ -229,7 +224,7 @@ class Agent:
     async def _tell_interruption(self, task: str) -> None:
         variables = await self._variables()
         cells = self.notebook.summary(min(self.config.notebook_chars, self.budget.chars(0.25)))
-        mine = [cell_id for cell_id in self.review.cells if self._is_live(cell_id)]
+        mine = self.cells.live()
         message = interruption_message(task, self.notebook_path, cells, variables, mine)
         self._append({"role": "user", "content": message})
 
@@ -312,7 +307,7 @@ class Agent:
         """Runs the cells the person accepted that no call will run, and tells the model."""
         while self.review.to_run:
             cell_id, ended = self.review.to_run.pop(0)
-            if not self._is_live(cell_id) or self.review.cells[cell_id].executed:
+            if not self.cells.is_live(cell_id) or self.cells.records[cell_id].executed:
                 continue
             report = {"cell_id": cell_id, **await self._run_cell(self.notebook.cell(cell_id))}
             finish = " Then call complete_task." if ended else ""
@@ -426,7 +421,7 @@ class Agent:
         arguments = call.source.arguments
         if call.name == "edit_cell":
             cell_id = string_field(arguments, "cell_id")
-            if cell_id is None or not self._is_live(cell_id):
+            if cell_id is None or not self.cells.is_live(cell_id):
                 return False
             cell = self.notebook.cell(cell_id)
             call.cell_id, call.original, cell.source = cell_id, cell.source, ""
@@ -438,22 +433,19 @@ class Agent:
         after = string_field(arguments, "after_cell_id")
         if after is not None and not self.notebook.has(after):
             after = None
-        cell = self._propose(cell_type, "", after, streaming=True)
+        cell = self.cells.propose(cell_type, "", after, streaming=True)
         call.cell_id, call.after_cell_id = cell.id, after
         return True
 
     def _withdraw(self, call: _StreamingCall, reason: str) -> None:
         """Undoes what an unusable call showed: its new cell goes, an edited cell gets its
         source back."""
-        if call.cell_id is None or not self._is_live(call.cell_id):
+        if call.cell_id is None or not self.cells.is_live(call.cell_id):
             return
         if call.original is None:
-            self.notebook.withdraw(call.cell_id)
-            del self.review.cells[call.cell_id]
-            self.events.emit("cell_rejected", cell_id=call.cell_id, reason=reason)
+            self.cells.withdraw(call.cell_id, reason)
         else:
-            self.notebook.cell(call.cell_id).source = call.original
-            self.events.emit("cell_edited", cell_id=call.cell_id, source=call.original)
+            self.cells.edit(call.cell_id, call.original)
 
     # The tools. Each returns the JSON object the model reads; a cell tool names its cell_id.
 
@@ -488,16 +480,15 @@ class Agent:
                 self._withdraw(streamed, f"no cell has id {after_cell_id!r}")
             return missing
         if streamed is None or streamed.cell_id is None:
-            cell = self._propose(cell_type, source, after_cell_id)
+            cell = self.cells.propose(cell_type, source, after_cell_id)
         else:
-            if not self._is_live(streamed.cell_id):
+            if not self.cells.is_live(streamed.cell_id):
                 return self._rejected(streamed.cell_id)
             cell = self.notebook.cell(streamed.cell_id)
             if cell.source != source:
-                cell.source = source
-                self.events.emit("cell_edited", cell_id=cell.id, source=source)
+                self.cells.edit(cell.id, source)
             if after_cell_id != streamed.after_cell_id:
-                self._move(cell, after_cell_id)
+                self.cells.move(cell, after_cell_id)
         if cell_type != "code":
             return {"cell_id": cell.id, "status": "ok"}
         return await self._settle(cell)
@@ -509,27 +500,20 @@ class Agent:
             return missing
         if refused := self._oversized(source, streamed):
             return refused
-        if not self._is_live(cell_id):
+        if not self.cells.is_live(cell_id):
             return {
                 "status": "error",
                 "error": f"cell {cell_id!r} was not written by you in this run: add a new cell "
                 "instead of changing the person's",
             }
         cell = self.notebook.cell(cell_id)
-        record = self.review.cells[cell_id]
+        record = self.cells.records[cell_id]
         previous = streamed.original if streamed and streamed.cell_id == cell_id else cell.source
         if previous is not None and previous != source:
             record.versions.append(previous)
-        cell.source = source
         if self.config.execution == "ask":
-            self._set_state(cell, record, "proposed")
-        self.events.emit(
-            "cell_edited",
-            cell_id=cell_id,
-            source=source,
-            version=len(record.versions),
-            state=record.state,
-        )
+            self.cells.set_state(cell_id, "proposed")
+        self.cells.edit(cell_id, source, version=len(record.versions), state=record.state)
         if cell.cell_type != "code":
             return {"cell_id": cell_id, "status": "ok"}
         return await self._settle(cell)
@@ -563,55 +547,18 @@ class Agent:
 
     # Cells: proposing, the person's verdicts, running.
 
-    def _propose(
-        self, cell_type: str, source: str, after_cell_id: str | None, streaming: bool = False
-    ) -> NotebookNode:
-        provenance = {
-            "run_id": self.run_id,
-            "model": self.model.name,
-            "state": self.config.cell_state,
-        }
-        cell, index = self.notebook.add(cell_type, source, provenance, after_cell_id)  # type: ignore[arg-type]
-        self.review.cells[cell.id] = CellRecord(state=self.config.cell_state)
-        self.events.emit(
-            "cell_proposed",
-            cell_id=cell.id,
-            cell_type=cell_type,
-            source=source,
-            index=index,
-            after_cell_id=self._predecessor(index),
-            metadata=copy.deepcopy(dict(cell.metadata)),  # a log entry: later changes stay out
-            streaming=streaming,
-        )
-        return cell
-
-    def _predecessor(self, index: int) -> str | None:
-        """The id of the cell before `index`: where a notebook that changed meanwhile puts it."""
-        return self.notebook.nb.cells[index - 1].get("id") if index > 0 else None
-
-    def _move(self, cell: NotebookNode, after_cell_id: str | None) -> None:
-        self.notebook.remove(cell.id)
-        index = len(self.notebook.nb.cells)
-        if after_cell_id is not None:
-            index = self.notebook.index(after_cell_id) + 1
-        self.notebook.nb.cells.insert(index, cell)
-        after = self._predecessor(index)
-        self.events.emit("cell_moved", cell_id=cell.id, index=index, after_cell_id=after)
-
     def accept(self, cell_id: str) -> None:
         """Accepts the cell: a wait on it (`ask` mode) goes on to run it; a restored code cell
         that never ran runs before the model's next turn (call `resume` when the run ended)."""
-        record = self.review.record(cell_id)
         runs = self.runs_when_accepted(cell_id)
-        self._set_state(self.notebook.cell(cell_id), record, "accepted")
-        self.events.emit("cell_accepted", cell_id=cell_id)
+        self.cells.accept(cell_id)
         if not self.review.decide(cell_id, Decision("accept")) and runs:
-            self.review.to_run.append((cell_id, self._idle))
+            self.review.to_run.append((cell_id, self.idle))
 
     def runs_when_accepted(self, cell_id: str) -> bool:
         """Whether accepting the cell runs it here, outside any call of the model's: a code
         cell brought back after a rejection before it ran (the call that wrote it is over)."""
-        record = self.review.cells.get(cell_id)
+        record = self.cells.records.get(cell_id)
         return (
             record is not None
             and record.restored
@@ -622,24 +569,15 @@ class Agent:
         )
 
     @property
-    def _idle(self) -> bool:
-        """No loop under way: it ended, or the run was taken up from the store."""
+    def idle(self) -> bool:
+        """No loop under way: it ended, or the run was taken up from the store; what the
+        person asks now waits for `resume`."""
         return self._loop_task is None or self._loop_task.done()
 
     def reject(self, cell_id: str, keep_state: bool = False) -> None:
         """Removes the cell. What a cell that ran did remains in the kernel, which is the
         person's: unless `keep_state`, they are offered a restart that undoes it."""
-        record = self.review.record(cell_id)
-        index = self.notebook.index(cell_id)
-        before = self.notebook.nb.cells[index - 1].get("id") if index > 0 else None
-        record.removed = (self.notebook.remove(cell_id), before)
-        record.state = "rejected"
-        remain = record.executed
-        self.events.emit(
-            "cell_rejected", cell_id=cell_id, keep_state=keep_state, effects_remain=remain
-        )
-        if remain and not keep_state:
-            self.events.emit("kernel_restart_proposed", reason=f"cell {cell_id} was rejected")
+        remain = self.cells.reject(cell_id, keep_state)
         if not self.review.decide(cell_id, Decision("reject")):
             consequence = " What it did remains in the kernel." if remain else ""
             self.review.notes.append(
@@ -648,26 +586,7 @@ class Agent:
 
     def restore(self, cell_id: str) -> None:
         """Undoes a rejection: the cell comes back where it was, as it was, proposed again."""
-        record = self.review.rejected(cell_id)
-        assert record.removed is not None
-        cell, after = record.removed
-        index = self.notebook.index(after) + 1 if after and self.notebook.has(after) else 0
-        if after and not self.notebook.has(after):
-            index = len(self.notebook.nb.cells)
-        self.notebook.nb.cells.insert(index, cell)
-        record.removed, record.restored = None, True
-        self._set_state(cell, record, "proposed")
-        self.events.emit(
-            "cell_restored",
-            cell_id=cell_id,
-            cell_type=cell.cell_type,
-            source=cell.source,
-            index=index,
-            after_cell_id=self._predecessor(index),
-            metadata=copy.deepcopy(dict(cell.metadata)),
-            outputs=cell.get("outputs", []),
-            execution_count=cell.get("execution_count"),
-        )
+        self.cells.restore(cell_id)
         self.review.notes.append(
             f"The person undid the rejection of cell {cell_id}: it is back in the notebook, "
             "proposed, as it was."
@@ -676,7 +595,7 @@ class Agent:
     def regenerate(self, cell_id: str, instruction: str = "") -> None:
         """Asks the model to rewrite the cell in place; its current source is kept as a version.
         Call `resume` when the run has finished."""
-        record = self.review.record(cell_id)
+        record = self.cells.record(cell_id)
         cell = self.notebook.cell(cell_id)
         self.events.emit(
             "cell_regenerating",
@@ -689,14 +608,14 @@ class Agent:
             return
         wish = f" The person's instruction: {instruction}" if instruction else ""
         # No loop under way: the rewrite is all there is left to do.
-        finish = " Then call complete_task." if self._idle else ""
+        finish = " Then call complete_task." if self.idle else ""
         self.review.notes.append(
             f"The person asked you to rewrite cell {cell_id} with edit_cell.{wish}{finish}"
         )
 
     async def _settle(self, cell: NotebookNode) -> dict[str, Any]:
         """Runs a code cell: at once, or in `ask` mode once the person has said yes."""
-        if self.config.execution == "ask" and self.review.cells[cell.id].state == "proposed":
+        if self.config.execution == "ask" and self.cells.records[cell.id].state == "proposed":
             decision = await self.review.wait(cell.id)
             if decision.verdict == "reject":
                 return self._rejected(cell.id)
@@ -717,10 +636,6 @@ class Agent:
             "note": "The person rejected this cell: it was removed and did not run.",
         }
 
-    def _set_state(self, cell: NotebookNode, record: CellRecord, state: CellState) -> None:
-        record.state = state
-        cell.metadata[METADATA_KEY]["state"] = state
-
     def _missing(self, cell_id: str) -> dict[str, Any] | None:
         """What the model reads about a cell id the notebook lacks (the ids it has); None when
         the notebook has it."""
@@ -730,20 +645,12 @@ class Agent:
             return {"status": "error", "error": str(error)}
         return None
 
-    def _is_live(self, cell_id: str) -> bool:
-        """A cell of this run that is still in the notebook."""
-        try:
-            self.review.record(cell_id)
-        except CellGone:
-            return False
-        return self.notebook.has(cell_id)
-
     async def _run_cell(self, cell: NotebookNode) -> dict[str, Any]:
         # No kernel to be had (none may run the agent's code) ends the run before the cell
         # is said to run: it never did.
         await self._session()
         collector = OutputCollector(self.config.output_limits)
-        if self.review.cells[cell.id].state != "rejected":
+        if self.cells.records[cell.id].state != "rejected":
             self.events.emit("cell_running", cell_id=cell.id)
         streaming = asyncio.ensure_future(self._stream_outputs(cell, collector))
         try:
@@ -752,11 +659,13 @@ class Agent:
             # Stopped, or the kernel stopped answering: what the cell printed so far stays.
             streaming.cancel()
             status = "stopped" if isinstance(ended, asyncio.CancelledError) else "died"
-            self._show_outputs(cell, status, collector.outputs, collector.execution_count)
+            self.cells.show_outputs(cell, status, collector.outputs, collector.execution_count)
             raise
         finally:
             streaming.cancel()
-        self._show_outputs(cell, execution.status, execution.outputs, execution.execution_count)
+        self.cells.show_outputs(
+            cell, execution.status, execution.outputs, execution.execution_count
+        )
         return self._report(execution)
 
     async def _stream_outputs(self, cell: NotebookNode, collector: OutputCollector) -> None:
@@ -768,7 +677,7 @@ class Agent:
         wait, sent, seen = OUTPUT_STREAM_INTERVAL_S, 0, collector.changes
         while sent < OUTPUT_STREAM_BUDGET_BYTES and self._snapshot_bytes_left > 0:
             await asyncio.sleep(wait)
-            if collector.changes == seen or self.review.cells[cell.id].state == "rejected":
+            if collector.changes == seen or self.cells.records[cell.id].state == "rejected":
                 continue
             seen, size = collector.changes, collector.size
             self.events.emit(
@@ -782,25 +691,6 @@ class Agent:
             sent += size
             self._snapshot_bytes_left -= size
             wait = max(OUTPUT_STREAM_INTERVAL_S, size / OUTPUT_STREAM_BYTES_PER_S)
-
-    def _show_outputs(
-        self,
-        cell: NotebookNode,
-        status: str,
-        outputs: list[NotebookNode],
-        execution_count: int | None,
-    ) -> None:
-        record = self.review.cells[cell.id]
-        record.executed = True
-        cell.outputs, cell.execution_count = outputs, execution_count
-        if record.state != "rejected":
-            self.events.emit(
-                "cell_outputs",
-                cell_id=cell.id,
-                status=status,
-                outputs=outputs,
-                execution_count=execution_count,
-            )
 
     async def _execute(self, code: str, collector: OutputCollector | None = None) -> Execution:
         kernel = await self._session()

@@ -8,20 +8,10 @@ next turn, so that the history stays append-only.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
-from nbformat import NotebookNode
-
 Verdict = Literal["accept", "reject", "regenerate"]
-
-
-class ReviewError(Exception):
-    """A verdict that cannot apply: an unknown cell, or one that is gone."""
-
-
-class CellGone(ReviewError):
-    """The cell was not written by this run, or was rejected."""
 
 
 @dataclass
@@ -30,23 +20,8 @@ class Decision:
     instruction: str = ""
 
 
-@dataclass
-class CellRecord:
-    """What the run knows of one of its cells beyond the notebook itself."""
-
-    state: Literal["proposed", "accepted", "rejected"] = "proposed"
-    versions: list[str] = field(default_factory=list)
-    """Earlier sources, oldest first: kept when a cell is regenerated or edited."""
-    executed: bool = False
-    removed: tuple[NotebookNode, str | None] | None = field(default=None, repr=False)
-    """A rejected cell as it was, and the cell it followed: the person may undo the rejection."""
-    restored: bool = False
-    """Brought back after a rejection: no tool call of the model will run it any more."""
-
-
 class Review:
     def __init__(self) -> None:
-        self.cells: dict[str, CellRecord] = {}
         self.notes: list[str] = []
         """Said to the model before its next turn."""
         self.to_run: list[tuple[str, bool]] = []
@@ -54,18 +29,10 @@ class Review:
         with whether the run had ended (the model then finishes once it has read them)."""
         self._waiting: dict[str, asyncio.Future[Decision]] = {}
 
-    def rejected(self, cell_id: str) -> CellRecord:
-        """The record of a cell the person rejected, which they may bring back."""
-        record = self.cells.get(cell_id)
-        if record is None or record.state != "rejected" or record.removed is None:
-            raise CellGone(f"cell {cell_id!r} is not a rejected cell of this run")
-        return record
-
-    def record(self, cell_id: str) -> CellRecord:
-        record = self.cells.get(cell_id)
-        if record is None or record.state == "rejected":
-            raise CellGone(f"cell {cell_id!r} is not a cell of this run that is still there")
-        return record
+    @property
+    def pending(self) -> bool:
+        """Something the person asked that the model has not heard of yet."""
+        return bool(self.notes or self.to_run)
 
     async def wait(self, cell_id: str) -> Decision:
         """Until the person decides on the cell (`ask` mode)."""

@@ -28,10 +28,10 @@ from jupyter_server.services.sessions.sessionmanager import SessionManager
 from tornado.web import HTTPError
 
 from ..agent import Agent, AgentConfig, EventLog, RunOutcome
+from ..agent.cells import ReviewError
 from ..agent.conversation import Conversation
 from ..agent.events import Listener
 from ..agent.observers import load_observers
-from ..agent.review import ReviewError
 from ..kernels import JupyterKernelSession
 from ..kernels.gateway import connected_session, explain, explained
 from ..llm import Model
@@ -108,6 +108,8 @@ class Run:
         kept = earlier and earlier.get("outcome")
         self.outcome: RunOutcome | None = RunOutcome(**kept) if kept else None
         self.task: asyncio.Task[None] | None = None
+        self._then: Callable[[], Awaitable[RunOutcome]] | None = None
+        """What the run goes on with once it has put its work away (see `_go_on_for_review`)."""
         self.kernel_id: str | None = None
         """The notebook's kernel the run executes in, once it has one."""
 
@@ -142,6 +144,9 @@ class Run:
                 self.store.save_run(self.notebook, self.to_json(), self.state)
                 self._save_conversation()
                 release_freed_memory()
+                work, self._then = self._then, None
+                if work is not None and self.agent.review.pending:
+                    self.start(work)
 
     async def _persist(self) -> None:
         """Before each tool call: the events so far and the thread that led to the call. A
@@ -186,8 +191,7 @@ class Run:
         if not self.active:
             self._check_put_away()
         self._review(self.agent.regenerate, cell_id, instruction)
-        if not self.active:
-            self.start(self.agent.resume)
+        self._go_on_for_review()
 
     def go_on(self) -> None:
         """An interrupted run goes on where it stopped."""
@@ -208,12 +212,12 @@ class Run:
 
     def accept(self, cell_id: str) -> None:
         """Accepts the cell; a finished run goes on to run a restored one."""
-        goes_on = not self.active and self.agent.runs_when_accepted(cell_id)
-        if goes_on:
+        goes_on = self.agent.runs_when_accepted(cell_id)
+        if goes_on and not self.active:
             self._check_put_away()
         self._review(self.agent.accept, cell_id)
         if goes_on:
-            self.start(self.agent.resume)
+            self._go_on_for_review()
 
     def reject(self, cell_id: str, keep_state: bool) -> None:
         self._review(self.agent.reject, cell_id, keep_state)
@@ -221,6 +225,15 @@ class Run:
     def restore(self, cell_id: str) -> None:
         """Undoes the person's rejection of the cell."""
         self._review(self.agent.restore, cell_id)
+
+    def _go_on_for_review(self) -> None:
+        """The agent's loop goes on for what the person just asked (a rewrite, a restored cell
+        to run): at once where the run had finished; once it has put its work away where its
+        loop has ended but the run is still doing so; by itself where its loop is under way."""
+        if not self.active:
+            self.start(self.agent.resume)
+        elif self.agent.idle:
+            self._then = self.agent.resume
 
     def _review(self, verdict: Callable[..., None], cell_id: str, *args: Any) -> None:
         try:
@@ -244,7 +257,7 @@ class Run:
         outcome = self.outcome
         cells = [
             {"cell_id": cell_id, "state": record.state, "versions": record.versions}
-            for cell_id, record in self.agent.review.cells.items()
+            for cell_id, record in self.agent.cells.records.items()
         ]
         return {
             "id": self.id,

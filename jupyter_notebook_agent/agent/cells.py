@@ -1,0 +1,207 @@
+"""The cells a run writes in its notebook, each with its record. Every change to one of them goes
+through here, and is said in the run's event log as it is made: the log and the notebook agree.
+
+A cell's state (proposed, accepted) is kept in one place, its metadata, which the notebook file
+and the frontend read too; a rejected cell is out of the notebook, kept aside for an undo.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from nbformat import NotebookNode
+
+from ..notebook.document import METADATA_KEY, CellState, NotebookDocument
+from .events import EventLog
+
+
+class ReviewError(Exception):
+    """A verdict that cannot apply: an unknown cell, or one that is gone."""
+
+
+class CellGone(ReviewError):
+    """The cell was not written by this run, or was rejected."""
+
+
+@dataclass
+class CellRecord:
+    """What the run knows of one of its cells beyond the notebook itself."""
+
+    cell: NotebookNode = field(repr=False)
+    versions: list[str] = field(default_factory=list)
+    """Earlier sources, oldest first: kept when a cell is regenerated or edited."""
+    executed: bool = False
+    removed: bool = False
+    """Rejected: out of the notebook, kept as it was, for the person may undo the rejection."""
+    followed: str | None = None
+    """While removed, the cell it followed (None: it was the first)."""
+    restored: bool = False
+    """Brought back after a rejection: no tool call of the model will run it any more."""
+
+    @property
+    def state(self) -> Literal["proposed", "accepted", "rejected"]:
+        if self.removed:
+            return "rejected"
+        return self.cell.metadata[METADATA_KEY].get("state", "proposed")
+
+
+class RunCells:
+    def __init__(
+        self, notebook: NotebookDocument, events: EventLog, provenance: dict[str, Any]
+    ) -> None:
+        self.notebook = notebook
+        self.events = events
+        self.provenance = provenance
+        """What each new cell's metadata says of it: the run, the model, its first state."""
+        self.records: dict[str, CellRecord] = {}
+
+    # Lookups.
+
+    def record(self, cell_id: str) -> CellRecord:
+        """The record of a cell of this run still in the notebook; CellGone for any other."""
+        record = self.records.get(cell_id)
+        if record is None or record.state == "rejected":
+            raise CellGone(f"cell {cell_id!r} is not a cell of this run that is still there")
+        return record
+
+    def rejected(self, cell_id: str) -> CellRecord:
+        """The record of a cell the person rejected, which they may bring back."""
+        record = self.records.get(cell_id)
+        if record is None or record.state != "rejected":
+            raise CellGone(f"cell {cell_id!r} is not a rejected cell of this run")
+        return record
+
+    def is_live(self, cell_id: str) -> bool:
+        """A cell of this run that is still in the notebook."""
+        record = self.records.get(cell_id)
+        return record is not None and record.state != "rejected" and self.notebook.has(cell_id)
+
+    def live(self) -> list[str]:
+        return [cell_id for cell_id in self.records if self.is_live(cell_id)]
+
+    def predecessor(self, index: int) -> str | None:
+        """The id of the cell before `index`: where a notebook that changed meanwhile puts it."""
+        return self.notebook.nb.cells[index - 1].get("id") if index > 0 else None
+
+    # Changes, each said in the log.
+
+    def propose(
+        self, cell_type: str, source: str, after_cell_id: str | None, streaming: bool = False
+    ) -> NotebookNode:
+        cell, index = self.notebook.add(
+            cell_type,  # type: ignore[arg-type]
+            source,
+            dict(self.provenance),
+            after_cell_id,
+        )
+        self.records[cell.id] = CellRecord(cell)
+        self.events.emit(
+            "cell_proposed",
+            cell_id=cell.id,
+            cell_type=cell_type,
+            source=source,
+            index=index,
+            after_cell_id=self.predecessor(index),
+            metadata=copy.deepcopy(dict(cell.metadata)),  # a log entry: later changes stay out
+            streaming=streaming,
+        )
+        return cell
+
+    def move(self, cell: NotebookNode, after_cell_id: str | None) -> None:
+        self.notebook.remove(cell.id)
+        index = len(self.notebook.nb.cells)
+        if after_cell_id is not None:
+            index = self.notebook.index(after_cell_id) + 1
+        self.notebook.nb.cells.insert(index, cell)
+        after = self.predecessor(index)
+        self.events.emit("cell_moved", cell_id=cell.id, index=index, after_cell_id=after)
+
+    def set_state(self, cell_id: str, state: CellState) -> None:
+        self.records[cell_id].cell.metadata[METADATA_KEY]["state"] = state
+
+    def accept(self, cell_id: str) -> None:
+        self.record(cell_id)
+        self.set_state(cell_id, "accepted")
+        self.events.emit("cell_accepted", cell_id=cell_id)
+
+    def reject(self, cell_id: str, keep_state: bool) -> bool:
+        """Removes the cell, kept aside for an undo; True when what it did remains in the
+        kernel (it ran), in which case a restart is proposed unless `keep_state`."""
+        record = self.record(cell_id)
+        index = self.notebook.index(cell_id)
+        self.notebook.remove(cell_id)
+        record.removed, record.followed = True, self.predecessor(index)
+        remain = record.executed
+        self.events.emit(
+            "cell_rejected", cell_id=cell_id, keep_state=keep_state, effects_remain=remain
+        )
+        if remain and not keep_state:
+            self.events.emit("kernel_restart_proposed", reason=f"cell {cell_id} was rejected")
+        return remain
+
+    def restore(self, cell_id: str) -> None:
+        """Undoes a rejection: the cell comes back where it was, as it was, proposed again."""
+        record = self.rejected(cell_id)
+        cell, after = record.cell, record.followed
+        index = 0
+        if after and self.notebook.has(after):
+            index = self.notebook.index(after) + 1
+        elif after:
+            index = len(self.notebook.nb.cells)
+        self.notebook.nb.cells.insert(index, cell)
+        record.removed, record.restored = False, True
+        self.set_state(cell_id, "proposed")
+        self.events.emit(
+            "cell_restored",
+            cell_id=cell_id,
+            cell_type=cell.cell_type,
+            source=cell.source,
+            index=index,
+            after_cell_id=self.predecessor(index),
+            metadata=copy.deepcopy(dict(cell.metadata)),
+            outputs=cell.get("outputs", []),
+            execution_count=cell.get("execution_count"),
+        )
+
+    def edit(self, cell_id: str, source: str, **said: Any) -> None:
+        """The cell's source replaced (`said`: what else the event tells)."""
+        self.records[cell_id].cell.source = source
+        self.events.emit("cell_edited", cell_id=cell_id, source=source, **said)
+
+    def withdraw(self, cell_id: str, reason: str) -> None:
+        """A cell shown for a call that turned out unusable goes, as if never written."""
+        self.notebook.withdraw(cell_id)
+        del self.records[cell_id]
+        self.events.emit("cell_rejected", cell_id=cell_id, reason=reason)
+
+    def show_outputs(
+        self,
+        cell: NotebookNode,
+        status: str,
+        outputs: list[NotebookNode],
+        execution_count: int | None,
+    ) -> None:
+        record = self.records[cell.id]
+        record.executed = True
+        cell.outputs, cell.execution_count = outputs, execution_count
+        if record.state != "rejected":
+            self.events.emit(
+                "cell_outputs",
+                cell_id=cell.id,
+                status=status,
+                outputs=outputs,
+                execution_count=execution_count,
+            )
+
+    def take_up(self, run_id: str, versions: dict[str, list[str]]) -> None:
+        """The cells of run `run_id` the notebook still holds, as an earlier server left them."""
+        for cell in self.notebook.nb.cells:
+            provenance = cell.metadata.get(METADATA_KEY, {})
+            if provenance.get("run_id") == run_id and "id" in cell:
+                self.records[cell.id] = CellRecord(
+                    cell,
+                    versions=list(versions.get(cell.id, [])),
+                    executed=cell.get("execution_count") is not None,
+                )
