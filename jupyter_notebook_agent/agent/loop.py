@@ -16,11 +16,11 @@ from ..kernels.base import Execution, KernelSession, KernelUnresponsive
 from ..llm.base import Model, ModelError, ModelTurn, TextDelta, ToolCall, ToolCallDelta
 from ..notebook.document import CellNotFound, CellState, NotebookDocument
 from ..notebook.outputs import OutputCollector, OutputLimits, digest
-from ..partial_json import FieldStream, string_field
 from .budget import BudgetSpent, ContextBudget
 from .cells import RunCells
 from .conversation import Conversation
 from .events import EventLog
+from .preview import CellPreview, StreamingCall, too_long
 from .prompt import interruption_message, system_message, task_message
 from .review import Decision, Review
 from .tools import TOOLS, FormatError, parse_call
@@ -96,19 +96,6 @@ class RunEnded(Exception):
         self.outcome = outcome
 
 
-@dataclass
-class _StreamingCall:
-    """A tool call still arriving; a cell call gets its cell shown as its source streams."""
-
-    name: str = ""
-    source: FieldStream = field(default_factory=lambda: FieldStream("source"))
-    cell_id: str | None = None
-    after_cell_id: str | None = None
-    original: str | None = None
-    """The source an edit replaces, restored when the call turns out unusable."""
-    ignored: bool = False
-
-
 class Agent:
     """One run of one task on one notebook, with one kernel, continuing the notebook's
     conversation.
@@ -140,6 +127,7 @@ class Agent:
         self.review = Review()
         provenance = {"run_id": self.run_id, "model": model.name, "state": self.config.cell_state}
         self.cells = RunCells(notebook, self.events, provenance)
+        self.preview = CellPreview(self.cells, self.config.max_cell_chars)
         self.conversation = conversation or Conversation()
         self.budget = ContextBudget(
             self.conversation,
@@ -157,7 +145,6 @@ class Agent:
         at the start; where things stand, when an interrupted run goes on."""
         self._format_errors = 0
         self._outcome: RunOutcome | None = None
-        self._streaming: dict[str, _StreamingCall] = {}
         self._loop_task: asyncio.Future[RunOutcome] | None = None
         self._stop_summary = ""
         self._stop_reason = "stopped"
@@ -318,7 +305,6 @@ class Agent:
 
     async def _query(self, step: int) -> ModelTurn:
         turn: ModelTurn | None = None
-        calls: dict[int, _StreamingCall] = {}
         received = 0
         sent_chars = self.conversation.chars
         try:
@@ -329,7 +315,7 @@ class Agent:
                         self.events.emit("message_delta", text=item.text)
                     elif isinstance(item, ToolCallDelta):
                         received += len(item.arguments)
-                        self._stream_call(calls.setdefault(item.index, _StreamingCall()), item)
+                        self.preview.feed(item)
                     elif isinstance(item, ModelTurn):
                         turn = item
                     if received > self.config.max_turn_chars:
@@ -340,16 +326,12 @@ class Agent:
                             "writing it into cells"
                         )
         except BaseException:  # stopped, cut off, or the model failed: half-written cells go
-            for call in calls.values():
-                self._withdraw(call, "the model stopped before it finished writing this cell")
+            self.preview.cut_off("the model stopped before it finished writing this cell")
             raise
         if turn is None:
+            self.preview.cut_off("the model ended its answer without a turn")
             raise ModelError(f"model {self.model.name} ended its answer without a turn")
-        # The assembled turn lists its calls in index order, with their ids filled in.
-        indices = sorted(calls)
-        self._streaming = {
-            call.id: calls[i] for call, i in zip(turn.tool_calls, indices, strict=False)
-        }
+        self.preview.answered(turn)
         self.budget.observe(turn.usage.prompt_tokens, turn.usage.completion_tokens, sent_chars)
         self.usage["prompt_tokens"] += turn.usage.prompt_tokens
         self.usage["completion_tokens"] += turn.usage.completion_tokens
@@ -363,12 +345,12 @@ class Agent:
         await self.events.persisted()  # what led here survives a server killed by the call
         loop = asyncio.get_running_loop()
         started = loop.time()
-        streamed = self._streaming.pop(call.id, None)
+        streamed = self.preview.take(call.id)
         try:
             parsed = parse_call(call.name, call.arguments)
         except FormatError as error:
             if streamed:
-                self._withdraw(streamed, "the model's call was malformed")
+                self.preview.withdraw(streamed, "the model's call was malformed")
             result = self._format_error(str(error))
         else:
             self._format_errors = 0
@@ -399,85 +381,29 @@ class Agent:
             )
         return {"status": "error", "error": f"{problem}. Call a tool again, correctly."}
 
-    # A cell shown while its call streams: added once its type is known, filled token by token.
-
-    def _stream_call(self, call: _StreamingCall, delta: ToolCallDelta) -> None:
-        call.name += delta.name or ""
-        text = call.source.feed(delta.arguments)
-        if call.ignored or call.name not in ("add_cell", "edit_cell") or not call.source.started:
-            return
-        if call.cell_id is None and not self._open_streamed_cell(call):
-            call.ignored = True
-            return
-        assert call.cell_id is not None
-        if call.source.length > self.config.max_cell_chars:
-            self._withdraw(call, self._too_long(call.source.length)["error"])
-            call.ignored = True
-        elif text:
-            self.notebook.cell(call.cell_id).source += text
-            self.events.emit("cell_source_delta", cell_id=call.cell_id, text=text)
-
-    def _open_streamed_cell(self, call: _StreamingCall) -> bool:
-        arguments = call.source.arguments
-        if call.name == "edit_cell":
-            cell_id = string_field(arguments, "cell_id")
-            if cell_id is None or not self.cells.is_live(cell_id):
-                return False
-            cell = self.notebook.cell(cell_id)
-            call.cell_id, call.original, cell.source = cell_id, cell.source, ""
-            self.events.emit("cell_source_delta", cell_id=cell_id, text="", reset=True)
-            return True
-        cell_type = string_field(arguments, "cell_type")
-        if cell_type not in ("code", "markdown"):
-            return False  # unknown until after the source: the cell appears when the call ends
-        after = string_field(arguments, "after_cell_id")
-        if after is not None and not self.notebook.has(after):
-            after = None
-        cell = self.cells.propose(cell_type, "", after, streaming=True)
-        call.cell_id, call.after_cell_id = cell.id, after
-        return True
-
-    def _withdraw(self, call: _StreamingCall, reason: str) -> None:
-        """Undoes what an unusable call showed: its new cell goes, an edited cell gets its
-        source back."""
-        if call.cell_id is None or not self.cells.is_live(call.cell_id):
-            return
-        if call.original is None:
-            self.cells.withdraw(call.cell_id, reason)
-        else:
-            self.cells.edit(call.cell_id, call.original)
-
     # The tools. Each returns the JSON object the model reads; a cell tool names its cell_id.
 
-    def _oversized(self, source: str, streamed: _StreamingCall | None) -> dict[str, Any] | None:
+    def _oversized(self, source: str, streamed: StreamingCall | None) -> dict[str, Any] | None:
         """The refusal of a cell source longer than a cell may have, its streamed cell withdrawn;
         None for one that fits."""
         if len(source) <= self.config.max_cell_chars:
             return None
         if streamed:
-            self._withdraw(streamed, "the cell's source is too long")
-        return self._too_long(len(source))
-
-    def _too_long(self, chars: int) -> dict[str, Any]:
-        limit = self.config.max_cell_chars
-        return {
-            "status": "error",
-            "error": f"the cell's source has {chars} characters, more than the {limit} a cell "
-            "may have: split it into smaller cells, and read data from files",
-        }
+            self.preview.withdraw(streamed, "the cell's source is too long")
+        return {"status": "error", "error": too_long(len(source), self.config.max_cell_chars)}
 
     async def _tool_add_cell(
         self,
         cell_type: str,
         source: str,
         after_cell_id: str | None = None,
-        streamed: _StreamingCall | None = None,
+        streamed: StreamingCall | None = None,
     ) -> dict[str, Any]:
         if refused := self._oversized(source, streamed):
             return refused
         if after_cell_id is not None and (missing := self._missing(after_cell_id)):
             if streamed:
-                self._withdraw(streamed, f"no cell has id {after_cell_id!r}")
+                self.preview.withdraw(streamed, f"no cell has id {after_cell_id!r}")
             return missing
         if streamed is None or streamed.cell_id is None:
             cell = self.cells.propose(cell_type, source, after_cell_id)
@@ -494,7 +420,7 @@ class Agent:
         return await self._settle(cell)
 
     async def _tool_edit_cell(
-        self, cell_id: str, source: str, streamed: _StreamingCall | None = None
+        self, cell_id: str, source: str, streamed: StreamingCall | None = None
     ) -> dict[str, Any]:
         if missing := self._missing(cell_id):
             return missing
