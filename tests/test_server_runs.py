@@ -469,6 +469,33 @@ async def test_a_stop_as_the_run_begins_ends_it(replay, jp_root_dir, extension):
     assert [event["type"] for event in run.events.events] == ["run_started", "run_finished"]
 
 
+async def test_a_stop_as_a_finished_run_goes_on_again_ends_it(replay, jp_root_dir, extension):
+    """A Stop that came between a regenerate's start of a finished run and its first step was
+    cleared by the resume it meant to stop: the run went on with the model."""
+    replay.script.speed = 1
+    replay.script.turns = [add_cell_turn("x = 1"), complete("one cell")]
+    replay.script.turns += [slow("word " * 300, 30.0), complete()]
+    registry = extension.registry
+    path = make_notebook(jp_root_dir)
+    run = registry.create(
+        RunRequest(path, "go", "auto", 5),
+        await registry.read_notebook(path),
+        await extension.make_model(),
+        "python3",
+        AgentConfig(max_steps=5),
+    )
+    await run.task
+    assert run.outcome.reason == "completed"
+    run.regenerate("agent-1", "")
+    async with asyncio.timeout(5):  # in this task: the resumed run's own has not begun yet
+        await run.stop()
+    assert (run.state, run.outcome.reason) == ("finished", "stopped")
+    assert [e["reason"] for e in run.events.events if e["type"] == "run_finished"] == [
+        "completed",
+        "stopped",
+    ]
+
+
 async def test_a_stop_frees_the_notebook_when_its_work_cannot_be_put_away(
     api, replay, jp_root_dir, extension, monkeypatch
 ):

@@ -215,11 +215,16 @@ class Agent:
         message = interruption_message(task, self.notebook_path, cells, variables, mine)
         self._append({"role": "user", "content": message})
 
-    async def resume(self) -> RunOutcome:
-        """Goes on after the run finished, for what the person asked since (a regenerate).
-        A call its thread left open (its server died in it) is answered as not run first."""
-        self.conversation.answer_open_calls()
+    def rearm(self) -> None:
+        """Before the run goes on again (call it as the run is started, not in its task): the
+        last outcome and stop are spent, and a stop from now on stops what follows."""
         self._outcome, self._stop_summary, self._format_errors = None, "", 0
+
+    async def resume(self) -> RunOutcome:
+        """Goes on after the run finished (call `rearm` first), for what the person asked since
+        (a regenerate). A call its thread left open (its server died in it) is answered as not
+        run first."""
+        self.conversation.answer_open_calls()
         return await self._drive()
 
     def stop(self, summary: str = "stopped by the person", reason: str = "stopped") -> None:

@@ -118,7 +118,9 @@ class Run:
         return self.state == "running"
 
     def start(self, work: Callable[[], Awaitable[RunOutcome]]) -> None:
-        self.state = "running"
+        """The run works on `work`; a stop from now on stops it, even before it begins."""
+        self.agent.rearm()
+        self.state, self.outcome = "running", None
         self.store.save_run(self.notebook, self.to_json(), self.state)
         self.task = asyncio.ensure_future(self._main(work))
 
