@@ -146,9 +146,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
       try {
         const settings = await settingRegistry.load(PLUGIN_ID);
         const read = () => {
-          context.execution = settings.get('execution').composite as
-            'auto' | 'ask';
-          context.maxSteps = settings.get('maxSteps').composite as number;
+          // Only what the person set: otherwise the server's own settings apply.
+          context.execution = settings.get('execution').user as
+            'auto' | 'ask' | undefined;
+          context.maxSteps = settings.get('maxSteps').user as
+            number | undefined;
           context.model = settings.get('model').composite as string;
           side = settings.get('panelSide').composite as 'left' | 'right';
           sessionChanged.emit();

@@ -18,7 +18,7 @@ export interface IPanelContext extends IModelSetupContext {
   /** Emitted when the notebook in focus changes. */
   readonly sessionChanged: ISignal<unknown, void>;
   readonly statusProblem: string | null;
-  /** The person's settings for a request; undefined until they are read (the server's then). */
+  /** The person's settings for a request; undefined where they set none (the server's then). */
   readonly execution: 'auto' | 'ask' | undefined;
   readonly maxSteps: number | undefined;
   readonly model: string;

@@ -107,3 +107,10 @@ def test_a_backend_that_cannot_be_imported_is_said_plainly(monkeypatch):
     monkeypatch.setitem(backends(), "broken", "no_such_module_here:Model")
     with pytest.raises(ModelError, match="the model backend 'broken' cannot be loaded"):
         load_model("broken:x")
+
+
+def test_a_backend_that_fails_its_own_way_is_said_plainly(monkeypatch):
+    """Another package's backend that raises what it likes (here: it has no from_settings)."""
+    monkeypatch.setitem(backends(), "odd", "json:JSONDecoder")
+    with pytest.raises(ModelError, match="the model backend 'odd' could not make 'x'"):
+        load_model("odd:x")

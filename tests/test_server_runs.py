@@ -196,11 +196,13 @@ async def test_a_frontend_writer_holds_the_server_off_until_it_leaves(api, repla
     await api.call("POST", f"runs/{run['id']}/stop")
 
 
+@pytest.mark.parametrize("then_stop", [False, True], ids=["goes-on", "stopped"])
 async def test_a_regenerate_while_the_run_puts_its_work_away_goes_on_after(
-    api, replay, jp_root_dir, extension
+    api, replay, jp_root_dir, extension, then_stop
 ):
     """A verdict that lands once the agent's loop has ended but while the run still writes its
-    cells away (a slow save) was read by no one: the run must go on once it has put it away."""
+    cells away (a slow save) was read by no one: the run must go on once it has put it away,
+    unless the person stopped it meanwhile."""
     replay.script.turns = [
         add_cell_turn("print(1)"),
         complete("one cell"),
@@ -221,9 +223,57 @@ async def test_a_regenerate_while_the_run_puts_its_work_away_goes_on_after(
     await receive_until(socket, "run_finished")
     assert (await api.run(run["id"]))["state"] == "running"  # putting its work away
     await api.call("POST", f"runs/{run['id']}/cells/agent-1/regenerate")
+    if then_stop:
+        stopped = await api.call("POST", f"runs/{run['id']}/stop")
+        assert stopped["state"] == "finished"
+        await asyncio.sleep(1.5)
+        assert (await api.run(run["id"]))["state"] == "finished"
+        assert len(replay.script.requests) == 2  # the model was not asked again
+        return
     await receive_until(socket, "run_finished", timeout_s=20)
     finished = await api.finished(run["id"])
     assert finished["outcome"]["summary"] == "rewritten"
+
+
+async def test_a_regenerate_during_the_last_turn_is_done_after_it(api, replay, jp_root_dir):
+    """A regenerate while the model writes its last answer (one that completes the task) was
+    noted for a next turn that never came."""
+    replay.script.speed = 1
+    last = complete("one cell")
+    last.content, last.ttft_s, last.duration_s = "Done " * 50, 0.01, 2.0
+    replay.script.turns = [
+        add_cell_turn("print(1)"),
+        last,
+        turn(tool("edit_cell", {"cell_id": "agent-1", "source": "print(2)"})),
+        complete("rewritten"),
+    ]
+    path = make_notebook(jp_root_dir)
+    run = await api.start(path)
+    socket = await api.events(run["id"])
+    await receive_until(socket, "message_delta")  # the last answer is streaming
+    await api.call("POST", f"runs/{run['id']}/cells/agent-1/regenerate")
+    await receive_until(socket, "run_finished")
+    await receive_until(socket, "run_finished", timeout_s=20)
+    finished = await api.finished(run["id"])
+    assert finished["outcome"]["summary"] == "rewritten"
+
+
+async def test_a_cell_rejected_while_it_is_written_ends_nothing(api, replay, jp_root_dir):
+    """The person rejects a cell while its source still streams: the rest of the call writes
+    nowhere, the model hears the cell was rejected, and the run goes on to its end."""
+    replay.script.speed = 1
+    writing = add_cell_turn("print('line')\n" * 200)
+    writing.ttft_s, writing.duration_s = 0.01, 2.0
+    replay.script.turns = [writing, complete("gone then")]
+    path = make_notebook(jp_root_dir)
+    run = await api.start(path)
+    socket = await api.events(run["id"])
+    await receive_until(socket, "cell_source_delta")
+    await api.call("POST", f"runs/{run['id']}/cells/agent-1/reject")
+    events = await receive_until(socket, "run_finished", timeout_s=20)
+    assert events[-1]["summary"] == "gone then"
+    results = [e["result"] for e in events if e["type"] == "tool_result"]
+    assert results[0]["status"] == "rejected"
 
 
 async def test_accept_reject_and_regenerate_with_an_instruction(api, replay, jp_root_dir):
@@ -449,20 +499,25 @@ async def test_stop_during_a_long_execution_interrupts_it(api, replay, jp_root_d
     await api.start(run["path"])
 
 
-async def test_a_stop_as_the_run_begins_ends_it(replay, jp_root_dir, extension):
-    """A Stop that comes before the agent's loop began (the run just made) was a no-op, and
-    waited for the whole run to end."""
-    replay.script.speed = 1
-    replay.script.turns = [slow("word " * 300, 30.0), complete()]
+async def created_run(extension: Any, path: str) -> runs.Run:
+    """A run of five steps at most on the notebook, made and started in this task, as the
+    handler makes one: its own task has not begun when this returns."""
     registry = extension.registry
-    path = make_notebook(jp_root_dir)
-    run = registry.create(
+    return registry.create(
         RunRequest(path, "go", "auto", 5),
         await registry.read_notebook(path),
         await extension.make_model(),
         "python3",
         AgentConfig(max_steps=5),
     )
+
+
+async def test_a_stop_as_the_run_begins_ends_it(replay, jp_root_dir, extension):
+    """A Stop that comes before the agent's loop began (the run just made) was a no-op, and
+    waited for the whole run to end."""
+    replay.script.speed = 1
+    replay.script.turns = [slow("word " * 300, 30.0), complete()]
+    run = await created_run(extension, make_notebook(jp_root_dir))
     async with asyncio.timeout(5):  # in this task: the run's own has not begun yet
         await run.stop()
     assert (run.state, run.outcome.reason) == ("finished", "stopped")
@@ -475,15 +530,7 @@ async def test_a_stop_as_a_finished_run_goes_on_again_ends_it(replay, jp_root_di
     replay.script.speed = 1
     replay.script.turns = [add_cell_turn("x = 1"), complete("one cell")]
     replay.script.turns += [slow("word " * 300, 30.0), complete()]
-    registry = extension.registry
-    path = make_notebook(jp_root_dir)
-    run = registry.create(
-        RunRequest(path, "go", "auto", 5),
-        await registry.read_notebook(path),
-        await extension.make_model(),
-        "python3",
-        AgentConfig(max_steps=5),
-    )
+    run = await created_run(extension, make_notebook(jp_root_dir))
     await run.task
     assert run.outcome.reason == "completed"
     run.regenerate("agent-1", "")

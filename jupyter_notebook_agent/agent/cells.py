@@ -44,7 +44,8 @@ class CellRecord:
     def state(self) -> Literal["proposed", "accepted", "rejected"]:
         if self.removed:
             return "rejected"
-        return self.cell.metadata[METADATA_KEY].get("state", "proposed")
+        state = self.cell.metadata[METADATA_KEY].get("state")
+        return "accepted" if state == "accepted" else "proposed"
 
 
 class RunCells:

@@ -267,6 +267,7 @@ class Agent:
         while self.step < last_step:
             self.step += 1
             self.events.emit("step", step=self.step, max_steps=last_step)
+            self.review.asks_turn = False  # the model hears it all now
             await self._run_accepted()
             if self.review.notes:
                 notes, self.review.notes = self.review.notes, []
@@ -485,6 +486,7 @@ class Agent:
         self.cells.accept(cell_id)
         if not self.review.decide(cell_id, Decision("accept")) and runs:
             self.review.to_run.append((cell_id, self.idle))
+            self.review.asks_turn = True
 
     def runs_when_accepted(self, cell_id: str) -> bool:
         """Whether accepting the cell runs it here, outside any call of the model's: a code
@@ -543,6 +545,7 @@ class Agent:
         self.review.notes.append(
             f"The person asked you to rewrite cell {cell_id} with edit_cell.{wish}{finish}"
         )
+        self.review.asks_turn = True
 
     async def _settle(self, cell: NotebookNode) -> dict[str, Any]:
         """Runs a code cell: at once, or in `ask` mode once the person has said yes."""

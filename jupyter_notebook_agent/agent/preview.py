@@ -52,7 +52,9 @@ class CellPreview:
             call.ignored = True
             return
         assert call.cell_id is not None
-        if call.source.length > self.max_cell_chars:
+        if not self.cells.is_live(call.cell_id):  # the person rejected it as it was written
+            call.ignored = True
+        elif call.source.length > self.max_cell_chars:
             self.withdraw(call, too_long(call.source.length, self.max_cell_chars))
             call.ignored = True
         elif text:

@@ -27,12 +27,10 @@ class Review:
         self.to_run: list[tuple[str, bool]] = []
         """Cells accepted that no call will run (restored ones), run before the next turn;
         with whether the run had ended (the model then finishes once it has read them)."""
+        self.asks_turn = False
+        """The person asked for the model's work (a rewrite, a restored cell to run) and the
+        model has not heard of it yet: a run whose loop has ended goes on for it."""
         self._waiting: dict[str, asyncio.Future[Decision]] = {}
-
-    @property
-    def pending(self) -> bool:
-        """Something the person asked that the model has not heard of yet."""
-        return bool(self.notes or self.to_run)
 
     async def wait(self, cell_id: str) -> Decision:
         """Until the person decides on the cell (`ask` mode)."""

@@ -84,7 +84,15 @@ def load_model(
         "max_retries": max_retries,
         "local": local,
     }
-    return backend(prefix).from_settings(name, settings)
+    make = backend(prefix)
+    if prefix in BUILTIN_BACKENDS:
+        return make.from_settings(name, settings)
+    try:
+        return make.from_settings(name, settings)
+    except ModelError:
+        raise
+    except Exception as error:  # another package's backend, failing its own way
+        raise ModelError(f"the model backend {prefix!r} could not make {name!r}: {error}") from None
 
 
 __all__ = [

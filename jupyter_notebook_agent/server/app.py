@@ -497,7 +497,8 @@ class NotebookAgent(ExtensionApp):
             raise ModelError(f"{error} ({where})") from None
         except OSError as error:  # a folder, a name too long for the file system ...
             raise ModelError(f"the model {spec!r} cannot be read: {error.strerror}") from None
-        self._warm(model)
+        if callable(getattr(model, "warm", None)):  # another package's model may have none
+            self._warm(model)
         return model
 
     def _warm(self, model: Model) -> None:

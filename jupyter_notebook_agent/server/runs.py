@@ -31,7 +31,7 @@ from ..agent import Agent, AgentConfig, EventLog, RunOutcome
 from ..agent.cells import ReviewError
 from ..agent.conversation import Conversation
 from ..agent.events import Listener
-from ..agent.observers import load_observers
+from ..agent.observers import ObserverThread, load_observers
 from ..kernels import JupyterKernelSession
 from ..kernels.gateway import connected_session, explain, explained
 from ..llm import Model
@@ -108,8 +108,6 @@ class Run:
         kept = earlier and earlier.get("outcome")
         self.outcome: RunOutcome | None = RunOutcome(**kept) if kept else None
         self.task: asyncio.Task[None] | None = None
-        self._then: Callable[[], Awaitable[RunOutcome]] | None = None
-        """What the run goes on with once it has put its work away (see `_go_on_for_review`)."""
         self.kernel_id: str | None = None
         """The notebook's kernel the run executes in, once it has one."""
 
@@ -146,9 +144,8 @@ class Run:
                 self.store.save_run(self.notebook, self.to_json(), self.state)
                 self._save_conversation()
                 release_freed_memory()
-                work, self._then = self._then, None
-                if work is not None and self.agent.review.pending:
-                    self.start(work)
+                if self.agent.review.asks_turn:  # asked for while the loop was ending
+                    self.start(self.agent.resume)
 
     async def _persist(self) -> None:
         """Before each tool call: the events so far and the thread that led to the call. A
@@ -170,6 +167,7 @@ class Run:
         STOP_WAIT_S (a kernel, a save) keeps the rest going in the background: the run is
         stopped and its notebook free all the same."""
         self.agent.stop(summary, reason)
+        self.agent.review.asks_turn = False  # what the person asked before the stop is dropped
         if self.task is None:
             return
         # Waits without taking on the run's own failure, which its log said.
@@ -230,12 +228,10 @@ class Run:
 
     def _go_on_for_review(self) -> None:
         """The agent's loop goes on for what the person just asked (a rewrite, a restored cell
-        to run): at once where the run had finished; once it has put its work away where its
-        loop has ended but the run is still doing so; by itself where its loop is under way."""
+        to run): at once where the run had finished; else its loop hears it at its next step,
+        or, where the loop ends first, the run goes on once it has put its work away."""
         if not self.active:
             self.start(self.agent.resume)
-        elif self.agent.idle:
-            self._then = self.agent.resume
 
     def _review(self, verdict: Callable[..., None], cell_id: str, *args: Any) -> None:
         try:
@@ -314,8 +310,9 @@ class RunRegistry:
         self.finished_runs_kept = finished_runs_kept
         self.limits = limits
         self.store = store or RunStore(None)
-        self.observers = load_observers() if observers is None else observers
-        """Told every event of every run (the `jupyter_notebook_agent.observers` entry point)."""
+        self.observers = ObserverThread(load_observers() if observers is None else observers)
+        """Told every event of every run (the `jupyter_notebook_agent.observers` entry point),
+        in a thread of their own."""
         self.saves = SerialSaves(contents)
         self.runs: dict[str, Run] = {}
         self.conversations: OrderedDict[str, Conversation] = OrderedDict()
@@ -426,7 +423,8 @@ class RunRegistry:
         else:
             live, kept = await self._runs_of(path)
             if not live and not kept and path not in self.conversations:
-                await self.find_moved(path)
+                if await self.store.conversation(self.notebook_file(path)) is None:
+                    await self.find_moved(path)
                 live, kept = await self._runs_of(path)
         described = {run.id: run.to_json() for run in live}
         stored = [run for run in kept if run["id"] not in described]
@@ -562,7 +560,7 @@ class RunRegistry:
         file = self.notebook_file(request.path)
         run = Run(request, agent, writer, self.store, file, earlier)
         record.update(run._record())
-        for listener in [writer, *self.observers]:
+        for listener in [writer, self.observers]:
             events.subscribe(listener)
         self._forget_old_runs()
         self.runs[run.id] = run
@@ -762,6 +760,7 @@ class RunRegistry:
             return_exceptions=True,
         )
         await asyncio.to_thread(self.store.close)
+        await asyncio.to_thread(self.observers.close)
 
 
 def run_ids_in(notebook: str) -> list[str]:
@@ -773,7 +772,7 @@ def run_ids_in(notebook: str) -> list[str]:
         records = nb.get("metadata", {}).get(METADATA_KEY, {}).get("runs", [])
         cells = [cell.get("metadata", {}).get(METADATA_KEY, {}) for cell in nb.get("cells", [])]
         named = [record.get("run_id") for record in records] + [c.get("run_id") for c in cells]
-    except (OSError, ValueError, AttributeError, TypeError):
+    except (OSError, ValueError, AttributeError, TypeError, RecursionError):
         return []
     return list(dict.fromkeys(run_id for run_id in named if isinstance(run_id, str)))
 
