@@ -9,9 +9,7 @@ import asyncio
 import json
 import logging
 import subprocess
-import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +27,7 @@ from jupyter_notebook_agent.testing.replay_server import ReplayScript, ReplaySer
 
 from .agent_api import AgentAPI
 from .conftest import SECRET, add_cell_turn, complete, free_port
-from .test_server_runs import TOKEN, rest
+from .test_server_runs import rest, start_jupyter
 
 ABSENT = "hf:tests/absent-GGUF/absent.gguf"
 UNREACHABLE = (
@@ -335,36 +333,11 @@ def start_server(root: Path, settings: Path, log: Path) -> tuple[subprocess.Pope
     """A real `jupyter server` with no model configured, reading its panel's settings from
     `settings`; its log to `log`."""
     port = free_port()
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter_server",
-            f"--ServerApp.root_dir={root}",
-            f"--ServerApp.port={port}",
-            "--ServerApp.ip=127.0.0.1",
-            "--ServerApp.open_browser=False",
-            f"--IdentityProvider.token={TOKEN}",
-            "--ServerApp.allow_root=True",
-            "--NotebookAgent.kernel_name=python3",
-            "--NotebookAgent.allow_unsandboxed=True",
-            "--NotebookAgent.warm_pool_size=0",
-            f"--NotebookAgent.store_path={root.parent / 'runs.sqlite'}",
-            f"--NotebookAgent.model_settings_path={settings}",
-            f"--LlamaCpp.default_model={ABSENT}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=log.open("wb"),
-    )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            rest(port, "GET", "api/status")
-            return server, port
-        except OSError:
-            assert server.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.1)
+    options = [
+        f"--NotebookAgent.model_settings_path={settings}",
+        f"--LlamaCpp.default_model={ABSENT}",
+    ]
+    return start_jupyter(root, port, options, log), port
 
 
 async def test_the_setup_outlives_the_server(api: AgentAPI, replay, settings_path, tmp_path):

@@ -638,6 +638,24 @@ def start_server(
 ) -> subprocess.Popen[bytes]:
     """A real `jupyter server` process with the extension on the replayed model; its log goes
     to `log`, else to a pipe read when it fails to start. `env` adds to its environment."""
+    model = [
+        "--NotebookAgent.model=openai:test-model",
+        f"--NotebookAgent.base_url={replay.base_url}",
+        f"--NotebookAgent.api_key={SECRET}",
+        f"--NotebookAgent.model_settings_path={root.parent / 'model.json'}",
+    ]
+    return start_jupyter(root, port, model, log, env)
+
+
+def start_jupyter(
+    root: Path,
+    port: int,
+    options: list[str],
+    log: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """A real `jupyter server` process with the extension, a local kernel and a run store
+    beside `root`, and `options`; once it answers."""
     server = subprocess.Popen(
         [
             sys.executable,
@@ -649,14 +667,11 @@ def start_server(
             "--ServerApp.open_browser=False",
             f"--IdentityProvider.token={TOKEN}",
             "--ServerApp.allow_root=True",
-            "--NotebookAgent.model=openai:test-model",
-            f"--NotebookAgent.base_url={replay.base_url}",
-            f"--NotebookAgent.api_key={SECRET}",
             "--NotebookAgent.kernel_name=python3",
             "--NotebookAgent.allow_unsandboxed=True",
             "--NotebookAgent.warm_pool_size=0",
             f"--NotebookAgent.store_path={root.parent / 'runs.sqlite'}",
-            f"--NotebookAgent.model_settings_path={root.parent / 'model.json'}",
+            *options,
         ],
         stdout=subprocess.DEVNULL,
         stderr=log.open("wb") if log else subprocess.PIPE,
