@@ -34,10 +34,10 @@ class TimedKernel(JupyterKernelSession):
 
     execute_s = 0.0
 
-    async def execute(self, code: str, timeout_s: float, limits=None):  # type: ignore[override]
+    async def execute(self, code: str, timeout_s: float, *args, **kwargs):  # type: ignore[override]
         started = time.perf_counter()
         try:
-            return await super().execute(code, timeout_s, limits)
+            return await super().execute(code, timeout_s, *args, **kwargs)
         finally:
             self.execute_s += time.perf_counter() - started
 

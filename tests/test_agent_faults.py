@@ -8,7 +8,7 @@ import time
 import pytest
 
 from jupyter_notebook_agent.agent import Agent, AgentConfig, EventLog
-from jupyter_notebook_agent.agent.loop import OUTPUT_STREAM_BUDGET_BYTES
+from jupyter_notebook_agent.agent.execution import OUTPUT_STREAM_BUDGET_BYTES
 from jupyter_notebook_agent.llm.replay import ReplayModel
 from jupyter_notebook_agent.notebook import NotebookDocument
 from jupyter_notebook_agent.notebook.outputs import OutputLimits

@@ -12,31 +12,21 @@ from typing import Any, Literal
 
 from nbformat import NotebookNode
 
-from ..kernels.base import Execution, KernelSession, KernelUnresponsive
+from ..kernels.base import KernelSession
 from ..llm.base import Model, ModelError, ModelTurn, TextDelta, ToolCall, ToolCallDelta
 from ..notebook.document import CellNotFound, CellState, NotebookDocument
-from ..notebook.outputs import OutputCollector, OutputLimits, digest
+from ..notebook.outputs import OutputLimits
 from .budget import BudgetSpent, ContextBudget
 from .cells import RunCells
 from .conversation import Conversation
 from .events import EventLog
+from .execution import CellRunner, KernelStarter
+from .outcome import RunEnded, RunOutcome
 from .preview import CellPreview, StreamingCall, too_long
 from .prompt import interruption_message, system_message, task_message
 from .review import Decision, Review
 from .tools import TOOLS, FormatError, parse_call
 from .variables import kernel_variables
-
-#: A running cell's outputs are shown at most this often, and only once it runs this long.
-OUTPUT_STREAM_INTERVAL_S = 0.5
-#: A snapshot of that many bytes waits a second for the next.
-OUTPUT_STREAM_BYTES_PER_S = 1_000_000
-#: Bytes of snapshots one cell run sends at most; its final outputs always come.
-OUTPUT_STREAM_BUDGET_BYTES = 10_000_000
-#: Bytes of snapshots a whole run sends at most.
-OUTPUT_STREAM_RUN_BUDGET_BYTES = 50_000_000
-
-#: Starts the run's kernel when it first needs one.
-KernelStarter = Callable[[], Awaitable[KernelSession]]
 
 
 @dataclass
@@ -75,25 +65,8 @@ class AgentConfig:
     it the oldest are left out, with a paragraph that says what they were."""
 
 
-@dataclass
-class RunOutcome:
-    success: bool
-    reason: str
-    """completed, gave_up, max_steps, time_limit, context_budget, format_errors, model_error,
-    kernel_error, stopped, or interrupted (its server stopped or was killed: it may continue)."""
-    summary: str
-
-
 class AnswerTooLong(Exception):
     """The model's answer went past `max_turn_chars`; it was cut off there."""
-
-
-class RunEnded(Exception):
-    """Ends the loop from anywhere in it with an outcome."""
-
-    def __init__(self, outcome: RunOutcome) -> None:
-        super().__init__(outcome.summary)
-        self.outcome = outcome
 
 
 class Agent:
@@ -118,8 +91,6 @@ class Agent:
         conversation: Conversation | None = None,
     ) -> None:
         self.model, self.notebook = model, notebook
-        self.kernel = kernel if isinstance(kernel, KernelSession) else None
-        self._start_kernel = None if isinstance(kernel, KernelSession) else kernel
         self.notebook_path = notebook_path
         self.config = config or AgentConfig()
         self.events = events or EventLog()
@@ -135,6 +106,14 @@ class Agent:
             model.context_tokens,
             self.config.output_chars,
         )
+        self.runner = CellRunner(
+            kernel,
+            self.cells,
+            self.events,
+            self.config.execution_timeout_s,
+            self.config.output_limits,
+            self.budget.digest_chars,
+        )
         self.step = 0
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
         """Tokens this run's model turns took, as the model reported them."""
@@ -148,8 +127,6 @@ class Agent:
         self._loop_task: asyncio.Future[RunOutcome] | None = None
         self._stop_summary = ""
         self._stop_reason = "stopped"
-        self._snapshot_bytes_left = OUTPUT_STREAM_RUN_BUDGET_BYTES
-        """What the run may still send of a running cell's outputs (see _stream_outputs)."""
 
     @property
     def messages(self) -> list[dict[str, Any]]:
@@ -183,7 +160,7 @@ class Agent:
     async def _variables(self) -> str | None:
         """The summary of the person's variables, for a kernel of theirs; None for the run's
         own new kernel, which holds none."""
-        kernel = await self._session()
+        kernel = await self.runner.session()
         if not kernel.shared:
             return None
         try:
@@ -302,7 +279,7 @@ class Agent:
             cell_id, ended = self.review.to_run.pop(0)
             if not self.cells.is_live(cell_id) or self.cells.records[cell_id].executed:
                 continue
-            report = {"cell_id": cell_id, **await self._run_cell(self.notebook.cell(cell_id))}
+            report = {"cell_id": cell_id, **await self.runner.run_cell(self.notebook.cell(cell_id))}
             finish = " Then call complete_task." if ended else ""
             self.review.notes.append(
                 f"The person accepted cell {cell_id}, which they had brought back after "
@@ -451,10 +428,10 @@ class Agent:
         return await self._settle(cell)
 
     async def _tool_execute_code(self, code: str) -> dict[str, Any]:
-        return self._report(await self._execute(code))
+        return self.runner.report(await self.runner.execute(code))
 
     async def _tool_inspect_variable(self, name: str) -> dict[str, Any]:
-        kernel = await self._session()
+        kernel = await self.runner.session()
         try:
             details = await kernel_variables(kernel, name, max_chars=self.config.output_chars)
         except (RuntimeError, TimeoutError) as error:
@@ -462,7 +439,7 @@ class Agent:
         return {"status": "ok", "details": details}
 
     async def _tool_restart_kernel(self) -> dict[str, Any]:
-        kernel = await self._session()
+        kernel = await self.runner.session()
         if kernel.shared:
             self.events.emit("kernel_restart_proposed", reason="the agent asked to restart")
             return {
@@ -561,7 +538,7 @@ class Agent:
                     "note": f"The person asked for this cell to be rewritten{wish}. "
                     "Call edit_cell on it.",
                 }
-        return {"cell_id": cell.id, **await self._run_cell(cell)}
+        return {"cell_id": cell.id, **await self.runner.run_cell(cell)}
 
     def _rejected(self, cell_id: str) -> dict[str, Any]:
         return {
@@ -579,92 +556,9 @@ class Agent:
             return {"status": "error", "error": str(error)}
         return None
 
-    async def _run_cell(self, cell: NotebookNode) -> dict[str, Any]:
-        # No kernel to be had (none may run the agent's code) ends the run before the cell
-        # is said to run: it never did.
-        await self._session()
-        collector = OutputCollector(self.config.output_limits)
-        if self.cells.records[cell.id].state != "rejected":
-            self.events.emit("cell_running", cell_id=cell.id)
-        streaming = asyncio.ensure_future(self._stream_outputs(cell, collector))
-        try:
-            execution = await self._execute(cell.source, collector)
-        except (asyncio.CancelledError, RunEnded) as ended:
-            # Stopped, or the kernel stopped answering: what the cell printed so far stays.
-            streaming.cancel()
-            status = "stopped" if isinstance(ended, asyncio.CancelledError) else "died"
-            self.cells.show_outputs(cell, status, collector.outputs, collector.execution_count)
-            raise
-        finally:
-            streaming.cancel()
-        self.cells.show_outputs(
-            cell, execution.status, execution.outputs, execution.execution_count
-        )
-        return self._report(execution)
-
-    async def _stream_outputs(self, cell: NotebookNode, collector: OutputCollector) -> None:
-        """Shows what a slow cell has printed so far, as the person's own cells do: a snapshot
-        of its outputs now and then while it runs. Each is the whole of them, bounded by the
-        output limits; a large one waits longer for the next, and past a budget (the cell's,
-        the run's) the cell's last outputs come only when it ends, so a flood does not fill the
-        run's log, which keeps every snapshot."""
-        wait, sent, seen = OUTPUT_STREAM_INTERVAL_S, 0, collector.changes
-        while sent < OUTPUT_STREAM_BUDGET_BYTES and self._snapshot_bytes_left > 0:
-            await asyncio.sleep(wait)
-            if collector.changes == seen or self.cells.records[cell.id].state == "rejected":
-                continue
-            seen, size = collector.changes, collector.size
-            self.events.emit(
-                "cell_outputs",
-                cell_id=cell.id,
-                status="running",
-                # Copies: the collector goes on changing its own.
-                outputs=[NotebookNode(output) for output in collector.outputs],
-                execution_count=collector.execution_count,
-            )
-            sent += size
-            self._snapshot_bytes_left -= size
-            wait = max(OUTPUT_STREAM_INTERVAL_S, size / OUTPUT_STREAM_BYTES_PER_S)
-
-    async def _execute(self, code: str, collector: OutputCollector | None = None) -> Execution:
-        kernel = await self._session()
-        try:
-            return await kernel.execute(
-                code,
-                self.config.execution_timeout_s,
-                collector or OutputCollector(self.config.output_limits),
-                on_wait=lambda: self.events.emit("kernel_waiting", reason="busy"),
-            )
-        except KernelUnresponsive as error:
-            raise RunEnded(RunOutcome(False, "kernel_error", str(error))) from error
-
-    async def _session(self) -> KernelSession:
-        if self.kernel is None:
-            assert self._start_kernel is not None
-            try:
-                self.kernel = await self._start_kernel()
-            except Exception as error:
-                raise RunEnded(
-                    RunOutcome(False, "kernel_error", f"no kernel to run code in: {error}")
-                ) from error
-        return self.kernel
-
     async def close(self) -> None:
         """Shuts down the kernel the run started; a later `resume` starts another."""
-        if self.kernel and self._start_kernel:
-            kernel, self.kernel = self.kernel, None
-            await kernel.shutdown()
-
-    def _report(self, execution: Execution) -> dict[str, Any]:
-        if execution.restarted:
-            self.events.emit("error", message=execution.note)
-        report: dict[str, Any] = {"status": execution.status}
-        if execution.execution_count is not None:
-            report["execution_count"] = execution.execution_count
-        report["outputs"] = digest(execution.outputs, self.budget.digest_chars())
-        if execution.note:
-            report["note"] = execution.note
-        return report
+        await self.runner.close()
 
     def _append(self, message: dict[str, Any]) -> None:
         self.conversation.append(message)
