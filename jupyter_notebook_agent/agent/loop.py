@@ -238,40 +238,57 @@ class Agent:
         return outcome
 
     async def _loop(self, last_step: int) -> RunOutcome:
+        """Steps until the model completes the task (or the steps run out); anything that
+        ends the run sooner raises RunEnded."""
         if self._briefing is not None:
             briefing, self._briefing = self._briefing, None
             await briefing()
         while self.step < last_step:
-            self.step += 1
-            self.events.emit("step", step=self.step, max_steps=last_step)
-            self.review.asks_turn = False  # the model hears it all now
-            await self._run_accepted()
-            if self.review.notes:
-                notes, self.review.notes = self.review.notes, []
-                self._append({"role": "user", "content": "\n".join(notes)})
-            try:
-                turn = await self._query(self.step)
-            except AnswerTooLong as error:  # its turn stands in the history, as what was kept
-                self._append({"role": "assistant", "content": "[an answer too long to keep]"})
-                self._append({"role": "user", "content": self._format_error(str(error))["error"]})
-                continue
-            self._append(turn.as_message())
-            if not turn.tool_calls:
-                reply = self._format_error("you answered without calling a tool")
-                self._append({"role": "user", "content": reply["error"]})
-            for call in turn.tool_calls:
-                result = await self._call(call)
-                self._append(
-                    {"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)}
-                )
-                if self._outcome:
-                    return self._outcome
-            try:
-                self.budget.check()
-            except BudgetSpent as spent:
-                raise RunEnded(RunOutcome(False, "context_budget", str(spent))) from None
+            await self._step(last_step)
+            if self._outcome:
+                return self._outcome
         limit = self.config.max_steps
         return RunOutcome(False, "max_steps", f"the run reached its limit of {limit} steps")
+
+    async def _step(self, last_step: int) -> None:
+        """One turn: what the person did is told, the model answers, its calls are carried out."""
+        self.step += 1
+        self.events.emit("step", step=self.step, max_steps=last_step)
+        await self._hear_the_person()
+        try:
+            turn = await self._query(self.step)
+        except AnswerTooLong as error:  # its turn stands in the history, as what was kept
+            self._append({"role": "assistant", "content": "[an answer too long to keep]"})
+            self._append({"role": "user", "content": self._format_error(str(error))["error"]})
+            return
+        self._append(turn.as_message())
+        await self._observe(turn)
+        if self._outcome:
+            return
+        try:
+            self.budget.check()
+        except BudgetSpent as spent:
+            raise RunEnded(RunOutcome(False, "context_budget", str(spent))) from None
+
+    async def _hear_the_person(self) -> None:
+        """The cells the person accepted that need running run, and the model is told what the
+        person did since its last turn."""
+        self.review.asks_turn = False  # the model hears it all now
+        await self._run_accepted()
+        if self.review.notes:
+            notes, self.review.notes = self.review.notes, []
+            self._append({"role": "user", "content": "\n".join(notes)})
+
+    async def _observe(self, turn: ModelTurn) -> None:
+        """Carries out the turn's calls and hands their results back, until one completes."""
+        if not turn.tool_calls:
+            reply = self._format_error("you answered without calling a tool")
+            self._append({"role": "user", "content": reply["error"]})
+        for call in turn.tool_calls:
+            result = await self._call(call)
+            self._append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)})
+            if self._outcome:
+                return
 
     async def _run_accepted(self) -> None:
         """Runs the cells the person accepted that no call will run, and tells the model."""
