@@ -186,6 +186,13 @@ async def test_the_context_budget_ends_the_run(kernel, write_recording):
     assert outcome.reason == "context_budget"
 
 
+async def test_a_task_completed_as_the_budget_fills_is_completed(kernel, write_recording):
+    """The turn that completes the task stands, whatever the budget says after it."""
+    recording = write_recording(complete("done in one"))
+    _, _, outcome, _ = await run_agent(kernel, recording, context_budget_tokens=100)
+    assert (outcome.success, outcome.reason) == (True, "completed")
+
+
 async def test_the_time_limit_ends_the_run(kernel, write_recording):
     recording = write_recording(add_cell_turn("import time; time.sleep(30)"), complete())
     started = time.monotonic()
