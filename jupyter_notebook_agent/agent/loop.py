@@ -119,6 +119,9 @@ class Agent:
         """Tokens this run's model turns took, as the model reported them."""
         self.prose: list[str] = []
         """What the model said to the person, a turn's text each, as the thread shows it."""
+        self._finish_after_notes = False
+        """The run went on for what the person asked after it ended: once the model has done
+        it, there is nothing else to do."""
         self._briefing: Callable[[], Awaitable[None]] | None = None
         """What the model is told before its next turn, with the kernel's variables: the task,
         at the start; where things stand, when an interrupted run goes on."""
@@ -183,7 +186,7 @@ class Agent:
         what the notebook and its kernel hold now (the kernel may be a new one)."""
         self.events.emit("run_continued", step=self.step)
         self._briefing = lambda: self._tell_interruption(task)
-        return await self.resume()
+        return await self.resume(for_the_person=False)
 
     async def _tell_interruption(self, task: str) -> None:
         variables = await self._variables()
@@ -197,10 +200,11 @@ class Agent:
         last outcome and stop are spent, and a stop from now on stops what follows."""
         self._outcome, self._stop_summary, self._format_errors = None, "", 0
 
-    async def resume(self) -> RunOutcome:
+    async def resume(self, for_the_person: bool = True) -> RunOutcome:
         """Goes on after the run finished (call `rearm` first), for what the person asked since
-        (a regenerate). A call its thread left open (its server died in it) is answered as not
-        run first."""
+        (a regenerate): the model is told to complete the task once it has done it. A call its
+        thread left open (its server died in it) is answered as not run first."""
+        self._finish_after_notes = for_the_person
         self.conversation.answer_open_calls()
         return await self._drive()
 
@@ -277,7 +281,10 @@ class Agent:
         await self._run_accepted()
         if self.review.notes:
             notes, self.review.notes = self.review.notes, []
+            if self._finish_after_notes:  # the run had ended: this is all there is to do
+                notes.append("Then call complete_task.")
             self._append({"role": "user", "content": "\n".join(notes)})
+        self._finish_after_notes = False
 
     async def _observe(self, turn: ModelTurn) -> None:
         """Carries out the turn's calls and hands their results back, until one completes."""
@@ -293,14 +300,13 @@ class Agent:
     async def _run_accepted(self) -> None:
         """Runs the cells the person accepted that no call will run, and tells the model."""
         while self.review.to_run:
-            cell_id, ended = self.review.to_run.pop(0)
+            cell_id = self.review.to_run.pop(0)
             if not self.cells.is_live(cell_id) or self.cells.records[cell_id].executed:
                 continue
             report = {"cell_id": cell_id, **await self.runner.run_cell(self.notebook.cell(cell_id))}
-            finish = " Then call complete_task." if ended else ""
             self.review.notes.append(
                 f"The person accepted cell {cell_id}, which they had brought back after "
-                f"rejecting it, and it ran: {json.dumps(report)}.{finish}"
+                f"rejecting it, and it ran: {json.dumps(report)}."
             )
 
     async def _query(self, step: int) -> ModelTurn:
@@ -479,7 +485,7 @@ class Agent:
         runs = self.runs_when_accepted(cell_id)
         self.cells.accept(cell_id)
         if not self.review.decide(cell_id, Decision("accept")) and runs:
-            self.review.to_run.append((cell_id, self.idle))
+            self.review.to_run.append(cell_id)
             self.review.asks_turn = True
 
     def runs_when_accepted(self, cell_id: str) -> bool:
@@ -494,12 +500,6 @@ class Agent:
             and self.notebook.has(cell_id)
             and self.notebook.cell(cell_id).cell_type == "code"
         )
-
-    @property
-    def idle(self) -> bool:
-        """No loop under way: it ended, or the run was taken up from the store; what the
-        person asks now waits for `resume`."""
-        return self._loop_task is None or self._loop_task.done()
 
     def reject(self, cell_id: str, keep_state: bool = False) -> None:
         """Removes the cell. What a cell that ran did remains in the kernel, which is the
@@ -534,10 +534,8 @@ class Agent:
         if self.review.decide(cell_id, Decision("regenerate", instruction)):
             return
         wish = f" The person's instruction: {instruction}" if instruction else ""
-        # No loop under way: the rewrite is all there is left to do.
-        finish = " Then call complete_task." if self.idle else ""
         self.review.notes.append(
-            f"The person asked you to rewrite cell {cell_id} with edit_cell.{wish}{finish}"
+            f"The person asked you to rewrite cell {cell_id} with edit_cell.{wish}"
         )
         self.review.asks_turn = True
 

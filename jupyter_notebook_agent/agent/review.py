@@ -24,9 +24,8 @@ class Review:
     def __init__(self) -> None:
         self.notes: list[str] = []
         """Said to the model before its next turn."""
-        self.to_run: list[tuple[str, bool]] = []
-        """Cells accepted that no call will run (restored ones), run before the next turn;
-        with whether the run had ended (the model then finishes once it has read them)."""
+        self.to_run: list[str] = []
+        """Cells accepted that no call will run (restored ones), run before the next turn."""
         self.asks_turn = False
         """The person asked for the model's work (a rewrite, a restored cell to run) and the
         model has not heard of it yet: a run whose loop has ended goes on for it."""

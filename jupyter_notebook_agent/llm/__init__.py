@@ -84,14 +84,11 @@ def load_model(
         "max_retries": max_retries,
         "local": local,
     }
-    make = backend(prefix)
-    if prefix in BUILTIN_BACKENDS:
-        return make.from_settings(name, settings)
     try:
-        return make.from_settings(name, settings)
-    except ModelError:
-        raise
-    except Exception as error:  # another package's backend, failing its own way
+        return backend(prefix).from_settings(name, settings)
+    except Exception as error:
+        if isinstance(error, ModelError) or prefix in BUILTIN_BACKENDS:
+            raise  # ours fail in words the caller knows
         raise ModelError(f"the model backend {prefix!r} could not make {name!r}: {error}") from None
 
 
