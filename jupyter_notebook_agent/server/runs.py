@@ -321,6 +321,9 @@ class RunRegistry:
         """Sessions being made for notebooks that had none, by API path: one each."""
         self._awaiting_revival: dict[str, set[Callable[[Run], None]]] = {}
         """Who follows a run only the store keeps, by its id: told once it is taken up."""
+        self._naming_no_run: OrderedDict[tuple[str, int, int], None] = OrderedDict()
+        """Notebook files, as they were (path, mtime, size), whose cells name no run: opening
+        one again reads it no more (see `find_moved`)."""
 
     def get(self, run_id: str) -> Run:
         try:
@@ -713,7 +716,19 @@ class RunRegistry:
         name, where the notebook they were kept under is gone: it was moved outside Jupyter (a
         `mv`). A copy leaves them where they are."""
         file, root = self.notebook_file(path), self.root
-        for run_id in reversed(await asyncio.to_thread(run_ids_in, file)):
+        try:
+            stat = await asyncio.to_thread(os.stat, file)
+        except OSError:
+            return
+        version = (file, stat.st_mtime_ns, stat.st_size)
+        if version in self._naming_no_run:
+            return
+        ids = await asyncio.to_thread(run_ids_in, file)
+        if not ids:
+            self._naming_no_run[version] = None
+            while len(self._naming_no_run) > CONVERSATIONS_KEPT:
+                self._naming_no_run.popitem(last=False)
+        for run_id in reversed(ids):
             live = self.runs.get(run_id)
             earlier = live.notebook if live else await self.store.notebook_of(run_id)
             if earlier is None:
