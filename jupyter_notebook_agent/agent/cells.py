@@ -14,7 +14,17 @@ from typing import Any, Literal
 from nbformat import NotebookNode
 
 from ..notebook.document import METADATA_KEY, CellState, NotebookDocument
-from .events import EventLog
+from .events import (
+    CellAccepted,
+    CellEdited,
+    CellMoved,
+    CellOutputs,
+    CellProposed,
+    CellRejected,
+    CellRestored,
+    EventLog,
+    KernelRestartProposed,
+)
 
 
 class ReviewError(Exception):
@@ -89,8 +99,14 @@ class RunCells:
     # Changes, each said in the log.
 
     def propose(
-        self, cell_type: str, source: str, after_cell_id: str | None, streaming: bool = False
+        self,
+        cell_type: str,
+        source: str,
+        after_cell_id: str | None,
+        call_id: str | None,
+        streaming: bool = False,
     ) -> NotebookNode:
+        """A new cell, written by the model's call `call_id`."""
         cell, index = self.notebook.add(
             cell_type,  # type: ignore[arg-type]
             source,
@@ -99,14 +115,16 @@ class RunCells:
         )
         self.records[cell.id] = CellRecord(cell)
         self.events.emit(
-            "cell_proposed",
-            cell_id=cell.id,
-            cell_type=cell_type,
-            source=source,
-            index=index,
-            after_cell_id=self.predecessor(index),
-            metadata=copy.deepcopy(dict(cell.metadata)),  # a log entry: later changes stay out
-            streaming=streaming,
+            CellProposed(
+                cell.id,
+                cell_type,
+                source,
+                index,
+                self.predecessor(index),
+                copy.deepcopy(dict(cell.metadata)),  # a log entry: later changes stay out
+                streaming,
+                call_id,
+            )
         )
         return cell
 
@@ -117,7 +135,7 @@ class RunCells:
             index = self.notebook.index(after_cell_id) + 1
         self.notebook.nb.cells.insert(index, cell)
         after = self.predecessor(index)
-        self.events.emit("cell_moved", cell_id=cell.id, index=index, after_cell_id=after)
+        self.events.emit(CellMoved(cell.id, index, after))
 
     def set_state(self, cell_id: str, state: CellState) -> None:
         self.records[cell_id].cell.metadata[METADATA_KEY]["state"] = state
@@ -125,7 +143,7 @@ class RunCells:
     def accept(self, cell_id: str) -> None:
         self.record(cell_id)
         self.set_state(cell_id, "accepted")
-        self.events.emit("cell_accepted", cell_id=cell_id)
+        self.events.emit(CellAccepted(cell_id))
 
     def reject(self, cell_id: str, keep_state: bool) -> bool:
         """Removes the cell, kept aside for an undo; True when what it did remains in the
@@ -135,11 +153,9 @@ class RunCells:
         self.notebook.remove(cell_id)
         record.removed, record.followed = True, self.predecessor(index)
         remain = record.executed
-        self.events.emit(
-            "cell_rejected", cell_id=cell_id, keep_state=keep_state, effects_remain=remain
-        )
+        self.events.emit(CellRejected(cell_id, keep_state=keep_state, effects_remain=remain))
         if remain and not keep_state:
-            self.events.emit("kernel_restart_proposed", reason=f"cell {cell_id} was rejected")
+            self.events.emit(KernelRestartProposed(f"cell {cell_id} was rejected"))
         return remain
 
     def restore(self, cell_id: str) -> None:
@@ -155,27 +171,30 @@ class RunCells:
         record.removed, record.restored = False, True
         self.set_state(cell_id, "proposed")
         self.events.emit(
-            "cell_restored",
-            cell_id=cell_id,
-            cell_type=cell.cell_type,
-            source=cell.source,
-            index=index,
-            after_cell_id=self.predecessor(index),
-            metadata=copy.deepcopy(dict(cell.metadata)),
-            outputs=cell.get("outputs", []),
-            execution_count=cell.get("execution_count"),
+            CellRestored(
+                cell_id,
+                cell.cell_type,
+                cell.source,
+                index,
+                self.predecessor(index),
+                copy.deepcopy(dict(cell.metadata)),
+                cell.get("outputs", []),
+                cell.get("execution_count"),
+            )
         )
 
-    def edit(self, cell_id: str, source: str, **said: Any) -> None:
-        """The cell's source replaced (`said`: what else the event tells)."""
+    def edit(
+        self, cell_id: str, source: str, version: int | None = None, state: str | None = None
+    ) -> None:
+        """The cell's source replaced; a rewrite says its `version` and `state`."""
         self.records[cell_id].cell.source = source
-        self.events.emit("cell_edited", cell_id=cell_id, source=source, **said)
+        self.events.emit(CellEdited(cell_id, source, version, state))
 
     def withdraw(self, cell_id: str, reason: str) -> None:
         """A cell shown for a call that turned out unusable goes, as if never written."""
         self.notebook.withdraw(cell_id)
         del self.records[cell_id]
-        self.events.emit("cell_rejected", cell_id=cell_id, reason=reason)
+        self.events.emit(CellRejected(cell_id, reason=reason))
 
     def show_outputs(
         self,
@@ -188,13 +207,7 @@ class RunCells:
         record.executed = True
         cell.outputs, cell.execution_count = outputs, execution_count
         if record.state != "rejected":
-            self.events.emit(
-                "cell_outputs",
-                cell_id=cell.id,
-                status=status,
-                outputs=outputs,
-                execution_count=execution_count,
-            )
+            self.events.emit(CellOutputs(cell.id, status, outputs, execution_count))
 
     def take_up(self, run_id: str, versions: dict[str, list[str]]) -> None:
         """The cells of run `run_id` the notebook still holds, as an earlier server left them."""

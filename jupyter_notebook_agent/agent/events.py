@@ -1,22 +1,253 @@
 """The run's event log: every event numbered from 0 without gaps, listeners told in order.
 
-Event types: run_started, run_continued (an interrupted run goes on), step, message_delta (the
-agent's prose), model_turn (a whole turn with its timing and tokens), tool_call, tool_result,
-cell_proposed, cell_source_delta, cell_edited, cell_running (a cell begins to run, or waits to),
-cell_outputs (a running cell's so far, then its last), cell_accepted, cell_rejected,
-cell_restored (a rejection undone), cell_regenerating, error, run_finished.
+Each kind of event is a class below, so that what an event carries is written down once; the log
+keeps them as JSON objects (`seq`, `type` and the fields), as the store, the REST API and the
+frontend (`src/model/events.ts`, held to these classes by a test) read them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+from nbformat import NotebookNode
+
+from ..llm.base import ModelTurn
+from .outcome import RunOutcome
 
 log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
 Listener = Callable[[Event], None]
+
+_SAID_WHEN_SET = {"said_when_set": True}
+
+
+def said_when_set() -> Any:
+    """A field the event carries only when it is set (the frontend reads it as optional)."""
+    return dataclasses.field(default=None, metadata=_SAID_WHEN_SET)
+
+
+class EventBody:
+    """What one event says; `kind` is its `type`."""
+
+    kind: ClassVar[str]
+
+    def fields(self) -> dict[str, Any]:
+        said = {}
+        for field in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, field.name)
+            if value is not None or not field.metadata.get("said_when_set"):
+                said[field.name] = value
+        return said
+
+
+@dataclass
+class RunStarted(EventBody):
+    kind = "run_started"
+    run_id: str
+    task: str
+    model: str
+    max_steps: int
+    execution: Literal["auto", "ask"]
+    conversation_id: str
+    """The notebook's conversation the run continues."""
+
+
+@dataclass
+class RunContinued(EventBody):
+    """An interrupted run goes on (its server had stopped); `step` is the last it took."""
+
+    kind = "run_continued"
+    step: int
+
+
+@dataclass
+class StepStarted(EventBody):
+    kind = "step"
+    step: int
+    max_steps: int
+
+
+@dataclass
+class MessageDelta(EventBody):
+    """A piece of the agent's prose."""
+
+    kind = "message_delta"
+    text: str
+
+
+@dataclass
+class ModelTurnTaken(EventBody):
+    """A whole turn of the model, with its timing and tokens."""
+
+    kind = "model_turn"
+    step: int
+    turn: ModelTurn
+
+    def fields(self) -> dict[str, Any]:
+        return {"step": self.step, **dataclasses.asdict(self.turn)}
+
+
+@dataclass
+class ToolCalled(EventBody):
+    kind = "tool_call"
+    call_id: str
+    name: str
+    arguments: str
+
+
+@dataclass
+class ToolResult(EventBody):
+    kind = "tool_result"
+    call_id: str
+    name: str
+    result: dict[str, Any]
+    duration_s: float
+
+
+@dataclass
+class CellProposed(EventBody):
+    kind = "cell_proposed"
+    cell_id: str
+    cell_type: str
+    source: str
+    index: int
+    after_cell_id: str | None
+    """The cell it follows (None: first): places it in a notebook that changed meanwhile."""
+    metadata: dict[str, Any]
+    streaming: bool
+    call_id: str | None
+    """The model's tool call that writes it (None: no call of the model's does)."""
+
+
+@dataclass
+class CellSourceDelta(EventBody):
+    """A piece of a cell's source as the model writes it; `reset`: an edit begins, the source
+    starts again from nothing."""
+
+    kind = "cell_source_delta"
+    cell_id: str
+    text: str
+    reset: bool | None = said_when_set()
+
+
+@dataclass
+class CellEdited(EventBody):
+    kind = "cell_edited"
+    cell_id: str
+    source: str
+    version: int | None = said_when_set()
+    state: str | None = said_when_set()
+
+
+@dataclass
+class CellMoved(EventBody):
+    kind = "cell_moved"
+    cell_id: str
+    index: int
+    after_cell_id: str | None
+
+
+@dataclass
+class CellRunning(EventBody):
+    """The cell begins to run, or waits to."""
+
+    kind = "cell_running"
+    cell_id: str
+
+
+@dataclass
+class CellOutputs(EventBody):
+    """A running cell's outputs so far (`status` running), then its last ones."""
+
+    kind = "cell_outputs"
+    cell_id: str
+    status: str
+    outputs: list[NotebookNode]
+    execution_count: int | None
+
+
+@dataclass
+class CellAccepted(EventBody):
+    kind = "cell_accepted"
+    cell_id: str
+
+
+@dataclass
+class CellRejected(EventBody):
+    """The cell is out of the notebook: rejected by the person (`keep_state`, and whether
+    what it did `effects_remain` in the kernel), or withdrawn for a `reason`."""
+
+    kind = "cell_rejected"
+    cell_id: str
+    keep_state: bool | None = said_when_set()
+    effects_remain: bool | None = said_when_set()
+    reason: str | None = said_when_set()
+
+
+@dataclass
+class CellRestored(EventBody):
+    """A rejection undone: the cell is back, proposed, as it was."""
+
+    kind = "cell_restored"
+    cell_id: str
+    cell_type: str
+    source: str
+    index: int
+    after_cell_id: str | None
+    metadata: dict[str, Any]
+    outputs: list[NotebookNode]
+    execution_count: int | None
+
+
+@dataclass
+class CellRegenerating(EventBody):
+    kind = "cell_regenerating"
+    cell_id: str
+    instruction: str
+    source: str
+    version: int
+
+
+@dataclass
+class KernelWaiting(EventBody):
+    """The notebook's kernel is busy with the person's cell: the agent's code waits."""
+
+    kind = "kernel_waiting"
+    reason: Literal["busy"] = "busy"
+
+
+@dataclass
+class KernelRestartProposed(EventBody):
+    """Only the person may restart their kernel: the agent suggests it, and why."""
+
+    kind = "kernel_restart_proposed"
+    reason: str
+
+
+@dataclass
+class ErrorReported(EventBody):
+    kind = "error"
+    message: str
+
+
+@dataclass
+class RunFinished(EventBody):
+    kind = "run_finished"
+    success: bool
+    reason: str
+    summary: str
+
+    @classmethod
+    def of(cls, outcome: RunOutcome) -> RunFinished:
+        return cls(outcome.success, outcome.reason, outcome.summary)
+
+
+EVENT_TYPES: tuple[type[EventBody], ...] = tuple(EventBody.__subclasses__())
 
 
 def is_snapshot(event: Event) -> bool:
@@ -32,14 +263,14 @@ class EventLog:
         self.persist: Callable[[], Awaitable[None]] | None = None
         """Where the log is stored: returns once every event so far is durable."""
 
-    def emit(self, kind: str, **fields: Any) -> Event:
-        event = {"seq": len(self.events), "type": kind, **fields}
+    def emit(self, body: EventBody) -> Event:
+        event = {"seq": len(self.events), "type": body.kind, **body.fields()}
         self.events.append(event)
         for listener in list(self._listeners):
             try:
                 listener(event)
             except Exception:
-                log.exception("an event listener failed on %s; the run goes on", kind)
+                log.exception("an event listener failed on %s; the run goes on", body.kind)
         return event
 
     async def persisted(self) -> None:

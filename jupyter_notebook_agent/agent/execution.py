@@ -13,7 +13,7 @@ from nbformat import NotebookNode
 from ..kernels.base import Execution, KernelSession, KernelUnresponsive
 from ..notebook.outputs import OutputCollector, OutputLimits, digest
 from .cells import RunCells
-from .events import EventLog
+from .events import CellOutputs, CellRunning, ErrorReported, EventLog, KernelWaiting
 from .outcome import RunEnded, RunOutcome
 
 #: A running cell's outputs are shown at most this often, and only once it runs this long.
@@ -76,7 +76,7 @@ class CellRunner:
         await self.session()
         collector = OutputCollector(self.limits)
         if self.cells.records[cell.id].state != "rejected":
-            self.events.emit("cell_running", cell_id=cell.id)
+            self.events.emit(CellRunning(cell.id))
         streaming = asyncio.ensure_future(self._stream_outputs(cell, collector))
         try:
             execution = await self.execute(cell.source, collector)
@@ -104,14 +104,9 @@ class CellRunner:
             if collector.changes == seen or self.cells.records[cell.id].state == "rejected":
                 continue
             seen, size = collector.changes, collector.size
-            self.events.emit(
-                "cell_outputs",
-                cell_id=cell.id,
-                status="running",
-                # Copies: the collector goes on changing its own.
-                outputs=[NotebookNode(output) for output in collector.outputs],
-                execution_count=collector.execution_count,
-            )
+            # Copies: the collector goes on changing its own.
+            outputs = [NotebookNode(output) for output in collector.outputs]
+            self.events.emit(CellOutputs(cell.id, "running", outputs, collector.execution_count))
             sent += size
             self._snapshot_bytes_left -= size
             wait = max(OUTPUT_STREAM_INTERVAL_S, size / OUTPUT_STREAM_BYTES_PER_S)
@@ -123,7 +118,7 @@ class CellRunner:
                 code,
                 self.timeout_s,
                 collector or OutputCollector(self.limits),
-                on_wait=lambda: self.events.emit("kernel_waiting", reason="busy"),
+                on_wait=lambda: self.events.emit(KernelWaiting()),
             )
         except KernelUnresponsive as error:
             raise RunEnded(RunOutcome(False, "kernel_error", str(error))) from error
@@ -131,7 +126,7 @@ class CellRunner:
     def report(self, execution: Execution) -> dict[str, Any]:
         """What the model reads of an execution: its status and a digest of its outputs."""
         if execution.restarted:
-            self.events.emit("error", message=execution.note)
+            self.events.emit(ErrorReported(execution.note))
         report: dict[str, Any] = {"status": execution.status}
         if execution.execution_count is not None:
             report["execution_count"] = execution.execution_count

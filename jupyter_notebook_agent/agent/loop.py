@@ -7,22 +7,33 @@ import contextlib
 import json
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Literal
-
-from nbformat import NotebookNode
 
 from ..kernels.base import KernelSession
 from ..llm.base import Model, ModelError, ModelTurn, TextDelta, ToolCall, ToolCallDelta
-from ..notebook.document import CellNotFound, CellState, NotebookDocument
+from ..notebook.document import CellState, NotebookDocument
 from ..notebook.outputs import OutputLimits
 from .budget import BudgetSpent, ContextBudget
 from .cells import RunCells
 from .conversation import Conversation
-from .events import EventLog
+from .events import (
+    CellRegenerating,
+    ErrorReported,
+    EventLog,
+    MessageDelta,
+    ModelTurnTaken,
+    RunContinued,
+    RunFinished,
+    RunStarted,
+    StepStarted,
+    ToolCalled,
+    ToolResult,
+)
 from .execution import CellRunner, KernelStarter
+from .notebook_tools import NotebookTools, TaskCompleted
 from .outcome import RunEnded, RunOutcome
-from .preview import CellPreview, StreamingCall, too_long
+from .preview import CellPreview
 from .prompt import interruption_message, system_message, task_message
 from .review import Decision, Review
 from .tools import TOOLS, FormatError, parse_call
@@ -114,6 +125,15 @@ class Agent:
             self.config.output_limits,
             self.budget.digest_chars,
         )
+        self.tools = NotebookTools(
+            self.cells,
+            self.preview,
+            self.runner,
+            self.review,
+            execution=self.config.execution,
+            max_cell_chars=self.config.max_cell_chars,
+            inspect_chars=self.config.output_chars,
+        )
         self.step = 0
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
         """Tokens this run's model turns took, as the model reported them."""
@@ -138,13 +158,14 @@ class Agent:
 
     async def run(self, task: str) -> RunOutcome:
         self.events.emit(
-            "run_started",
-            run_id=self.run_id,
-            task=task,
-            model=self.model.name,
-            max_steps=self.config.max_steps,
-            execution=self.config.execution,
-            conversation_id=self.conversation.id,
+            RunStarted(
+                self.run_id,
+                task,
+                self.model.name,
+                self.config.max_steps,
+                self.config.execution,
+                self.conversation.id,
+            )
         )
         self._briefing = lambda: self._tell_request(task)
         return await self._drive()
@@ -184,7 +205,7 @@ class Agent:
     async def go_on(self, task: str) -> RunOutcome:
         """Goes on with `task`, a run that stopped with its server: the model hears so, with
         what the notebook and its kernel hold now (the kernel may be a new one)."""
-        self.events.emit("run_continued", step=self.step)
+        self.events.emit(RunContinued(self.step))
         self._briefing = lambda: self._tell_interruption(task)
         return await self.resume(for_the_person=False)
 
@@ -219,7 +240,7 @@ class Agent:
     async def _drive(self) -> RunOutcome:
         if self._stop_summary:  # stopped before it began
             outcome = RunOutcome(False, self._stop_reason, self._stop_summary)
-            self.events.emit("run_finished", **asdict(outcome))
+            self.events.emit(RunFinished.of(outcome))
             return outcome
         self._loop_task = asyncio.ensure_future(self._loop(self.step + self.config.max_steps))
         try:
@@ -234,11 +255,11 @@ class Agent:
         except RunEnded as ended:
             outcome = ended.outcome
         except ModelError as error:
-            self.events.emit("error", message=str(error))
+            self.events.emit(ErrorReported(str(error)))
             outcome = RunOutcome(False, "model_error", str(error))
         finally:  # a stop or an end mid-turn leaves calls the thread must still answer
             self.conversation.answer_open_calls()
-        self.events.emit("run_finished", **asdict(outcome))
+        self.events.emit(RunFinished.of(outcome))
         return outcome
 
     async def _loop(self, last_step: int) -> RunOutcome:
@@ -257,7 +278,7 @@ class Agent:
     async def _step(self, last_step: int) -> None:
         """One turn: what the person did is told, the model answers, its calls are carried out."""
         self.step += 1
-        self.events.emit("step", step=self.step, max_steps=last_step)
+        self.events.emit(StepStarted(self.step, last_step))
         await self._hear_the_person()
         try:
             turn = await self._query(self.step)
@@ -318,7 +339,7 @@ class Agent:
                 async for item in stream:
                     if isinstance(item, TextDelta):
                         received += len(item.text)
-                        self.events.emit("message_delta", text=item.text)
+                        self.events.emit(MessageDelta(item.text))
                     elif isinstance(item, ToolCallDelta):
                         received += len(item.arguments)
                         self.preview.feed(item)
@@ -343,11 +364,11 @@ class Agent:
         self.usage["completion_tokens"] += turn.usage.completion_tokens
         if turn.content.strip():
             self.prose.append(turn.content)
-        self.events.emit("model_turn", step=step, **asdict(turn))
+        self.events.emit(ModelTurnTaken(step, turn))
         return turn
 
     async def _call(self, call: ToolCall) -> dict[str, Any]:
-        self.events.emit("tool_call", call_id=call.id, name=call.name, arguments=call.arguments)
+        self.events.emit(ToolCalled(call.id, call.name, call.arguments))
         await self.events.persisted()  # what led here survives a server killed by the call
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -360,17 +381,11 @@ class Agent:
             result = self._format_error(str(error))
         else:
             self._format_errors = 0
-            arguments = dict(parsed.arguments)
-            if parsed.name in ("add_cell", "edit_cell"):
-                arguments["streamed"] = streamed
-            result = await getattr(self, f"_tool_{parsed.name}")(**arguments)
-        self.events.emit(
-            "tool_result",
-            call_id=call.id,
-            name=call.name,
-            result=result,
-            duration_s=loop.time() - started,
-        )
+            try:
+                result = await self.tools.call(parsed.name, parsed.arguments, call.id, streamed)
+            except TaskCompleted as completed:
+                result, self._outcome = {"status": "ok"}, completed.outcome
+        self.events.emit(ToolResult(call.id, call.name, result, loop.time() - started))
         return result
 
     def _format_error(self, problem: str) -> dict[str, Any]:
@@ -387,97 +402,7 @@ class Agent:
             )
         return {"status": "error", "error": f"{problem}. Call a tool again, correctly."}
 
-    # The tools. Each returns the JSON object the model reads; a cell tool names its cell_id.
-
-    def _oversized(self, source: str, streamed: StreamingCall | None) -> dict[str, Any] | None:
-        """The refusal of a cell source longer than a cell may have, its streamed cell withdrawn;
-        None for one that fits."""
-        if len(source) <= self.config.max_cell_chars:
-            return None
-        if streamed:
-            self.preview.withdraw(streamed, "the cell's source is too long")
-        return {"status": "error", "error": too_long(len(source), self.config.max_cell_chars)}
-
-    async def _tool_add_cell(
-        self,
-        cell_type: str,
-        source: str,
-        after_cell_id: str | None = None,
-        streamed: StreamingCall | None = None,
-    ) -> dict[str, Any]:
-        if refused := self._oversized(source, streamed):
-            return refused
-        if after_cell_id is not None and (missing := self._missing(after_cell_id)):
-            if streamed:
-                self.preview.withdraw(streamed, f"no cell has id {after_cell_id!r}")
-            return missing
-        if streamed is None or streamed.cell_id is None:
-            cell = self.cells.propose(cell_type, source, after_cell_id)
-        else:
-            if not self.cells.is_live(streamed.cell_id):
-                return self._rejected(streamed.cell_id)
-            cell = self.notebook.cell(streamed.cell_id)
-            if cell.source != source:
-                self.cells.edit(cell.id, source)
-            if after_cell_id != streamed.after_cell_id:
-                self.cells.move(cell, after_cell_id)
-        if cell_type != "code":
-            return {"cell_id": cell.id, "status": "ok"}
-        return await self._settle(cell)
-
-    async def _tool_edit_cell(
-        self, cell_id: str, source: str, streamed: StreamingCall | None = None
-    ) -> dict[str, Any]:
-        if missing := self._missing(cell_id):
-            return missing
-        if refused := self._oversized(source, streamed):
-            return refused
-        if not self.cells.is_live(cell_id):
-            return {
-                "status": "error",
-                "error": f"cell {cell_id!r} was not written by you in this run: add a new cell "
-                "instead of changing the person's",
-            }
-        cell = self.notebook.cell(cell_id)
-        record = self.cells.records[cell_id]
-        previous = streamed.original if streamed and streamed.cell_id == cell_id else cell.source
-        if previous is not None and previous != source:
-            record.versions.append(previous)
-        if self.config.execution == "ask":
-            self.cells.set_state(cell_id, "proposed")
-        self.cells.edit(cell_id, source, version=len(record.versions), state=record.state)
-        if cell.cell_type != "code":
-            return {"cell_id": cell_id, "status": "ok"}
-        return await self._settle(cell)
-
-    async def _tool_execute_code(self, code: str) -> dict[str, Any]:
-        return self.runner.report(await self.runner.execute(code))
-
-    async def _tool_inspect_variable(self, name: str) -> dict[str, Any]:
-        kernel = await self.runner.session()
-        try:
-            details = await kernel_variables(kernel, name, max_chars=self.config.output_chars)
-        except (RuntimeError, TimeoutError) as error:
-            return {"status": "error", "error": f"the variable could not be inspected: {error}"}
-        return {"status": "ok", "details": details}
-
-    async def _tool_restart_kernel(self) -> dict[str, Any]:
-        kernel = await self.runner.session()
-        if kernel.shared:
-            self.events.emit("kernel_restart_proposed", reason="the agent asked to restart")
-            return {
-                "status": "not_done",
-                "note": "the kernel is the person's, and only they may restart it: they were "
-                "offered a restart. Go on with the kernel as it is (define again what you need).",
-            }
-        await kernel.restart()
-        return {"status": "ok", "note": "the kernel restarted: all variables and imports are gone"}
-
-    async def _tool_complete_task(self, success: bool, summary: str) -> dict[str, Any]:
-        self._outcome = RunOutcome(success, "completed" if success else "gave_up", summary)
-        return {"status": "ok"}
-
-    # Cells: proposing, the person's verdicts, running.
+    # The person's verdicts.
 
     def accept(self, cell_id: str) -> None:
         """Accepts the cell: a wait on it (`ask` mode) goes on to run it; a restored code cell
@@ -524,13 +449,7 @@ class Agent:
         Call `resume` when the run has finished."""
         record = self.cells.record(cell_id)
         cell = self.notebook.cell(cell_id)
-        self.events.emit(
-            "cell_regenerating",
-            cell_id=cell_id,
-            instruction=instruction,
-            source=cell.source,
-            version=len(record.versions),
-        )
+        self.events.emit(CellRegenerating(cell_id, instruction, cell.source, len(record.versions)))
         if self.review.decide(cell_id, Decision("regenerate", instruction)):
             return
         wish = f" The person's instruction: {instruction}" if instruction else ""
@@ -538,38 +457,6 @@ class Agent:
             f"The person asked you to rewrite cell {cell_id} with edit_cell.{wish}"
         )
         self.review.asks_turn = True
-
-    async def _settle(self, cell: NotebookNode) -> dict[str, Any]:
-        """Runs a code cell: at once, or in `ask` mode once the person has said yes."""
-        if self.config.execution == "ask" and self.cells.records[cell.id].state == "proposed":
-            decision = await self.review.wait(cell.id)
-            if decision.verdict == "reject":
-                return self._rejected(cell.id)
-            if decision.verdict == "regenerate":
-                wish = f": {decision.instruction}" if decision.instruction else ""
-                return {
-                    "cell_id": cell.id,
-                    "status": "not_run",
-                    "note": f"The person asked for this cell to be rewritten{wish}. "
-                    "Call edit_cell on it.",
-                }
-        return {"cell_id": cell.id, **await self.runner.run_cell(cell)}
-
-    def _rejected(self, cell_id: str) -> dict[str, Any]:
-        return {
-            "cell_id": cell_id,
-            "status": "rejected",
-            "note": "The person rejected this cell: it was removed and did not run.",
-        }
-
-    def _missing(self, cell_id: str) -> dict[str, Any] | None:
-        """What the model reads about a cell id the notebook lacks (the ids it has); None when
-        the notebook has it."""
-        try:
-            self.notebook.index(cell_id)
-        except CellNotFound as error:
-            return {"status": "error", "error": str(error)}
-        return None
 
     async def close(self) -> None:
         """Shuts down the kernel the run started; a later `resume` starts another."""

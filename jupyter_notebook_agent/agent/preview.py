@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from ..llm.base import ModelTurn, ToolCallDelta
 from ..partial_json import FieldStream, string_field
 from .cells import RunCells
+from .events import CellSourceDelta
 
 
 def too_long(chars: int, limit: int) -> str:
@@ -25,6 +26,8 @@ class StreamingCall:
     """A tool call still arriving; a cell call gets its cell shown as its source streams."""
 
     name: str = ""
+    call_id: str | None = None
+    """Its id, where the model named it as it began (the whole answer names it always)."""
     source: FieldStream = field(default_factory=lambda: FieldStream("source"))
     cell_id: str | None = None
     after_cell_id: str | None = None
@@ -45,6 +48,7 @@ class CellPreview:
     def feed(self, delta: ToolCallDelta) -> None:
         call = self._arriving.setdefault(delta.index, StreamingCall())
         call.name += delta.name or ""
+        call.call_id = delta.id or call.call_id
         text = call.source.feed(delta.arguments)
         if call.ignored or call.name not in ("add_cell", "edit_cell") or not call.source.started:
             return
@@ -59,7 +63,7 @@ class CellPreview:
             call.ignored = True
         elif text:
             self.cells.notebook.cell(call.cell_id).source += text
-            self.cells.events.emit("cell_source_delta", cell_id=call.cell_id, text=text)
+            self.cells.events.emit(CellSourceDelta(call.cell_id, text))
 
     def answered(self, turn: ModelTurn) -> None:
         """The answer is whole: its calls, in index order, now have their ids."""
@@ -98,7 +102,7 @@ class CellPreview:
                 return False
             cell = notebook.cell(cell_id)
             call.cell_id, call.original, cell.source = cell_id, cell.source, ""
-            self.cells.events.emit("cell_source_delta", cell_id=cell_id, text="", reset=True)
+            self.cells.events.emit(CellSourceDelta(cell_id, "", reset=True))
             return True
         cell_type = string_field(arguments, "cell_type")
         if cell_type not in ("code", "markdown"):
@@ -106,6 +110,6 @@ class CellPreview:
         after = string_field(arguments, "after_cell_id")
         if after is not None and not notebook.has(after):
             after = None
-        cell = self.cells.propose(cell_type, "", after, streaming=True)
+        cell = self.cells.propose(cell_type, "", after, call.call_id, streaming=True)
         call.cell_id, call.after_cell_id = cell.id, after
         return True

@@ -30,7 +30,7 @@ from tornado.web import HTTPError
 from ..agent import Agent, AgentConfig, EventLog, RunOutcome
 from ..agent.cells import ReviewError
 from ..agent.conversation import Conversation
-from ..agent.events import Listener
+from ..agent.events import ErrorReported, KernelWaiting, Listener, RunFinished
 from ..agent.observers import ObserverThread, load_observers
 from ..kernels import JupyterKernelSession
 from ..kernels.gateway import connected_session, explain, explained
@@ -135,9 +135,7 @@ class Run:
                 await self.agent.close()
                 await self.writer.flush()
             except Exception as error:
-                self.events.emit(
-                    "error", message=f"The agent's cells could not be written: {error}"
-                )
+                self.events.emit(ErrorReported(f"The agent's cells could not be written: {error}"))
                 self.writer.log.error("Run %s could not put its work away: %s", self.id, error)
             finally:
                 self.state = ended
@@ -182,7 +180,7 @@ class Run:
         )
         if self.outcome is None:  # the agent itself did not answer: the run says it ended
             self.outcome = RunOutcome(False, reason, summary)
-            self.events.emit("run_finished", success=False, reason=reason, summary=summary)
+            self.events.emit(RunFinished.of(self.outcome))
         self.state = "interrupted" if reason == "interrupted" else "finished"
         self.store.save_run(self.notebook, self.to_json(), self.state)
 
@@ -664,7 +662,7 @@ class RunRegistry:
             session["kernel"]["name"],
             gateway=gateway,
             shared=True,
-            on_wait=lambda: run.events.emit("kernel_waiting", reason="busy"),
+            on_wait=lambda: run.events.emit(KernelWaiting()),
         )
 
     @staticmethod
