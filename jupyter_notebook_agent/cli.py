@@ -17,15 +17,18 @@ from rich.markup import escape
 from traitlets.config import Config
 
 from ._version import __version__
-from .agent import Agent, AgentConfig, Event, EventLog, RunOutcome
+from .agent import AgentConfig, Event, RunOutcome
+from .agent.events import RunFinished
 from .agent.observers import load_observers
+from .agent.run import RunSpec, assemble
 from .agent.transcript import TranscriptWriter
 from .kernels import JupyterKernelSession
 from .llm import OPENAI_DEFAULT_MODEL, Model, ModelError, default_model, load_model
 from .llm.llama_cpp import LlamaCppOptions
 from .llm.llama_cpp.hub import DEFAULT_LOCAL_MODEL, HubFile, default_local_model
 from .llm.replay import RecordingModel
-from .notebook import METADATA_KEY, NotebookDocument
+from .notebook import NotebookDocument
+from .notebook.document import keep_run_record
 from .sandbox import SandboxUnavailable, choose_kernel
 
 
@@ -338,57 +341,44 @@ async def _run(
     console: Console,
 ) -> RunOutcome:
     notebook = NotebookDocument()
-    events = EventLog()
     transcript = TranscriptWriter(transcript_path)
-    for listener in [transcript, *load_observers(), Progress(console)]:
-        events.subscribe(listener)
 
     def save_each_step(event: Event) -> None:
         """A crash or a kill mid-run still leaves the work done so far."""
         if event["type"] == "step":
             notebook.write(output)
 
-    events.subscribe(save_each_step)
     config = AgentConfig(
         max_steps=args.max_steps,
         time_limit_s=args.time_limit,
         execution_timeout_s=args.timeout,
         cell_state="accepted",
     )
-    kernel: JupyterKernelSession | None = None
-    outcome = RunOutcome(False, "kernel_error", "the kernel did not start")
-    try:
+
+    async def start_kernel() -> JupyterKernelSession:
         if args.gateway_url:
             from .kernels.gateway import start_kernel
 
-            kernel = await start_kernel(args.gateway_url, kernelspec["name"], str(workdir))
-        else:
-            sandbox = {"mounts": args.mount} | ({"image": args.image} if args.image else {})
-            kernel = await JupyterKernelSession.start(
-                kernelspec["name"], cwd=str(workdir), config=Config({"DockerSandbox": sandbox})
-            )
-        notebook.nb.metadata["kernelspec"] = kernelspec
-        agent = Agent(
-            model, kernel, notebook, notebook_path=output.name, config=config, events=events
+            return await start_kernel(args.gateway_url, kernelspec["name"], str(workdir))
+        sandbox = {"mounts": args.mount} | ({"image": args.image} if args.image else {})
+        return await JupyterKernelSession.start(
+            kernelspec["name"], cwd=str(workdir), config=Config({"DockerSandbox": sandbox})
         )
+
+    notebook.nb.metadata["kernelspec"] = kernelspec
+    spec = RunSpec(args.task, model, start_kernel, notebook, output.name, config)
+    agent = assemble(spec, [transcript, *load_observers(), Progress(console), save_each_step])
+    try:
         outcome = await agent.run(args.task)
     except Exception as error:  # the notebook is saved whatever went wrong
         console.print(f"[bold red]Error:[/] {escape(str(error))}")
         outcome = RunOutcome(False, "error", str(error))
+        agent.events.emit(RunFinished.of(outcome))
     finally:
-        runs = notebook.nb.metadata.setdefault(METADATA_KEY, {}).setdefault("runs", [])
-        runs.append(
-            {
-                "task": args.task,
-                "model": model.name,
-                "success": outcome.success,
-                "reason": outcome.reason,
-            }
-        )
+        keep_run_record(notebook.nb, spec.record.to_json())
         notebook.write(output)
         transcript.close()
-        if kernel:
-            await kernel.shutdown()
+        await agent.close()
         await model.aclose()
     return outcome
 

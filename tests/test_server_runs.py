@@ -114,7 +114,14 @@ async def test_a_whole_run_over_rest_and_websocket(api, replay, jp_root_dir, jp_
     assert provenance == {"run_id": run["id"], "model": "test-model", "state": "proposed"}
     assert notebook.cells[2].outputs[0].text == "10\n"
     (record,) = notebook.metadata[METADATA_KEY]["runs"]
-    assert record["run_id"] == run["id"] and record["reason"] == "completed"
+    assert record == {
+        "run_id": run["id"],
+        "task": run["prompt"],
+        "model": "test-model",
+        "state": "finished",
+        "success": True,
+        "reason": "completed",
+    }
     checkpoints = await jp_serverapp.contents_manager.list_checkpoints(path)
     assert checkpoints, "no checkpoint was made before the run's first write"
 

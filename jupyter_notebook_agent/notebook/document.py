@@ -139,3 +139,13 @@ class NotebookDocument:
             used += size
             cells.append(cell)
         return cells[::-1]
+
+
+def keep_run_record(nb: NotebookNode, record: dict[str, Any]) -> None:
+    """The run's entry in the notebook's list of runs, by its run_id, as `record` says."""
+    runs = nb.metadata.setdefault(METADATA_KEY, {}).setdefault("runs", [])
+    for existing in runs:
+        if existing.get("run_id") == record["run_id"]:
+            existing.update(record)
+            return
+    runs.append(dict(record))

@@ -11,7 +11,7 @@ from typing import Any
 
 from nbformat import NotebookNode
 
-from .document import METADATA_KEY
+from .document import keep_run_record
 
 
 def merge_run_cells(
@@ -40,11 +40,5 @@ def merge_run_cells(
                 break
         target.cells.insert(index, copy.deepcopy(cell))
     if run_record is not None:
-        runs = target.metadata.setdefault(METADATA_KEY, {}).setdefault("runs", [])
-        for existing in runs:
-            if existing.get("run_id") == run_record["run_id"]:
-                existing.update(run_record)
-                break
-        else:
-            runs.append(dict(run_record))
+        keep_run_record(target, run_record)
     return target

@@ -30,8 +30,9 @@ from tornado.web import HTTPError
 from ..agent import Agent, AgentConfig, EventLog, RunOutcome
 from ..agent.cells import ReviewError
 from ..agent.conversation import Conversation
-from ..agent.events import ErrorReported, KernelWaiting, Listener, RunFinished
+from ..agent.events import ErrorReported, Event, KernelWaiting, Listener, RunFinished
 from ..agent.observers import ObserverThread, load_observers
+from ..agent.run import RunSpec, RunState, assemble
 from ..kernels import JupyterKernelSession
 from ..kernels.gateway import connected_session, explain, explained
 from ..llm import Model
@@ -42,7 +43,6 @@ from .memory import release_freed_memory
 from .store import RunStore
 from .writer import NotebookWriter
 
-RunState = Literal["running", "finished", "interrupted"]
 #: Notebooks whose conversations the server keeps; the least recently used goes first.
 CONVERSATIONS_KEPT = 200
 #: How long the server holds off writing for a frontend that said it would subscribe as writer.
@@ -130,7 +130,6 @@ class Run:
             # Finished also when putting away fails, so that the notebook is never locked.
             interrupted = self.outcome is not None and self.outcome.reason == "interrupted"
             ended: RunState = "interrupted" if interrupted else "finished"
-            self.writer.run_record.update(self._record() | {"state": ended})
             try:
                 await self.agent.close()
                 await self.writer.flush()
@@ -236,18 +235,6 @@ class Run:
             verdict(cell_id, *args)
         except ReviewError as error:
             raise RunError(404, str(error)) from None
-
-    def _record(self) -> dict[str, Any]:
-        """The run as the notebook's metadata keeps it."""
-        outcome = self.outcome
-        return {
-            "run_id": self.id,
-            "task": self.request.prompt,
-            "model": self.agent.model.name,
-            "state": self.state,
-            "success": outcome.success if outcome else None,
-            "reason": outcome.reason if outcome else None,
-        }
 
     def to_json(self) -> dict[str, Any]:
         outcome = self.outcome
@@ -372,10 +359,7 @@ class RunRegistry:
             return self.runs[run_id]
         request = RunRequest(path, stored["prompt"], config.execution, config.max_steps, user=user)
         self.conversations.setdefault(path, thread)
-        run = self._assemble(
-            request, notebook, model, kernel_name, config, run_id, EventLog(events), stored
-        )
-        run.agent.take_up(stored)
+        run = self._assemble(request, notebook, model, kernel_name, config, run_id, stored, events)
         for follower in self._awaiting_revival.pop(run_id, ()):
             follower(run)
         return run
@@ -531,38 +515,34 @@ class RunRegistry:
         kernel_name: str,
         config: AgentConfig,
         run_id: str,
-        events: EventLog | None = None,
         earlier: dict[str, Any] | None = None,
+        earlier_events: list[Event] | None = None,
     ) -> Run:
         """A run of this server, not started: its agent, its writer, its place in the
         store."""
-        document = NotebookDocument(notebook)
-        events = events or EventLog()
-        record = {"run_id": run_id}
+        spec = RunSpec(
+            request.prompt,
+            model,
+            lambda: self._notebook_kernel(run, kernel_name),
+            NotebookDocument(notebook),
+            request.path,
+            config,
+            run_id,
+            self.conversation(request.path),
+            earlier,
+            earlier_events or [],
+        )
         writer = NotebookWriter(
             self.contents,
             self.saves,
             request.path,
-            document.nb,
-            record,
+            spec.notebook.nb,
+            spec.record,
             delay_s=self.write_delay_s,
             frontend_grace_s=FRONTEND_GRACE_S if request.frontend_writes else None,
         )
-        agent = Agent(
-            model,
-            lambda: self._notebook_kernel(run, kernel_name),
-            document,
-            notebook_path=request.path,
-            config=config,
-            events=events,
-            run_id=run_id,
-            conversation=self.conversation(request.path),
-        )
-        file = self.notebook_file(request.path)
-        run = Run(request, agent, writer, self.store, file, earlier)
-        record.update(run._record())
-        for listener in [writer, self.observers]:
-            events.subscribe(listener)
+        agent = assemble(spec, [writer, self.observers])
+        run = Run(request, agent, writer, self.store, self.notebook_file(request.path), earlier)
         self._forget_old_runs()
         self.runs[run.id] = run
         return run

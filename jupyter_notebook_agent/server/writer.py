@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 import nbformat
 from jupyter_core.utils import ensure_async
 from jupyter_server.services.contents.manager import ContentsManager
 
 from ..agent.events import Event, is_snapshot
+from ..agent.run import RunRecord
 from ..notebook.document import upgraded
 from ..notebook.merge import merge_run_cells
 from .contents import OutsideRoot, SerialSaves, real_api_path
@@ -45,7 +45,7 @@ class NotebookWriter:
         saves: SerialSaves,
         path: str,
         notebook: nbformat.NotebookNode,
-        run_record: dict[str, Any],
+        run_record: RunRecord,
         *,
         delay_s: float = 0.5,
         frontend_grace_s: float | None = None,
@@ -55,7 +55,7 @@ class NotebookWriter:
         notebook open); the server holds off that long for it to subscribe."""
         self.contents, self.saves, self.path, self.notebook = contents, saves, path, notebook
         self.run_record = run_record
-        """The run's entry in the notebook's metadata, kept up to date by the run."""
+        """The run's entry in the notebook's metadata."""
         self.delay_s = delay_s
         self.log = log or logging.getLogger(__name__)
         self.frontends = 0
@@ -140,7 +140,8 @@ class NotebookWriter:
             if not self._checkpointed:
                 await ensure_async(self.contents.create_checkpoint(self.path))
                 self._checkpointed = True
-            merge_run_cells(on_disk, self.notebook, self.written, self.removed, self.run_record)
+            record = self.run_record.to_json()
+            merge_run_cells(on_disk, self.notebook, self.written, self.removed, record)
             nbformat.validate(on_disk)
             content = {"type": "notebook", "format": "json", "content": on_disk}
             await self.saves.save(content, self.path)
