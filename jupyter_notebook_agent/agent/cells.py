@@ -14,6 +14,7 @@ from typing import Any, Literal
 from nbformat import NotebookNode
 
 from ..notebook.document import METADATA_KEY, CellState, NotebookDocument
+from ..notebook.placement import placement
 from .events import (
     CellAccepted,
     CellEdited,
@@ -46,7 +47,9 @@ class CellRecord:
     removed: bool = False
     """Rejected: out of the notebook, kept as it was, for the person may undo the rejection."""
     followed: str | None = None
-    """While removed, the cell it followed (None: it was the first)."""
+    """While removed, the cell it followed (None: it was the first)..."""
+    position: int = 0
+    """... and its index, where it comes back (see placement)."""
     restored: bool = False
     """Brought back after a rejection: no tool call of the model will run it any more."""
 
@@ -151,7 +154,7 @@ class RunCells:
         record = self.record(cell_id)
         index = self.notebook.index(cell_id)
         self.notebook.remove(cell_id)
-        record.removed, record.followed = True, self.predecessor(index)
+        record.removed, record.followed, record.position = True, self.predecessor(index), index
         remain = record.executed
         self.events.emit(CellRejected(cell_id, keep_state=keep_state, effects_remain=remain))
         if remain and not keep_state:
@@ -161,12 +164,9 @@ class RunCells:
     def restore(self, cell_id: str) -> None:
         """Undoes a rejection: the cell comes back where it was, as it was, proposed again."""
         record = self.rejected(cell_id)
-        cell, after = record.cell, record.followed
-        index = 0
-        if after and self.notebook.has(after):
-            index = self.notebook.index(after) + 1
-        elif after:
-            index = len(self.notebook.nb.cells)
+        cell = record.cell
+        ids = [other.get("id") for other in self.notebook.nb.cells]
+        index = placement(ids, record.followed, record.position)
         self.notebook.nb.cells.insert(index, cell)
         record.removed, record.restored = False, True
         self.set_state(cell_id, "proposed")

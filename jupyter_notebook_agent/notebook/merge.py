@@ -12,6 +12,7 @@ from typing import Any
 from nbformat import NotebookNode
 
 from .document import keep_run_record
+from .placement import placement
 
 
 def merge_run_cells(
@@ -22,8 +23,8 @@ def merge_run_cells(
     run_record: dict[str, Any] | None = None,
 ) -> NotebookNode:
     """Updates `target` in place: the `written` cells as they are in `source` (replaced where
-    the ids match, otherwise placed after the nearest earlier cell both notebooks hold), the
-    `removed` ones deleted, and the run's record kept in the notebook's metadata."""
+    the ids match, otherwise placed by the cell they follow in `source`), the `removed` ones
+    deleted, and the run's record kept in the notebook's metadata."""
     target.cells = [cell for cell in target.cells if cell.get("id") not in removed]
     for position, cell in enumerate(source.cells):
         cell_id = cell.get("id")
@@ -33,12 +34,8 @@ def merge_run_cells(
         if cell_id in ids:
             target.cells[ids.index(cell_id)] = copy.deepcopy(cell)
             continue
-        index = 0
-        for earlier in reversed(source.cells[:position]):
-            if earlier.get("id") in ids:
-                index = ids.index(earlier.get("id")) + 1
-                break
-        target.cells.insert(index, copy.deepcopy(cell))
+        after = source.cells[position - 1].get("id") if position else None
+        target.cells.insert(placement(ids, after, position), copy.deepcopy(cell))
     if run_record is not None:
         keep_run_record(target, run_record)
     return target

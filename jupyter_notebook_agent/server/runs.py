@@ -536,7 +536,7 @@ class RunRegistry:
             self.contents,
             self.saves,
             request.path,
-            spec.notebook.nb,
+            spec.notebook.nb,  # as the run read it: the writer copies it
             spec.record,
             delay_s=self.write_delay_s,
             frontend_grace_s=FRONTEND_GRACE_S if request.frontend_writes else None,

@@ -3,14 +3,16 @@ whenever no frontend has the notebook open to apply them itself.
 
 Exactly one writer at any moment: while a frontend that applies the run's events is subscribed,
 this writer stands aside; when the last one goes, it takes over and carries every cell of the
-run into the file. Writes are coalesced, so a cell streaming token by token is not a file write
-per token, and each write re-reads the file and merges by cell id, so that what the person saved
-meanwhile is kept.
+run into the file. Like the frontend, it knows the run's cells from the run's events alone,
+applied to its own copy of the notebook by the same placement rule. Writes are coalesced, so a
+cell streaming token by token is not a file write per token, and each write re-reads the file
+and merges by cell id, so that what the person saved meanwhile is kept.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 
 import nbformat
@@ -21,6 +23,7 @@ from ..agent.events import Event, is_snapshot
 from ..agent.run import RunRecord
 from ..notebook.document import upgraded
 from ..notebook.merge import merge_run_cells
+from ..notebook.run_events import apply_event
 from .contents import OutsideRoot, SerialSaves, real_api_path
 
 #: Event types that change what the file should hold.
@@ -44,16 +47,19 @@ class NotebookWriter:
         contents: ContentsManager,
         saves: SerialSaves,
         path: str,
-        notebook: nbformat.NotebookNode,
+        started_from: nbformat.NotebookNode,
         run_record: RunRecord,
         *,
         delay_s: float = 0.5,
         frontend_grace_s: float | None = None,
         log: logging.Logger | None = None,
     ) -> None:
-        """`frontend_grace_s`: a frontend said it will write (it started the run with the
+        """`started_from`: the notebook as the run read it (copied: the events say the rest).
+        `frontend_grace_s`: a frontend said it will write (it started the run with the
         notebook open); the server holds off that long for it to subscribe."""
-        self.contents, self.saves, self.path, self.notebook = contents, saves, path, notebook
+        self.contents, self.saves, self.path = contents, saves, path
+        self.notebook = copy.deepcopy(started_from)
+        """The notebook as the run's events made it."""
         self.run_record = run_record
         """The run's entry in the notebook's metadata."""
         self.delay_s = delay_s
@@ -76,6 +82,7 @@ class NotebookWriter:
         kind = event["type"]
         if kind not in CHANGES or is_snapshot(event):
             return  # a running cell's outputs reach the file once it ends
+        apply_event(self.notebook, event)
         if cell_id := event.get("cell_id"):
             if kind == "cell_rejected":
                 self.written.discard(cell_id)

@@ -9,6 +9,7 @@ import type { INotebookModel } from '@jupyterlab/notebook';
 import { JSONExt, PartialJSONValue } from '@lumino/coreutils';
 
 import { ICellProvenance, METADATA_KEY, RunEvent } from '../model/events';
+import { placement } from './placement';
 
 type CellProposed = Extract<RunEvent, { type: 'cell_proposed' }>;
 type CellRestored = Extract<RunEvent, { type: 'cell_restored' }>;
@@ -83,15 +84,11 @@ export class NotebookCellWriter {
         break;
       case 'cell_moved':
         this._write(event.cell_id, (_, index) => {
-          // Where it goes once it is out of the way: after its neighbour when that is here.
-          const after = event.after_cell_id;
-          const neighbour = after === null ? -1 : this._indexOf(after);
-          const target =
-            after === null || neighbour >= 0
-              ? neighbour + (neighbour >= 0 && neighbour < index ? 1 : 0)
-              : clamp(event.index, this._notebook.cells.length - 1);
+          // Where it goes once it is out of the way.
+          const others = this._cellIds().filter(id => id !== event.cell_id);
+          const target = placement(others, event.after_cell_id, event.index);
           if (target !== index) {
-            this._notebook.moveCell(index, Math.max(0, target));
+            this._notebook.moveCell(index, target);
           }
         });
         break;
@@ -178,13 +175,16 @@ export class NotebookCellWriter {
     more: Partial<nbformat.ICodeCell> = {}
   ): void {
     this._keepCellIds();
-    this._notebook.insertCell(this._placeOf(event.after_cell_id, event.index), {
-      id: event.cell_id,
-      cell_type: event.cell_type,
-      source: event.source,
-      metadata: event.metadata as nbformat.IBaseCellMetadata,
-      ...more
-    });
+    this._notebook.insertCell(
+      placement(this._cellIds(), event.after_cell_id, event.index),
+      {
+        id: event.cell_id,
+        cell_type: event.cell_type,
+        source: event.source,
+        metadata: event.metadata as nbformat.IBaseCellMetadata,
+        ...more
+      }
+    );
   }
 
   /** Inserts the cell, or brings one the notebook holds already in line with the event. */
@@ -270,16 +270,8 @@ export class NotebookCellWriter {
     return result;
   }
 
-  /** Right after `after` where the notebook holds it, else the server's index, clamped: the
-   * person may have added or removed cells since the run read the notebook. */
-  private _placeOf(after: string | null, index: number): number {
-    if (after === null) {
-      return 0;
-    }
-    const neighbour = this._indexOf(after);
-    return neighbour >= 0
-      ? neighbour + 1
-      : clamp(index, this._notebook.cells.length);
+  private _cellIds(): string[] {
+    return this._notebook.cells.map(cell => cell.getId());
   }
 
   private _indexOf(cellId: string): number {
@@ -300,12 +292,6 @@ function isPassing(event: RunEvent): boolean {
     event.type === 'cell_running' ||
     (event.type === 'cell_outputs' && event.status === 'running')
   );
-}
-
-/** `index` within 0..max: the server counts positions in its own copy of the notebook, which
- * may hold fewer cells than the open one, or more. */
-function clamp(index: number, max: number): number {
-  return Math.max(0, Math.min(index, max));
 }
 
 /**
