@@ -10,15 +10,16 @@ import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 import { LabIcon } from '@jupyterlab/ui-components';
 import { Signal } from '@lumino/signaling';
 
-import { NotebookSession } from './controller';
+import { AgentStatus } from './model/agentStatus';
 import { AgentAPI } from './model/api';
-import { IAgentStatus, METADATA_KEY } from './model/events';
+import { METADATA_KEY } from './model/events';
 import { sandboxByDefault } from './model/kernels';
 import { downloadLocalModel } from './model/localModel';
 import {
   askForInstruction,
   ProposedCellMarker
 } from './notebook/proposedCells';
+import { NotebookSession } from './notebookSession';
 import { AgentPanel, IPanelContext } from './panel';
 
 const PLUGIN_ID = 'jupyter-notebook-agent:plugin';
@@ -67,29 +68,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const api = new AgentAPI(app.serviceManager.serverSettings);
     const sessions = new Map<NotebookPanel, NotebookSession>();
     const sessionChanged = new Signal<unknown, void>(tracker);
-    const setStatus = (status: IAgentStatus) => {
-      context.status = status;
-      sessionChanged.emit();
-    };
+    const status = new AgentStatus();
 
-    const context: IPanelContext & {
-      status: IAgentStatus | null;
-      statusProblem: string | null;
-      execution: 'auto' | 'ask' | undefined;
-      maxSteps: number | undefined;
-      model: string;
-    } = {
+    const context: IPanelContext = {
       get session() {
         const panel = tracker.currentWidget;
         return panel ? (sessions.get(panel) ?? null) : null;
       },
       sessionChanged,
       trans,
-      status: null,
-      statusProblem: null,
-      execution: undefined,
-      maxSteps: undefined,
-      model: '',
+      status,
       attempt(what: string, action: () => Promise<unknown> | undefined) {
         return action()?.catch(error => context.reportError(what, error));
       },
@@ -104,7 +92,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
         });
       },
       async saveModel(settings) {
-        setStatus(await api.saveModel(settings));
+        status.set(await api.saveModel(settings));
       },
       endpointModels(baseUrl, apiKey) {
         return api.endpointModels(baseUrl, apiKey);
@@ -121,17 +109,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
           );
       },
       downloadLocalModel() {
-        downloadLocalModel(api, download => {
-          const local = context.status?.local_model;
-          if (context.status && local) {
-            context.status = {
-              ...context.status,
-              local_model: { ...local, download }
-            };
-            sessionChanged.emit();
-          }
-        })
-          .then(setStatus)
+        downloadLocalModel(api, download => status.downloadProgress(download))
+          .then(answer => status.set(answer))
           .catch(error =>
             context.reportError(trans.__('Could not download the model'), error)
           );
@@ -146,14 +125,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       try {
         const settings = await settingRegistry.load(PLUGIN_ID);
         const read = () => {
-          // Only what the person set: otherwise the server's own settings apply.
-          context.execution = settings.get('execution').user as
-            'auto' | 'ask' | undefined;
-          context.maxSteps = settings.get('maxSteps').user as
-            number | undefined;
-          context.model = settings.get('model').composite as string;
+          status.readSettings(settings);
           side = settings.get('panelSide').composite as 'left' | 'right';
-          sessionChanged.emit();
         };
         read();
         settings.changed.connect(read);
@@ -165,19 +138,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     api
       .status()
-      .then(status => {
-        setStatus(status);
+      .then(answer => {
+        status.set(answer);
         // A download started before this page loaded: follow it (asking again joins it).
-        if (status.local_model?.download?.state === 'running') {
+        if (answer.local_model?.download?.state === 'running') {
           context.downloadLocalModel();
         }
       })
-      .catch(error => {
-        context.statusProblem =
-          'The notebook agent server extension does not answer: ' +
-          (error instanceof Error ? error.message : String(error));
-        sessionChanged.emit();
-      });
+      .catch(error => status.fail(error));
 
     tracker.widgetAdded.connect((_, notebook) => {
       // Before the notebook loads: one without kernel metadata then starts the sandbox.
@@ -243,7 +211,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
           .resume()
           .catch(error =>
             context.reportError(
-              'Could not find the runs of this notebook',
+              trans.__('Could not find the runs of this notebook'),
               error
             )
           );

@@ -1,7 +1,8 @@
 import { TranslationBundle } from '@jupyterlab/translation';
 import * as React from 'react';
 
-import { IAgentStatus, IModelSettings } from './model/events';
+import { AgentStatus } from './model/agentStatus';
+import { IModelSettings } from './model/events';
 
 /** Examples in the empty fields: names, not words to translate. */
 const EXAMPLE_URL = 'https://api.openai.com/v1';
@@ -11,7 +12,8 @@ const EXAMPLE_FILE = '/models/model.gguf';
 /** What setting up the model needs of the plugin. */
 export interface IModelSetupContext {
   readonly trans: TranslationBundle;
-  readonly status: IAgentStatus | null;
+  /** The server's status, and the person's settings for a request. */
+  readonly status: AgentStatus;
   /** Saves the model on the server; rejects with the server's sentence. */
   saveModel(settings: IModelSettings): Promise<void>;
   /** The models an endpoint lists (null key: the one saved). */
@@ -33,7 +35,7 @@ export function ModelSetup(props: {
 }): JSX.Element {
   const { context, onDone } = props;
   const { trans } = context;
-  const model = context.status?.model;
+  const model = context.status.server?.model;
   const [baseUrl, setBaseUrl] = React.useState(model?.base_url ?? '');
   const [apiKey, setApiKey] = React.useState('');
   const [name, setName] = React.useState(
@@ -86,7 +88,7 @@ export function ModelSetup(props: {
     model?.source === 'panel' &&
     model.api_key_set &&
     baseUrl.trim() === (model.base_url ?? '');
-  const local = context.status?.local_model;
+  const local = context.status.server?.local_model;
   const download = local?.download;
   const megabytes = (bytes: number) => (bytes / 1e6).toFixed(0);
   return (

@@ -6,9 +6,10 @@ import { Message } from '@lumino/messaging';
 import { ISignal, Signal } from '@lumino/signaling';
 import * as React from 'react';
 
-import { NotebookSession } from './controller';
+import { NotebookSession } from './notebookSession';
 import { IModelSetupContext, ModelSetup } from './modelSetup';
-import { firstLine, RunModel } from './model/runModel';
+import { firstLine } from './model/runActivity';
+import { RunModel } from './model/runModel';
 import { activityText, cellName, outcomeTitle } from './words';
 
 /** What the panel is given to act with; the plugin wires it to the notebook tracker. */
@@ -17,11 +18,6 @@ export interface IPanelContext extends IModelSetupContext {
   readonly session: NotebookSession | null;
   /** Emitted when the notebook in focus changes. */
   readonly sessionChanged: ISignal<unknown, void>;
-  readonly statusProblem: string | null;
-  /** The person's settings for a request; undefined where they set none (the server's then). */
-  readonly execution: 'auto' | 'ask' | undefined;
-  readonly maxSteps: number | undefined;
-  readonly model: string;
   /** Reports an error in the panel and as a notification. */
   reportError(what: string, error: unknown): void;
   /** Runs an action that asks the server; a failure is reported as `what`. The promise ends
@@ -75,12 +71,16 @@ export class AgentPanel extends ReactWidget {
     return (
       <UseSignal signal={this.context.sessionChanged}>
         {() => (
-          <SessionView
-            key={this.context.session?.path ?? ''}
-            context={this.context}
-            rendermime={this.rendermime}
-            ticked={this._ticked}
-          />
+          <UseSignal signal={this.context.status.changed}>
+            {() => (
+              <SessionView
+                key={this.context.session?.path ?? ''}
+                context={this.context}
+                rendermime={this.rendermime}
+                ticked={this._ticked}
+              />
+            )}
+          </UseSignal>
         )}
       </UseSignal>
     );
@@ -146,7 +146,7 @@ function Header(props: { context: IPanelContext }): JSX.Element {
   const { context } = props;
   const { trans } = context;
   const [settingUp, setSettingUp] = React.useState(false);
-  const status = context.status;
+  const status = context.status.server;
   const kernel = status?.kernel;
   return (
     <div className="jp-NotebookAgent-header">
@@ -164,7 +164,10 @@ function Header(props: { context: IPanelContext }): JSX.Element {
           >
             {status.model.problem
               ? trans.__('No model ready')
-              : trans.__('Model: %1', context.model || status.model.name)}
+              : trans.__(
+                  'Model: %1',
+                  context.status.model || status.model.name
+                )}
           </span>
           {status.model.problem || !status.allow_model_setup ? null : (
             <button
@@ -192,8 +195,12 @@ function Header(props: { context: IPanelContext }): JSX.Element {
         </div>
       ) : (
         <div className="jp-NotebookAgent-error">
-          {context.statusProblem ??
-            trans.__('Asking the server for its status…')}{' '}
+          {context.status.failure === null
+            ? trans.__('Asking the server for its status…')
+            : trans.__(
+                'The notebook agent server extension does not answer: %1',
+                context.status.failure
+              )}{' '}
           <button className="jp-mod-styled" onClick={context.openSettings}>
             {trans.__('Settings')}
           </button>
@@ -251,11 +258,11 @@ function KernelNotice(props: {
   const { context, session } = props;
   const { trans } = context;
   const kernel = session.kernel;
-  const sandbox = context.status?.kernel;
+  const sandbox = context.status.server?.kernel;
   if (
     !kernel ||
     kernel.sandboxed ||
-    context.status?.allow_unsandboxed ||
+    context.status.server?.allow_unsandboxed ||
     !sandbox?.sandboxed ||
     !sandbox.name
   ) {
@@ -304,7 +311,7 @@ function RequestBox(props: {
   const [prompt, setPrompt] = React.useState('');
   const [sending, setSending] = React.useState(false);
   const busy = sending || (session.run?.running ?? false);
-  const noModel = context.status?.model.problem ?? null;
+  const noModel = context.status.server?.model.problem ?? null;
   const box = React.useRef<HTMLTextAreaElement>(null);
   React.useEffect(() => {
     // The box lost the focus when it was disabled for the run: it takes it back, unless the
@@ -321,9 +328,9 @@ function RequestBox(props: {
     setSending(true);
     try {
       await session.start(prompt, {
-        execution: context.execution,
-        max_steps: context.maxSteps,
-        model: context.model || undefined
+        execution: context.status.execution,
+        max_steps: context.status.maxSteps,
+        model: context.status.model || undefined
       });
       setPrompt('');
     } catch (error) {

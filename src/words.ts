@@ -1,6 +1,7 @@
 import { TranslationBundle } from '@jupyterlab/translation';
 
-import { IActivity, IRunOutcome } from './model/runModel';
+import { IActivity } from './model/runActivity';
+import { IRunOutcome } from './model/runState';
 
 /** A cell as the person knows it, by its first line (`firstLine`); "a cell" while empty. */
 export function cellName(

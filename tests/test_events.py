@@ -1,9 +1,11 @@
-"""Each kind of event is written down twice: its class in agent/events.py, and its schema in
-rest-api.yml. These hold the two to one another."""
+"""Each kind of event is written down three times: its class in agent/events.py, its schema in
+rest-api.yml, and its member of the RunEvent union in src/model/events.ts. These hold the three
+to one another."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,7 @@ from .conftest import complete, tool, turn
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = yaml.safe_load((ROOT / "jupyter_notebook_agent/server/rest-api.yml").read_text())
+TS_EVENTS = (ROOT / "src/model/events.ts").read_text()
 
 
 def said(event_type: type[EventBody]) -> tuple[set[str], set[str]]:
@@ -36,6 +39,21 @@ def said(event_type: type[EventBody]) -> tuple[set[str], set[str]]:
     fields = dataclasses.fields(event_type)  # type: ignore[arg-type]
     always = {field.name for field in fields if not field.metadata.get("said_when_set")}
     return {field.name for field in fields}, always
+
+
+def ts_members() -> dict[str, tuple[set[str], set[str]]]:
+    """The RunEvent union's members by type: their fields, and those not optional."""
+    union = TS_EVENTS[TS_EVENTS.index("export type RunEvent") : TS_EVENTS.index("RunEventType")]
+    union = re.sub(r"/\*\*.*?\*/", "", union, flags=re.S)
+    while re.search(r"\{[^{}]*\{[^{}]*\}", union):  # nested object types say nothing here
+        union = re.sub(r"(\{[^{}]*)\{[^{}]*\}", r"\1OBJECT", union)
+    members = {}
+    for body in re.findall(r"\{([^{}]*type: '[a-z_]+'[^{}]*)\}", union):
+        kind = re.search(r"type: '([a-z_]+)'", body).group(1)
+        fields = dict(re.findall(r"(\w+)(\??):", body))
+        fields.pop("type")
+        members[kind] = (set(fields), {name for name, optional in fields.items() if not optional})
+    return members
 
 
 def test_every_kind_of_event_is_one_class():
@@ -50,6 +68,12 @@ def test_an_event_class_says_what_its_rest_api_schema_says(event_type):
     fields, always = said(event_type)
     assert set(schema["properties"]) - {"seq", "type"} == fields
     assert set(schema["required"]) - {"seq", "type"} == always
+
+
+@pytest.mark.parametrize("event_type", EVENT_TYPES, ids=lambda t: t.kind)
+def test_an_event_class_says_what_the_frontend_reads(event_type):
+    fields, always = ts_members()[event_type.kind]
+    assert (fields, always) == said(event_type)
 
 
 def test_the_log_numbers_events_and_leaves_out_fields_not_set():

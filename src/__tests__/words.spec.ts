@@ -1,6 +1,6 @@
 import { TranslationBundle } from '@jupyterlab/translation';
 
-import { Doing, firstLine } from '../model/runModel';
+import { Doing, firstLine } from '../model/runActivity';
 import { activityText, cellName } from '../words';
 
 /** A translation that marks what went through it, to find a sentence that did not. */

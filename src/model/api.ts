@@ -1,6 +1,6 @@
 import { ServerConnection } from '@jupyterlab/services';
 
-import { requestAPI } from '../handler';
+import { requestAPI } from './request';
 import {
   IAgentStatus,
   IConversation,

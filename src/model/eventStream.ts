@@ -3,8 +3,8 @@ import { ServerConnection } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { API_NAMESPACE } from '../handler';
 import { RunEvent } from './events';
+import { API_NAMESPACE } from './request';
 import { EventGapError, RunModel } from './runModel';
 
 /** The first wait before connecting again; it doubles with each failed attempt. */

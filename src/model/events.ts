@@ -21,7 +21,7 @@ export type RunEvent = IEventBase &
         max_steps: number;
         execution: 'auto' | 'ask';
         /** The notebook's conversation the run continues. */
-        conversation_id?: string;
+        conversation_id: string;
       }
     | { type: 'step'; step: number; max_steps: number }
     | { type: 'message_delta'; text: string }
@@ -56,6 +56,8 @@ export type RunEvent = IEventBase &
         after_cell_id: string | null;
         metadata: Record<string, unknown>;
         streaming: boolean;
+        /** The id of the model's tool call (add_cell) that writes it; null for a cell no call wrote. */
+        call_id: string | null;
       }
     | {
         type: 'cell_source_delta';

@@ -52,7 +52,8 @@ const LOG: RunEvent[] = [
     task: 'Plot',
     model: 'm',
     max_steps: 5,
-    execution: 'auto'
+    execution: 'auto',
+    conversation_id: 'conversation-1'
   },
   { seq: 1, type: 'step', step: 1, max_steps: 5 },
   { seq: 2, type: 'message_delta', text: 'One, ' },

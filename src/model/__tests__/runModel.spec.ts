@@ -29,7 +29,8 @@ class Run {
       task: 'Plot the sine',
       model: 'gpt-test',
       max_steps: 30,
-      execution
+      execution,
+      conversation_id: 'conversation-1'
     });
   }
 
@@ -58,8 +59,13 @@ class Run {
     }
   }
 
-  /** A cell shown as the model writes its add_cell call. */
-  streamCell(id: string, cellType: 'code' | 'markdown', ...pieces: string[]) {
+  /** A cell shown as the model writes its add_cell call `callId`. */
+  streamCell(
+    callId: string,
+    id: string,
+    cellType: 'code' | 'markdown',
+    ...pieces: string[]
+  ) {
     this.emit('cell_proposed', {
       cell_id: id,
       cell_type: cellType,
@@ -73,7 +79,8 @@ class Run {
           state: 'proposed'
         }
       },
-      streaming: true
+      streaming: true,
+      call_id: callId
     });
     this.delta(id, ...pieces);
   }
@@ -180,7 +187,7 @@ describe('RunModel', () => {
     ]);
     expect(activityOf(model)).toBe('Thinking…');
 
-    run.streamCell('agent-1', 'code', 'import numpy', ' as np\n');
+    run.streamCell('call-1', 'agent-1', 'code', 'import numpy', ' as np\n');
     const streaming = model.cells.get('agent-1')!;
     expect(streaming.source).toBe('import numpy as np\n');
     expect(streaming.streaming).toBe(true);
@@ -286,7 +293,8 @@ describe('RunModel', () => {
       task: 't',
       model: 'm',
       max_steps: 3,
-      execution: 'auto'
+      execution: 'auto',
+      conversation_id: 'conversation-1'
     };
     expect(model.apply(started)).toBe(true);
     expect(seen).toEqual([started]);
@@ -327,7 +335,7 @@ describe('RunModel', () => {
   it('builds the same state from a replayed log', () => {
     const run = new Run();
     run.step(1);
-    run.streamCell('agent-1', 'markdown', '# Si', 'ne');
+    run.streamCell('c1', 'agent-1', 'markdown', '# Si', 'ne');
     run.turn(1, 10, 2);
     run.call('c1', 'add_cell', { cell_type: 'markdown', source: '# Sine' });
     run.result('c1', 'add_cell', { cell_id: 'agent-1', status: 'ok' });
@@ -340,7 +348,7 @@ describe('RunModel', () => {
   describe('in ask mode', () => {
     function proposeCode(run: Run): void {
       run.step(1);
-      run.streamCell('agent-1', 'code', 'print(1)');
+      run.streamCell('c1', 'agent-1', 'code', 'print(1)');
       run.turn(1, 10, 2);
       run.call('c1', 'add_cell', { cell_type: 'code', source: 'print(1)' });
     }
@@ -406,7 +414,7 @@ describe('RunModel', () => {
   it('edits a cell: a reset empties it, the deltas refill it, the old source is a version', () => {
     const run = new Run();
     run.step(1);
-    run.streamCell('agent-1', 'code', '1 / 0');
+    run.streamCell('c1', 'agent-1', 'code', '1 / 0');
     run.turn(1, 10, 2);
     run.call('c1', 'add_cell', { cell_type: 'code', source: '1 / 0' });
     run.outputs('agent-1', 'error');
@@ -444,7 +452,7 @@ describe('RunModel', () => {
   it('restores an edit the model botched without counting a version', () => {
     const run = new Run();
     run.step(1);
-    run.streamCell('agent-1', 'code', 'x = 1');
+    run.streamCell('c1', 'agent-1', 'code', 'x = 1');
     run.turn(1, 10, 2);
     run.step(2);
     run.emit('cell_source_delta', {
@@ -468,7 +476,7 @@ describe('RunModel', () => {
   it('marks a cell the model withdrew as rejected', () => {
     const run = new Run();
     run.step(1);
-    run.streamCell('agent-1', 'code', 'pri');
+    run.streamCell('c1', 'agent-1', 'code', 'pri');
     run.turn(1, 10, 2);
     run.call('c1', 'add_cell', {});
     run.emit('cell_rejected', {
@@ -482,8 +490,8 @@ describe('RunModel', () => {
   it('keeps a moved cell at its new index', () => {
     const run = new Run();
     run.step(1);
-    run.streamCell('agent-1', 'code', 'a = 1');
-    run.streamCell('agent-2', 'code', 'b = 2');
+    run.streamCell('c1', 'agent-1', 'code', 'a = 1');
+    run.streamCell('c2', 'agent-2', 'code', 'b = 2');
     run.emit('cell_moved', {
       cell_id: 'agent-2',
       index: 0,
@@ -508,7 +516,8 @@ describe('RunModel', () => {
       metadata: {
         notebook_agent: { run_id: 'run-1', model: 'm', state: 'accepted' }
       },
-      streaming: false
+      streaming: false,
+      call_id: null
     });
     expect(run.model.cells.get('agent-1')!.state).toBe('accepted');
     expect(run.model.proposedCellIds).toEqual([]);
@@ -519,8 +528,8 @@ describe('RunModel', () => {
     run.step(1);
     // Three calls in one answer; the second named its cell type after its source, so its cell
     // appears only once the call runs.
-    run.streamCell('agent-1', 'code', 'a = 1');
-    run.streamCell('agent-2', 'code', 'c = 3');
+    run.streamCell('c1', 'agent-1', 'code', 'a = 1');
+    run.streamCell('c3', 'agent-2', 'code', 'c = 3');
     run.turn(1, 10, 2);
 
     run.call('c1', 'add_cell', { cell_type: 'code', source: 'a = 1' });
@@ -536,7 +545,8 @@ describe('RunModel', () => {
       index: 1,
       after_cell_id: 'agent-1',
       metadata: {},
-      streaming: false
+      streaming: false,
+      call_id: 'c2'
     });
     expect(activityOf(run.model)).toBe('Running “b = 2”…');
     run.outputs('agent-3');
@@ -544,6 +554,71 @@ describe('RunModel', () => {
 
     run.call('c3', 'add_cell', { cell_type: 'code', source: 'c = 3' });
     expect(activityOf(run.model)).toBe('Running “c = 3”…');
+  });
+
+  it('ties each add_cell call to the cell streamed under its id, whatever their sources', () => {
+    const run = new Run();
+    run.step(1);
+    run.streamCell('c1', 'agent-1', 'code', 'x = 1');
+    run.streamCell('c2', 'agent-2', 'code', 'x = 1');
+    run.turn(1, 10, 2);
+
+    // Only the ids tie a call to its cell: the order the calls run in does not.
+    run.call('c2', 'add_cell', { cell_type: 'code', source: 'x = 1' });
+    expect(activityOf(run.model)).toBe('Running “x = 1”…');
+    expect(run.model.activityCellId).toBe('agent-2');
+    run.outputs('agent-2');
+    run.result('c2', 'add_cell', { cell_id: 'agent-2', status: 'ok' });
+
+    run.call('c1', 'add_cell', { cell_type: 'code', source: 'x = 1' });
+    expect(activityOf(run.model)).toBe('Running “x = 1”…');
+    expect(run.model.activityCellId).toBe('agent-1');
+  });
+
+  it('names no cell for a call whose cell is not streamed until it appears', () => {
+    const run = new Run();
+    run.step(1);
+    // The first call named its cell type after its source; the second's cell, with the same
+    // source, streamed.
+    run.streamCell('c2', 'agent-1', 'code', 'x = 1');
+    run.turn(1, 10, 2);
+
+    run.call('c1', 'add_cell', { source: 'x = 1', cell_type: 'code' });
+    expect(activityOf(run.model)).toBe('Writing a cell…');
+    expect(run.model.activityCellId).toBeNull();
+    run.emit('cell_proposed', {
+      cell_id: 'agent-2',
+      cell_type: 'code',
+      source: 'x = 1',
+      index: 0,
+      after_cell_id: null,
+      metadata: {},
+      streaming: false,
+      call_id: 'c1'
+    });
+    expect(run.model.activityCellId).toBe('agent-2');
+    run.outputs('agent-2');
+    run.result('c1', 'add_cell', { cell_id: 'agent-2', status: 'ok' });
+
+    run.call('c2', 'add_cell', { cell_type: 'code', source: 'x = 1' });
+    expect(run.model.activityCellId).toBe('agent-1');
+  });
+
+  it('forgets the call ids of earlier steps, which a backend may use again', () => {
+    const run = new Run();
+    run.step(1);
+    run.streamCell('call_0', 'agent-1', 'code', 'a = 1');
+    run.turn(1, 10, 2);
+    run.call('call_0', 'add_cell', { cell_type: 'code', source: 'a = 1' });
+    expect(run.model.activityCellId).toBe('agent-1');
+    run.outputs('agent-1');
+    run.result('call_0', 'add_cell', { cell_id: 'agent-1', status: 'ok' });
+
+    run.step(2);
+    run.turn(2, 10, 2);
+    run.call('call_0', 'add_cell', { source: 'b = 2', cell_type: 'code' });
+    expect(activityOf(run.model)).toBe('Writing a cell…');
+    expect(run.model.activityCellId).toBeNull();
   });
 
   it('says what the other tools do', () => {
@@ -565,7 +640,8 @@ describe('RunModel', () => {
       index: 0,
       after_cell_id: null,
       metadata: {},
-      streaming: false
+      streaming: false,
+      call_id: 'c3'
     });
     expect(activityOf(run.model)).toBe('Writing “# A”…');
     run.result('c3', 'add_cell', { cell_id: 'agent-1', status: 'ok' });
@@ -575,7 +651,7 @@ describe('RunModel', () => {
   it('says it waits while the person’s cell runs, until the agent’s runs', () => {
     const run = new Run();
     run.step(1);
-    run.streamCell('agent-1', 'code', 'print(df.shape)');
+    run.streamCell('call-1', 'agent-1', 'code', 'print(df.shape)');
     run.call('call-1', 'add_cell', {
       cell_type: 'code',
       source: 'print(df.shape)'
@@ -617,7 +693,7 @@ describe('RunModel', () => {
   it('goes on after the finish to regenerate a cell, keeping the old source', () => {
     const run = new Run();
     run.step(1);
-    run.streamCell('agent-1', 'code', 'plot(x)');
+    run.streamCell('c1', 'agent-1', 'code', 'plot(x)');
     run.turn(1, 10, 2);
     run.call('c1', 'add_cell', { cell_type: 'code', source: 'plot(x)' });
     run.outputs('agent-1');
@@ -680,7 +756,7 @@ describe('RunModel', () => {
   it('keeps each regenerated version once', () => {
     const run = new Run();
     run.step(1);
-    run.streamCell('agent-1', 'code', 'v1');
+    run.streamCell('c1', 'agent-1', 'code', 'v1');
     run.turn(1, 10, 2);
     const regenerate = () =>
       run.emit('cell_regenerating', {
@@ -697,7 +773,7 @@ describe('RunModel', () => {
   it('replaces a changed cell’s record instead of mutating it', () => {
     const run = new Run();
     run.step(1);
-    run.streamCell('agent-1', 'code', 'a');
+    run.streamCell('c1', 'agent-1', 'code', 'a');
     const before = run.model.cells.get('agent-1')!;
     run.delta('agent-1', 'b');
     expect(before.source).toBe('a');

@@ -49,7 +49,8 @@ function proposed(
     index,
     after_cell_id: options.after === undefined ? 'not-here' : options.after,
     metadata: provenance('proposed'),
-    streaming: source === ''
+    streaming: source === '',
+    call_id: `call-${cellId}`
   };
 }
 
@@ -69,7 +70,8 @@ const RUN = log(
     task: 'print pi',
     model: 'test-model',
     max_steps: 10,
-    execution: 'auto'
+    execution: 'auto',
+    conversation_id: 'conversation-1'
   },
   proposed('agent-1', 1),
   delta('agent-1', 'import math\n'),

@@ -1,6 +1,6 @@
 import { ServerConnection } from '@jupyterlab/services';
 
-import { requestAPI } from '../handler';
+import { requestAPI } from '../request';
 
 /**
  * Server settings whose fetch records each request and answers `response`.
