@@ -51,24 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         "OPENAI_API_KEY or a base URL is set, else the default local model, once downloaded)",
     )
     run.add_argument("--base-url", help="OpenAI-compatible endpoint (default: OpenAI's)")
-    run.add_argument(
-        "--max-steps",
-        type=_positive(int),
-        default=AgentConfig.max_steps,
-        help="model turns at most",
-    )
-    run.add_argument(
-        "--timeout",
-        type=_positive(float),
-        default=AgentConfig.execution_timeout_s,
-        help="seconds one execution may take",
-    )
-    run.add_argument(
-        "--time-limit",
-        type=_positive(float),
-        default=AgentConfig.time_limit_s,
-        help="seconds the whole run may take",
-    )
+    for flag, kind, default, meaning in (
+        ("--max-steps", int, AgentConfig.max_steps, "model turns at most"),
+        ("--timeout", float, AgentConfig.execution_timeout_s, "seconds one execution may take"),
+        ("--time-limit", float, AgentConfig.time_limit_s, "seconds the whole run may take"),
+    ):
+        run.add_argument(flag, type=_positive(kind), default=default, help=meaning)
     run.add_argument(
         "--max-retries", type=_positive(int, 0), default=4, help="retries of a failed model request"
     )

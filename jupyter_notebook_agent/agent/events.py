@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
@@ -110,16 +110,23 @@ class ToolResult(EventBody):
 
 
 @dataclass
-class CellProposed(EventBody):
-    kind = "cell_proposed"
+class CellPlaced(EventBody):
+    """A cell comes into the notebook at `index`, right after the cell `after_cell_id` (None:
+    first), which places it in a notebook that changed meanwhile (see notebook/placement.py)."""
+
     cell_id: str
     cell_type: str
     source: str
     index: int
     after_cell_id: str | None
-    """The cell it follows (None: first): places it in a notebook that changed meanwhile."""
     metadata: dict[str, Any]
+
+
+@dataclass
+class CellProposed(CellPlaced):
+    kind = "cell_proposed"
     streaming: bool
+    """Its source follows in cell_source_delta events."""
     call_id: str | None
     """The model's tool call that writes it (None: no call of the model's does)."""
 
@@ -190,16 +197,10 @@ class CellRejected(EventBody):
 
 
 @dataclass
-class CellRestored(EventBody):
+class CellRestored(CellPlaced):
     """A rejection undone: the cell is back, proposed, as it was."""
 
     kind = "cell_restored"
-    cell_id: str
-    cell_type: str
-    source: str
-    index: int
-    after_cell_id: str | None
-    metadata: dict[str, Any]
     outputs: list[NotebookNode]
     execution_count: int | None
 
@@ -247,7 +248,15 @@ class RunFinished(EventBody):
         return cls(outcome.success, outcome.reason, outcome.summary)
 
 
-EVENT_TYPES: tuple[type[EventBody], ...] = tuple(EventBody.__subclasses__())
+def _kinds(base: type[EventBody]) -> Iterator[type[EventBody]]:
+    for event_type in base.__subclasses__():
+        if "kind" in vars(event_type):
+            yield event_type
+        yield from _kinds(event_type)
+
+
+EVENT_TYPES: tuple[type[EventBody], ...] = tuple(_kinds(EventBody))
+"""Every kind of event, one class each."""
 
 
 def is_snapshot(event: Event) -> bool:
