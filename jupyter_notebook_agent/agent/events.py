@@ -110,11 +110,17 @@ class ToolResult(EventBody):
 
 
 @dataclass
-class CellPlaced(EventBody):
+class CellEvent(EventBody):
+    """Something that happens to one of the run's cells."""
+
+    cell_id: str
+
+
+@dataclass
+class CellPlaced(CellEvent):
     """A cell comes into the notebook at `index`, right after the cell `after_cell_id` (None:
     first), which places it in a notebook that changed meanwhile (see notebook/placement.py)."""
 
-    cell_id: str
     cell_type: str
     source: str
     index: int
@@ -132,65 +138,58 @@ class CellProposed(CellPlaced):
 
 
 @dataclass
-class CellSourceDelta(EventBody):
+class CellSourceDelta(CellEvent):
     """A piece of a cell's source as the model writes it; `reset`: an edit begins, the source
     starts again from nothing."""
 
     kind = "cell_source_delta"
-    cell_id: str
     text: str
     reset: bool | None = said_when_set()
 
 
 @dataclass
-class CellEdited(EventBody):
+class CellEdited(CellEvent):
     kind = "cell_edited"
-    cell_id: str
     source: str
     version: int | None = said_when_set()
     state: str | None = said_when_set()
 
 
 @dataclass
-class CellMoved(EventBody):
+class CellMoved(CellEvent):
     kind = "cell_moved"
-    cell_id: str
     index: int
     after_cell_id: str | None
 
 
 @dataclass
-class CellRunning(EventBody):
+class CellRunning(CellEvent):
     """The cell begins to run, or waits to."""
 
     kind = "cell_running"
-    cell_id: str
 
 
 @dataclass
-class CellOutputs(EventBody):
+class CellOutputs(CellEvent):
     """A running cell's outputs so far (`status` running), then its last ones."""
 
     kind = "cell_outputs"
-    cell_id: str
     status: str
     outputs: list[NotebookNode]
     execution_count: int | None
 
 
 @dataclass
-class CellAccepted(EventBody):
+class CellAccepted(CellEvent):
     kind = "cell_accepted"
-    cell_id: str
 
 
 @dataclass
-class CellRejected(EventBody):
+class CellRejected(CellEvent):
     """The cell is out of the notebook: rejected by the person (`keep_state`, and whether
     what it did `effects_remain` in the kernel), or withdrawn for a `reason`."""
 
     kind = "cell_rejected"
-    cell_id: str
     keep_state: bool | None = said_when_set()
     effects_remain: bool | None = said_when_set()
     reason: str | None = said_when_set()
@@ -206,9 +205,8 @@ class CellRestored(CellPlaced):
 
 
 @dataclass
-class CellRegenerating(EventBody):
+class CellRegenerating(CellEvent):
     kind = "cell_regenerating"
-    cell_id: str
     instruction: str
     source: str
     version: int

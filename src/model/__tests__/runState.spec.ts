@@ -71,17 +71,19 @@ class Log {
   }
 }
 
+const STARTED = {
+  run_id: 'run-1',
+  task: 'Plot the sine',
+  model: 'gpt-test',
+  max_steps: 30,
+  execution: 'ask' as const,
+  conversation_id: 'conv-1'
+};
+
 /** A run with every kind of event: cells streamed and not, an edit, a review, a regenerate. */
 function wholeRun(): RunEvent[] {
   return new Log()
-    .add('run_started', {
-      run_id: 'run-1',
-      task: 'Plot the sine',
-      model: 'gpt-test',
-      max_steps: 30,
-      execution: 'ask',
-      conversation_id: 'conv-1'
-    })
+    .add('run_started', STARTED)
     .add('step', { step: 1, max_steps: 30 })
     .add('message_delta', { text: 'I will ' })
     .add('message_delta', { text: 'plot it.' })
@@ -245,14 +247,7 @@ describe('reduceRun', () => {
 
   it('takes the time from its caller', () => {
     const events = new Log()
-      .add('run_started', {
-        run_id: 'run-1',
-        task: 't',
-        model: 'm',
-        max_steps: 3,
-        execution: 'auto',
-        conversation_id: 'conversation-1'
-      })
+      .add('run_started', STARTED)
       .add('run_finished', { success: true, reason: 'completed', summary: '' })
       .add('run_continued', { step: 1 })
       .add('run_finished', {
