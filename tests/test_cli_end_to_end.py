@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from itertools import pairwise
 from pathlib import Path
 
@@ -132,3 +133,29 @@ def test_observers_from_entry_points_see_every_event(tmp_path: Path, replay_serv
     assert [e["seq"] for e in events] == list(range(len(events)))
     assert events[0]["type"] == "run_started" and events[-1]["type"] == "run_finished"
     assert "message_delta" in {e["type"] for e in events}
+
+
+def test_a_kernel_that_cannot_start_is_reported_and_the_notebook_says_so(tmp_path, run_cli):
+    """The agent starts the run's kernel, in the command line as in the server: one that dies
+    at once ends the run as a kernel error, said on the terminal and in the notebook."""
+    spec = tmp_path / "jupyter" / "kernels" / "broken"
+    spec.mkdir(parents=True)
+    argv = [sys.executable, "-c", "raise SystemExit(1)", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Broken"}))
+    result = run_cli(
+        "run", "Plot", "-o", "o.ipynb", "--model", f"replay:{RECORDINGS / 'sine_plot.json'}",
+        "--kernel", "broken", "--allow-unsandboxed",
+        env={"JUPYTER_PATH": str(tmp_path / "jupyter")},
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Failed (kernel_error)" in result.stdout
+    assert "no kernel to run code in" in result.stdout
+    nb = nbformat.read(tmp_path / "o.ipynb", as_version=4)
+    nbformat.validate(nb)
+    (record,) = nb.metadata["notebook_agent"]["runs"]
+    assert (record["state"], record["success"], record["reason"]) == (
+        "finished",
+        False,
+        "kernel_error",
+    )
+    assert nb.metadata["kernelspec"]["name"] == "broken"
