@@ -8,6 +8,7 @@ frontend (`src/model/events.ts`, held to these classes by a test) read them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -38,11 +39,19 @@ class EventBody:
 
     def fields(self) -> dict[str, Any]:
         said = {}
-        for field in dataclasses.fields(self):  # type: ignore[arg-type]
-            value = getattr(self, field.name)
-            if value is not None or not field.metadata.get("said_when_set"):
-                said[field.name] = value
+        for name, when_set in _field_names(type(self)):
+            value = getattr(self, name)
+            if value is not None or not when_set:
+                said[name] = value
         return said
+
+
+@functools.cache
+def _field_names(event_type: type[EventBody]) -> tuple[tuple[str, bool], ...]:
+    """An event class's fields, and whether each is said only when set: a source streams as
+    thousands of events, each of which would look them up again."""
+    fields = dataclasses.fields(event_type)  # type: ignore[arg-type]
+    return tuple((field.name, bool(field.metadata.get("said_when_set"))) for field in fields)
 
 
 @dataclass
