@@ -10,9 +10,11 @@ from pathlib import Path
 import nbformat
 
 from jupyter_notebook_agent.agent import Agent, AgentConfig, EventLog
+from jupyter_notebook_agent.agent.run import RunRecord
 from jupyter_notebook_agent.llm.replay import ReplayModel
 from jupyter_notebook_agent.notebook import NotebookDocument
 from jupyter_notebook_agent.notebook.run_events import apply_event
+from jupyter_notebook_agent.server.writer import NotebookWriter
 
 from .conftest import complete, tool, turn
 
@@ -79,3 +81,16 @@ async def test_cells_placed_among_the_persons_rejected_restored_and_accepted(
     assert mirror.cells == notebook.nb.cells
     assert notebook.nb.cells[1].metadata["notebook_agent"]["state"] == "proposed"
     assert notebook.nb.cells[3].metadata["notebook_agent"]["state"] == "accepted"
+
+
+def test_the_servers_writer_keeps_the_persons_cells_by_id_alone():
+    """Its copy places the run's cells among the person's by their ids: a finished run the
+    server keeps holds no second copy of the person's outputs (a megabyte here)."""
+    person = nbformat.v4.new_code_cell("print('x' * 10**6)", id="person-1")
+    person.outputs = [nbformat.v4.new_output("stream", text="x" * 10**6)]
+    mine = nbformat.v4.new_code_cell("y = 1", id="agent-1")
+    mine.metadata["notebook_agent"] = {"run_id": "r1", "model": "m", "state": "proposed"}
+    notebook = nbformat.v4.new_notebook(cells=[person, mine])
+    writer = NotebookWriter(None, None, "n.ipynb", notebook, RunRecord("r1", "t", "m", None))
+    assert writer.notebook.cells == [{"id": "person-1"}, mine]
+    assert writer.notebook.cells[1] is not mine

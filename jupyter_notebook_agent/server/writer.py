@@ -21,7 +21,7 @@ from jupyter_server.services.contents.manager import ContentsManager
 
 from ..agent.events import Event, is_snapshot
 from ..agent.run import RunRecord
-from ..notebook.document import upgraded
+from ..notebook.document import METADATA_KEY, upgraded
 from ..notebook.merge import merge_run_cells
 from ..notebook.run_events import apply_event
 from .contents import OutsideRoot, SerialSaves, real_api_path
@@ -54,12 +54,13 @@ class NotebookWriter:
         frontend_grace_s: float | None = None,
         log: logging.Logger | None = None,
     ) -> None:
-        """`started_from`: the notebook as the run read it (copied: the events say the rest).
+        """`started_from`: the notebook as the run read it (the events say the rest).
         `frontend_grace_s`: a frontend said it will write (it started the run with the
         notebook open); the server holds off that long for it to subscribe."""
         self.contents, self.saves, self.path = contents, saves, path
-        self.notebook = copy.deepcopy(started_from)
-        """The notebook as the run's events made it."""
+        self.notebook = _outline(started_from, run_record.run_id)
+        """The notebook as the run's events made it: the run's cells whole, the others by id
+        alone, which is all that places the run's cells among them."""
         self.run_record = run_record
         """The run's entry in the notebook's metadata."""
         self.delay_s = delay_s
@@ -152,3 +153,15 @@ class NotebookWriter:
             nbformat.validate(on_disk)
             content = {"type": "notebook", "format": "json", "content": on_disk}
             await self.saves.save(content, self.path)
+
+
+def _outline(notebook: nbformat.NotebookNode, run_id: str) -> nbformat.NotebookNode:
+    """A copy of the notebook with the cells of run `run_id` whole and the others by their
+    ids: a run kept after it finished then holds no second copy of the person's outputs."""
+    cells = [
+        copy.deepcopy(cell)
+        if cell.metadata.get(METADATA_KEY, {}).get("run_id") == run_id
+        else nbformat.NotebookNode(id=cell.get("id"))
+        for cell in notebook.cells
+    ]
+    return nbformat.NotebookNode(cells=cells)
