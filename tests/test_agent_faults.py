@@ -163,7 +163,9 @@ async def test_editing_a_cell_that_does_not_exist_lists_the_ones_that_do(kernel,
     assert outcome.success
     assert tool_results(agent)[1] == {
         "status": "error",
-        "error": "no cell has id 'agent-9'; the notebook's cell ids: agent-1",
+        "error": "no cell has id 'agent-9'. Give the cell_id that add_cell's result named for "
+        "the cell you want to change, or call add_cell to write a new cell. The notebook's cell "
+        "ids: agent-1.",
     }
 
 

@@ -309,6 +309,7 @@ class Agent:
 
     async def _observe(self, turn: ModelTurn) -> None:
         """Carries out the turn's calls and hands their results back, until one completes."""
+        self.tools.begin_turn()
         if not turn.tool_calls:
             reply = self._format_error("you answered without calling a tool")
             self._append({"role": "user", "content": reply["error"]})

@@ -7,7 +7,6 @@ from typing import Any, Literal
 
 from nbformat import NotebookNode
 
-from ..notebook.document import CellNotFound
 from .cells import RunCells
 from .events import KernelRestartProposed
 from .execution import CellRunner
@@ -15,6 +14,9 @@ from .outcome import RunOutcome
 from .preview import CellPreview, StreamingCall, too_long
 from .review import Review
 from .variables import kernel_variables
+
+NOT_REPEATED = frozenset({"add_cell", "edit_cell", "execute_code", "inspect_variable"})
+"""Calls that would only do again what they did: the same cell, the same code, the same look."""
 
 
 class TaskCompleted(Exception):
@@ -44,18 +46,34 @@ class NotebookTools:
         self.max_cell_chars = max_cell_chars
         self.inspect_chars = inspect_chars
         """Characters of what inspect_variable tells at most."""
+        self._previous_turn: list[tuple[str, dict[str, Any]]] = []
+        self._this_turn: list[tuple[str, dict[str, Any]]] = []
 
     async def call(
         self, name: str, arguments: dict[str, Any], call_id: str, streamed: StreamingCall | None
     ) -> dict[str, Any]:
         """Carries out a call whose arguments fit its schema; `streamed`: what the call showed
-        while the answer streamed, which a cell tool takes over."""
+        while the answer streamed, which a cell tool takes over. A call the model made in its
+        turn before is not carried out again: a small model stuck in a loop is told to go on."""
+        self._this_turn.append((name, arguments))
+        if name in NOT_REPEATED and (name, arguments) in self._previous_turn:
+            if streamed:
+                self.preview.withdraw(streamed, "the same call as the one before")
+            return {
+                "status": "not_run",
+                "note": "You made this same call just before, and its result is above. Take "
+                "the next step, or call complete_task if the task is done.",
+            }
         if name == "add_cell":
             return await self.add_cell(call_id=call_id, streamed=streamed, **arguments)
         if name == "edit_cell":
             return await self.edit_cell(streamed=streamed, **arguments)
         tool = getattr(self, name)
         return await tool(**arguments)
+
+    def begin_turn(self) -> None:
+        """The model's next turn's calls begin: the ones just made are those it could repeat."""
+        self._previous_turn, self._this_turn = self._this_turn, []
 
     async def add_cell(
         self,
@@ -67,10 +85,14 @@ class NotebookTools:
     ) -> dict[str, Any]:
         if refused := self._oversized(source, streamed):
             return refused
-        if after_cell_id is not None and (missing := self._missing(after_cell_id)):
+        if after_cell_id is not None and not self.notebook.has(after_cell_id):
             if streamed:
                 self.preview.withdraw(streamed, f"no cell has id {after_cell_id!r}")
-            return missing
+            return self._missing(
+                after_cell_id,
+                "Leave after_cell_id out to add the cell at the end, or give one of the "
+                "notebook's cell ids.",
+            )
         if streamed is None or streamed.cell_id is None:
             cell = self.cells.propose(cell_type, source, after_cell_id, call_id)
         else:
@@ -88,8 +110,12 @@ class NotebookTools:
     async def edit_cell(
         self, cell_id: str, source: str, streamed: StreamingCall | None = None
     ) -> dict[str, Any]:
-        if missing := self._missing(cell_id):
-            return missing
+        if not self.notebook.has(cell_id):
+            return self._missing(
+                cell_id,
+                "Give the cell_id that add_cell's result named for the cell you want to change, "
+                "or call add_cell to write a new cell.",
+            )
         if refused := self._oversized(source, streamed):
             return refused
         if not self.cells.is_live(cell_id):
@@ -161,14 +187,14 @@ class NotebookTools:
             self.preview.withdraw(streamed, "the cell's source is too long")
         return {"status": "error", "error": too_long(len(source), self.max_cell_chars)}
 
-    def _missing(self, cell_id: str) -> dict[str, Any] | None:
-        """What the model reads about a cell id the notebook lacks (the ids it has); None when
-        the notebook has it."""
-        try:
-            self.notebook.index(cell_id)
-        except CellNotFound as error:
-            return {"status": "error", "error": str(error)}
-        return None
+    def _missing(self, cell_id: str, advice: str) -> dict[str, Any]:
+        """What the model reads about a cell id the notebook lacks: what to do instead, and the
+        ids it has (a small model wrote the word "string" for one)."""
+        ids = ", ".join(cell.get("id", "?") for cell in self.notebook.nb.cells) or "none yet"
+        return {
+            "status": "error",
+            "error": f"no cell has id {cell_id!r}. {advice} The notebook's cell ids: {ids}.",
+        }
 
 
 def rejected(cell_id: str) -> dict[str, Any]:

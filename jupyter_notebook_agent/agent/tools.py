@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,8 +23,11 @@ def _tool(name: str, description: str, properties: dict[str, Any], required: lis
     }
 
 
-SOURCE = {"type": "string", "description": "The whole source of the cell."}
-CELL_ID = {"type": "string", "description": "The id of a cell, as a tool result named it."}
+SOURCE = {"type": "string", "description": "The cell's whole Python code, or its markdown"}
+CELL_ID = {
+    "type": "string",
+    "description": "The id of a cell, as the notebook's cells or a tool result name it",
+}
 
 TOOLS: list[dict[str, Any]] = [
     _tool(
@@ -34,7 +38,7 @@ TOOLS: list[dict[str, Any]] = [
             "cell_type": {"type": "string", "enum": ["code", "markdown"]},
             "source": SOURCE,
             "after_cell_id": CELL_ID
-            | {"description": "Insert after this cell; default: at the end."},
+            | {"description": "The id of the cell to insert it after (else it goes at the end)"},
         },
         ["cell_type", "source"],
     ),
@@ -47,7 +51,7 @@ TOOLS: list[dict[str, Any]] = [
     _tool(
         "execute_code",
         "Run code in the kernel without adding a cell: to explore data or check a file.",
-        {"code": {"type": "string"}},
+        {"code": {"type": "string", "description": "The Python code to run"}},
         ["code"],
     ),
     _tool(
@@ -62,7 +66,10 @@ TOOLS: list[dict[str, Any]] = [
         "complete_task",
         "End the run. Say whether the task succeeded, and summarise what the notebook now holds "
         "in markdown.",
-        {"success": {"type": "boolean"}, "summary": {"type": "string"}},
+        {
+            "success": {"type": "boolean", "description": "Whether the task was done"},
+            "summary": {"type": "string", "description": "What the notebook now holds, briefly"},
+        },
         ["success", "summary"],
     ),
 ]
@@ -101,4 +108,52 @@ def parse_call(name: str, raw_arguments: str) -> ParsedCall:
             f"{'.'.join(map(str, p.path)) + ': ' if p.path else ''}{p.message}" for p in problems
         )
         raise FormatError(f"the arguments of {name} do not fit its schema: {details}")
+    for key, value in arguments.items():
+        if isinstance(value, str) and is_placeholder(value, _PROPERTIES[name].get(key, {})):
+            raise FormatError(
+                f"the {key} of {name} is {value!r}, which only stands for a value: "
+                f"{_WHAT_TO_WRITE.get(key, 'write the real value')}"
+            )
     return ParsedCall(name, arguments)
+
+
+PLACEHOLDER_WORDS = frozenset(
+    {"string", "str", "text", "code", "python code", "markdown", "source", "id", "cell id", "...",
+     "…", "todo", "value", "your code here", "the tool to call", "the tool's arguments",
+     "what you tell the person (may be empty)", "true or false", "boolean", "number", "integer"}
+)  # fmt: skip
+"""Words that stand for a value rather than being one: type names, and what tool descriptions
+and answer formats have said about a value, which small models copy into their calls."""
+
+_BRACKETED = re.compile(r"[<{\[]\s*[a-z][a-z_ .'-]+\s*[>}\]]")
+"""`<code>`, `{source}`, `[cell id]`: a name in brackets, as templates mark a slot."""
+
+_WHAT_TO_WRITE = {
+    "source": "write the cell's actual Python code (or markdown), for example import pandas as pd",
+    "code": "write the actual Python code to run",
+    "cell_id": "give the id of an existing cell, as the notebook's cells or a tool result name it",
+    "after_cell_id": "leave after_cell_id out to add the cell at the end, or give the id of an "
+    "existing cell",
+    "summary": "say in a sentence or two what the notebook now holds",
+}
+
+_PROPERTIES = {
+    tool["function"]["name"]: tool["function"]["parameters"]["properties"] for tool in TOOLS
+}
+
+
+def is_placeholder(value: str, schema: dict[str, Any]) -> bool:
+    """Whether `value` only stands for a value: a type's name, a slot's name in brackets, or
+    the words that describe the argument (its schema's description). A choice among named
+    values (an enum) is never one."""
+    if "enum" in schema:
+        return False
+    said = value.strip().lower()
+    bare = said.rstrip(".:").strip()
+    description = str(schema.get("description", "")).strip().rstrip(".").lower()
+    return (
+        said in PLACEHOLDER_WORDS
+        or bare in PLACEHOLDER_WORDS
+        or bare == description
+        or bool(_BRACKETED.fullmatch(bare))
+    )

@@ -10,9 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..llm.llama_cpp.chat_template import CHATML_TEMPLATE
-
 SPECIAL_TOKENS = ("<|endoftext|>", "<|im_start|>", "<|im_end|>")
+CHATML_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+"""ChatML, written into the file as its own template."""
 QUOTE_BIAS = 0.06
 """The closing quote's weight on the constant dimension (see below)."""
 
@@ -33,8 +38,10 @@ def write_tiny_gguf(
     feed_forward: int = 128,
     context: int = 8192,
     seed: int = 0,
+    chat_template: str | None = CHATML_TEMPLATE,
 ) -> Path:
-    """Writes a llama of random weights (f32) to `path`; the defaults make about 0.5 MB."""
+    """Writes a llama of random weights (f32) to `path`; the defaults make about 0.5 MB. With
+    `chat_template` None, the file has none (as some published GGUFs do not)."""
     import gguf
     import numpy as np
 
@@ -65,7 +72,8 @@ def write_tiny_gguf(
     writer.add_bos_token_id(tokens.index("<|endoftext|>"))
     writer.add_eos_token_id(tokens.index("<|im_end|>"))
     writer.add_add_bos_token(False)
-    writer.add_chat_template(CHATML_TEMPLATE)
+    if chat_template is not None:
+        writer.add_chat_template(chat_template)
 
     rng = np.random.default_rng(seed)
 

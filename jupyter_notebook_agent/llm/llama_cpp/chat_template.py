@@ -1,9 +1,108 @@
-"""Chat templates the llama.cpp backend uses where a GGUF carries none."""
+"""The chat template that turns a conversation into a local model's prompt: the GGUF's own, else
+one of llama.cpp's built-in templates chosen by the model's architecture (a Gemma model given
+ChatML, say, answers poorly: it was never tuned on those markers)."""
 
-#: ChatML, which many small instruct models were tuned on.
-CHATML_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
+from __future__ import annotations
+
+import ctypes
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+ChatFormat = Callable[[list[dict[str, str]], bool], str]
+"""(messages, answer_next) -> the prompt, ending where the answer begins when answer_next."""
+
+BUILTIN_BY_ARCHITECTURE = {
+    "gemma": "gemma",
+    "gemma2": "gemma",
+    "gemma3": "gemma",
+    "gemma3n": "gemma",
+    "qwen2": "chatml",
+    "qwen2moe": "chatml",
+    "qwen3": "chatml",
+    "qwen3moe": "chatml",
+    "phi3": "phi3",
+    "granite": "granite",
+    "exaone": "exaone3",
+    "command-r": "command-r",
+    "cohere2": "command-r",
+    "deepseek2": "deepseek2",
+    "chatglm": "chatglm4",
+    "falcon": "falcon3",
+}
+"""llama.cpp's built-in template for a GGUF without one, by `general.architecture`. Llama's
+architecture is shared by models with different templates, so its tokenizer decides (below)."""
+
+FALLBACK = "chatml"
+"""What llama.cpp itself falls back to, and what most small instruct models were tuned on."""
+
+
+@dataclass(frozen=True)
+class ChatTemplate:
+    """The template a model's prompts are made with, and where it came from (said in the log and
+    by `describe`, since a wrong one silently makes a model worse)."""
+
+    name: str
+    """`gguf` for the file's own Jinja template, else the name of llama.cpp's built-in one."""
+    source: str
+    """Why this one: the file's metadata, the architecture, or the fallback."""
+    format: ChatFormat
+
+    def describe(self) -> str:
+        if self.name == "gguf":
+            return "its own chat template"
+        return f"llama.cpp's {self.name!r} chat template ({self.source})"
+
+
+def chat_template(metadata: Mapping[str, Any], bos: str, eos: str) -> ChatTemplate:
+    """The GGUF's own template where it has one, else a built-in one by architecture."""
+    if jinja := metadata.get("tokenizer.chat_template"):
+        return ChatTemplate("gguf", "the file's metadata", _jinja(jinja, bos, eos))
+    architecture = str(metadata.get("general.architecture", ""))
+    name = BUILTIN_BY_ARCHITECTURE.get(architecture)
+    if architecture == "llama" and metadata.get("tokenizer.ggml.pre") == "llama-bpe":
+        name = "llama3"  # Llama 3's tokenizer: a Llama 3.x model
+    if name is None:
+        return ChatTemplate(
+            FALLBACK, f"no template known for architecture {architecture!r}", _builtin(FALLBACK)
+        )
+    start = bos if metadata.get("tokenizer.ggml.add_bos_token") else ""
+    return ChatTemplate(name, f"by its architecture, {architecture}", _builtin(name, start))
+
+
+def _jinja(template: str, bos: str, eos: str) -> ChatFormat:
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    formatters = {
+        answer_next: Jinja2ChatFormatter(
+            template, eos_token=eos, bos_token=bos, add_generation_prompt=answer_next
+        )
+        for answer_next in (True, False)
+    }
+    return lambda messages, answer_next: formatters[answer_next](messages=messages).prompt
+
+
+def _builtin(name: str, start: str = "") -> ChatFormat:
+    """llama.cpp's own formatting by template name; `start`: the BOS marker, which those
+    templates leave to the tokenizer, and the prompt is tokenized without one."""
+    import llama_cpp
+
+    def format(messages: list[dict[str, str]], answer_next: bool) -> str:
+        kept = [(m["role"].encode(), m["content"].encode()) for m in messages]
+        chat = (llama_cpp.llama_chat_message * len(kept))(
+            *(llama_cpp.llama_chat_message(role=role, content=text) for role, text in kept)
+        )
+        size = 2 * sum(len(role) + len(text) for role, text in kept) + 1024
+        for _ in range(2):
+            buffer = ctypes.create_string_buffer(size)
+            written = llama_cpp.llama_chat_apply_template(
+                name.encode(), chat, len(kept), answer_next, buffer, size
+            )
+            if written < 0:
+                raise ValueError(f"llama.cpp has no chat template named {name!r}")
+            if written <= size:
+                return start + buffer.raw[:written].decode("utf-8", errors="replace")
+            size = written
+        raise ValueError(f"the {name!r} template's prompt kept growing")
+
+    return format

@@ -131,46 +131,81 @@ def answer_grammar(tools: list[dict[str, Any]]) -> str:
         )
         calls.append(f"{literal(json.dumps(name) + _BEFORE_ARGUMENTS)} {arguments}")
     builder.primitive("string")
-    root = f"{literal(_OPEN)} string {literal(_BEFORE_TOOL)} call " + '"}"'
+    builder.rule("message", f'"\\"" char{{0,{MESSAGE_CHARS}}} "\\""')
+    root = f"{literal(_OPEN)} message {literal(_BEFORE_TOOL)} call " + '"}"'
     lines = [f"root ::= {root}", "call ::= " + " | ".join(calls)]
     lines += [f"{name} ::= {body}" for name, body in builder.rules.items()]
     return "\n".join(lines) + "\n"
 
 
+EXAMPLE = (
+    "asked to print how many lines notes.txt has",
+    "I count the lines.",
+    "add_cell",
+    {"cell_type": "code", "source": 'print(len(open("notes.txt").readlines()))'},
+)
+"""The one worked example the instructions give: a request and the call that answers it. Small
+models copy what an example holds, so it is real code, and a request beside it shows them what to
+change: with the request alone they copied the call whole, whatever they were asked."""
+
+MESSAGE_CHARS = 300
+"""The longest message an answer may hold before its call: a small model left free to talk
+rambles on until its token budget is spent."""
+
+
 def answer_instructions(tools: list[dict[str, Any]]) -> str:
-    """What the system prompt tells the model about the answer format and the tools: each tool
-    as a short signature, since the grammar enforces the schema itself (and a small model's
-    context is better spent on the conversation)."""
+    """What the system prompt tells the model about the answer format and the tools. Nothing in it
+    is a placeholder a small model could copy into a call (it copied "string" as a cell's source
+    and "the tool's arguments" as its message): one real example call, the required arguments by
+    name, optional ones in words. The grammar enforces each tool's schema itself."""
+    request, message, name, arguments = EXAMPLE
+    example = answer_text(message, name, json.dumps(arguments))
     return (
         "\n\n# How to answer\n"
-        "Answer every turn with one JSON object and nothing else: "
-        f'{{"{MESSAGE_KEY}": "what you tell the person (may be empty)", '
-        f'"{TOOL_KEY}": "the tool to call", "{ARGUMENTS_KEY}": {{the tool\'s arguments}}}}. '
-        "The result of the call comes back in the next message.\n\n# Tools\n"
+        "Answer every turn with one JSON object and nothing else: a message for the person, the "
+        f"tool you call, and the tool's arguments. For example, {request}, you would answer:\n"
+        f"{example}\n"
+        "The tool's result comes back in the next message. Arguments hold real code and real "
+        "text, never a description of them.\n\n# Tools\n"
         + "\n".join(_signature(tool["function"]) for tool in tools)
     )
 
 
 def _signature(function: dict[str, Any]) -> str:
-    """`- name(a: string, b?: "x" | "y"): what it does. b: what b is.`"""
+    """`- name(a, b): what it does. a: what a is (a string). Optionally c: what c is.`"""
     parameters = function.get("parameters") or {}
     required = set(parameters.get("required", []))
-    names, notes = [], []
+    names, notes, optional = [], [], []
     for key, schema in parameters.get("properties", {}).items():
-        names.append(f"{key}{'' if key in required else '?'}: {_type_name(schema)}")
-        if "description" in schema:
-            notes.append(f"{key}: {schema['description']}")
-    described = " ".join([function.get("description", ""), *notes]).strip()
+        note = f"{key}: {_described(schema)}"
+        if key in required:
+            names.append(key)
+            notes.append(note)
+        else:
+            optional.append(f"Optionally {note}")
+    described = " ".join([function.get("description", ""), *notes, *optional]).strip()
     return f"- {function['name']}({', '.join(names)}): {described}"
 
 
-def _type_name(schema: dict[str, Any]) -> str:
+def _described(schema: dict[str, Any]) -> str:
+    """What a value is, as a sentence with no placeholder in it; its kind is said where it is
+    not text (the grammar holds the value to it in any case)."""
+    description = schema.get("description", "").rstrip(".")
+    kind = _kind(schema)
+    if not description:
+        return f"{kind}."
+    return f"{description}." if kind == "text" else f"{description} ({kind})."
+
+
+def _kind(schema: dict[str, Any]) -> str:
     if "enum" in schema:
-        return " | ".join(json.dumps(value) for value in schema["enum"])
-    kind = schema.get("type", "any")
+        return "one of " + ", ".join(json.dumps(value) for value in schema["enum"])
+    kind = schema.get("type", "any JSON value")
     if kind == "array" and isinstance(schema.get("items"), dict):
-        return f"list of {_type_name(schema['items'])}"
-    return " | ".join(kind) if isinstance(kind, list) else str(kind)
+        return f"a list, each item {_kind(schema['items'])}"
+    names = {"string": "text", "boolean": "true or false", "integer": "a whole number"}
+    kinds = kind if isinstance(kind, list) else [kind]
+    return " or ".join(names.get(k, f"a {k}" if k in ("number", "object") else k) for k in kinds)
 
 
 def answer_text(message: str, name: str, arguments: str) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..base import ModelError, StreamItem, TurnAssembler, Usage
-from .chat_template import CHATML_TEMPLATE
+from .chat_template import ChatTemplate, chat_template
 from .grammar import AnswerReader, answer_grammar, answer_instructions, answer_text
 from .loading import INSTALL_HINT, LlamaCppOptions, Offload, check_gguf, load_llama, resolve_path
 
@@ -54,8 +54,8 @@ class LlamaCppModel:
         """Answers as the model wrote them, by (message, tool, arguments): the history shows
         the model its own text again, escapes and all, so the prompt's prefix stays the same."""
         self._last: _Transcript | None = None
-        self._formatters: dict[bool, Any] = {}
-        """Chat templates, compiled once the model is loaded, by whether the answer follows."""
+        self.template: ChatTemplate | None = None
+        """The chat template its prompts are made with, chosen once the model is loaded."""
 
     @classmethod
     def from_settings(cls, name: str, settings: Mapping[str, Any]) -> LlamaCppModel:
@@ -149,25 +149,20 @@ class LlamaCppModel:
 
     def _load(self) -> Any:
         """Loads the weights on first use, offloading to the GPU where the build can, and
-        compiles the chat template once: for a prompt the answer follows, and for one it
-        does not (warm)."""
+        chooses the chat template (said in the log where the file has none)."""
         if self._llama is None:
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
             llama, self.offload = load_llama(self.path, self.options)
-            template = self.metadata.get("tokenizer.chat_template")
-            if not template:
-                log.warning("%s has no chat template; using chatml", self.path.name)
-                template = CHATML_TEMPLATE
-            self._formatters = {
-                answer_next: Jinja2ChatFormatter(
-                    template,
-                    eos_token=llama._model.token_get_text(llama.token_eos()),
-                    bos_token=llama._model.token_get_text(llama.token_bos()),
-                    add_generation_prompt=answer_next,
+            self.template = chat_template(
+                self.metadata,
+                bos=llama._model.token_get_text(llama.token_bos()),
+                eos=llama._model.token_get_text(llama.token_eos()),
+            )
+            if self.template.name != "gguf":
+                log.warning(
+                    "%s has no chat template: using %s",
+                    self.path.name,
+                    self.template.describe(),
                 )
-                for answer_next in (True, False)
-            }
             self._llama = llama
         return self._llama
 
@@ -197,7 +192,7 @@ class LlamaCppModel:
         otherwise), so the KV cache serves all of them."""
         plain = chat_messages(messages, tools, self._answers)
         try:
-            prompt = self._formatters[answer_next](messages=plain).prompt
+            prompt = self.template.format(plain, answer_next)
         except Exception as error:
             raise ModelError(f"the chat template of {self.path.name} failed: {error}") from error
 
