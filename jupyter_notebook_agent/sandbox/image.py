@@ -50,6 +50,7 @@ PYTHON_PACKAGES: tuple[str, ...] = (
     "jupyter_client==8.10.0",
     "numpy==2.4.6",
     "pandas==3.1.1",
+    "pyarrow==26.0.1",
     "matplotlib==3.11.2",
     "seaborn==0.13.2",
     "scikit-learn==1.9.1",
