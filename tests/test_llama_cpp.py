@@ -80,6 +80,38 @@ def test_fifty_constrained_tool_calls_are_strict_json_that_fit_their_schema(tiny
     run(model.aclose())
 
 
+def test_a_drawn_token_checked_by_the_grammar_is_the_token_the_grammar_first_would_draw(
+    tiny_gguf,
+):
+    """Greedy, the two ways of sampling under a grammar pick the same tokens: the check draws
+    again where the grammar refuses (it did here), and the grammar-first chain never draws one it
+    refuses."""
+    from llama_cpp import LlamaGrammar
+
+    from jupyter_notebook_agent.llm.llama_cpp.grammar import answer_grammar
+    from jupyter_notebook_agent.llm.llama_cpp.sampling import GrammarCheckedLlama
+
+    answers, redrawn = {}, 0
+    for kind in (llama_cpp.Llama, GrammarCheckedLlama):
+        llama = kind(str(tiny_gguf), n_ctx=2048, seed=5, verbose=False)
+        answers[kind] = []
+        for number in range(5):
+            grammar = LlamaGrammar.from_string(answer_grammar(TOOLS), verbose=False)
+            prompt = llama.tokenize(f"task {number}".encode(), add_bos=False, special=True)
+            llama.reset()
+            tokens = []
+            for token in llama.generate(prompt, grammar=grammar, temp=0.0):
+                if llama_cpp.llama_vocab_is_eog(llama._model.vocab, token) or len(tokens) >= 300:
+                    break
+                tokens.append(token)
+            answers[kind].append(tokens)
+            redrawn += getattr(llama._sampler, "redrawn", 0)
+        llama.close()
+    assert answers[GrammarCheckedLlama] == answers[llama_cpp.Llama]
+    assert sum(map(len, answers[llama_cpp.Llama])) > 500
+    assert redrawn > 0  # the check refused tokens, and they were drawn again
+
+
 def test_schemas_beyond_the_agents_own_are_kept_too(tiny_gguf, run):
     """Integers, numbers, arrays, nested objects, optional members first, all-optional objects."""
     parameters = {

@@ -1,9 +1,9 @@
 """The llama-cpp backend: a GGUF model run in this process by llama.cpp (the extra `[local]`).
 
-`model` streams turns, `grammar` holds tool calls to valid JSON, `chat_template` makes the prompts
-(for a file without a template, llama.cpp's built-in one for its architecture), `loading` finds,
-checks and loads the file (`hardware`: which GPU builds fit this machine), and `hub` fetches models
-from the Hugging Face hub.
+`model` streams turns, `grammar` holds tool calls to valid JSON (`sampling` checks each token
+against it), `chat_template` makes the prompts (for a file without a template, llama.cpp's
+built-in one for its architecture), `loading` finds, checks and loads the file (`hardware`: which
+GPU builds fit this machine), and `hub` fetches models from the Hugging Face hub.
 """
 
 from .loading import (

@@ -138,6 +138,8 @@ def _load(path: Path, options: LlamaCppOptions, gpu_layers: int) -> tuple[Any, s
     import llama_cpp
     from llama_cpp import _logger
 
+    from .sampling import GrammarCheckedLlama
+
     lines: list[str] = []
 
     @llama_cpp.llama_log_callback
@@ -146,7 +148,7 @@ def _load(path: Path, options: LlamaCppOptions, gpu_layers: int) -> tuple[Any, s
 
     llama_cpp.llama_log_set(capture, ctypes.c_void_p(0))
     try:
-        llama = llama_cpp.Llama(
+        llama = GrammarCheckedLlama(
             str(path),
             n_ctx=options.n_ctx,
             n_threads=options.threads,
