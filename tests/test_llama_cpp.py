@@ -22,6 +22,7 @@ from jupyter_notebook_agent.llm import ModelError, load_model
 from jupyter_notebook_agent.llm.base import ModelTurn, TextDelta, ToolCallDelta
 from jupyter_notebook_agent.llm.llama_cpp import LlamaCppModel, LlamaCppOptions
 from jupyter_notebook_agent.llm.llama_cpp.grammar import AnswerReader, answer_text
+from jupyter_notebook_agent.llm.llama_cpp.model import LOOP_TOKENS, looping
 from jupyter_notebook_agent.notebook import NotebookDocument
 from jupyter_notebook_agent.testing.tiny_model import write_tiny_gguf
 
@@ -371,3 +372,29 @@ def test_a_long_conversation_stays_within_a_local_models_context(tiny_gguf, kern
     assert failed == []
     assert conversation.dropped > 0
     assert conversation.requests[-1].prompt.startswith("request 11")
+
+
+def test_an_answer_stuck_in_a_loop_is_cut_off_there(tmp_path, run):
+    """Greedy, this random model writes one character over and over (its message would go on to
+    the grammar's bound, 300 characters, and then into the call); the backend stops it once the
+    same short cycle has filled the answer's last LOOP_TOKENS tokens."""
+    looping_model = write_tiny_gguf(tmp_path / "looping.gguf", seed=1)
+    options = LlamaCppOptions(n_ctx=4096, max_tokens=2000, temperature=0.0)
+    model = LlamaCppModel(str(looping_model), options)
+    turn, _ = run(whole_turn(model, ask("task 1")))
+    assert LOOP_TOKENS <= turn.usage.completion_tokens < 2 * LOOP_TOKENS
+    assert turn.content.endswith("|" * (LOOP_TOKENS // 2)) and not turn.tool_calls
+    run(model.aclose())
+
+
+@pytest.mark.parametrize(
+    "text, stuck",
+    [
+        ("$" + "0" * 200, True),
+        ("print(1)\n" * 40, True),
+        ("ab" * 30, False),  # too short to tell
+        ("".join(f"x{n} = {n * n}\n" for n in range(60)), False),
+    ],
+)
+def test_a_loop_is_a_short_cycle_over_and_over(text, stuck):
+    assert looping([ord(character) for character in text]) == stuck

@@ -133,7 +133,7 @@ class LlamaCppModel:
                         if text := decode.decode(llama.detokenize([token])):
                             answer.append(text)
                             emit(text)
-                        if len(generated) >= budget:
+                        if len(generated) >= budget or looping(generated):
                             break
                 if tail := decode.decode(b"", final=True):
                     answer.append(tail)
@@ -272,6 +272,21 @@ def chat_messages(
         else:
             plain.append({"role": role, "content": content})
     return plain
+
+
+LOOP_TOKENS = 96
+"""A tail this long that repeats one short cycle of tokens is a model stuck in a loop."""
+LONGEST_CYCLE = 24
+
+
+def looping(tokens: list[int]) -> bool:
+    """Whether the answer's last LOOP_TOKENS tokens are one cycle of at most LONGEST_CYCLE tokens
+    over and over (`$1000000...`, the same line again and again): a small model caught so goes
+    on until its token budget is spent, minutes on a CPU, and its answer is then cut off there."""
+    if len(tokens) < LOOP_TOKENS:
+        return False
+    tail = tokens[-LOOP_TOKENS:]
+    return any(tail[period:] == tail[:-period] for period in range(1, LONGEST_CYCLE + 1))
 
 
 def _reused_prefix(llama: Any, tokens: list[int]) -> int:
