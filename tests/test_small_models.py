@@ -15,15 +15,22 @@ import re
 
 import pytest
 
+from jupyter_notebook_agent.agent import Agent, EventLog
 from jupyter_notebook_agent.agent.tools import TOOLS, FormatError, is_placeholder, parse_call
 from jupyter_notebook_agent.llm.llama_cpp import LlamaCppModel, LlamaCppOptions
-from jupyter_notebook_agent.llm.llama_cpp.chat_template import chat_template
+from jupyter_notebook_agent.llm.llama_cpp.chat_template import (
+    BUILTIN_BY_ARCHITECTURE,
+    FALLBACK,
+    chat_template,
+)
 from jupyter_notebook_agent.llm.llama_cpp.grammar import (
     EXAMPLE,
     MESSAGE_CHARS,
     answer_grammar,
     answer_instructions,
 )
+from jupyter_notebook_agent.llm.replay import ReplayModel
+from jupyter_notebook_agent.notebook import NotebookDocument
 from jupyter_notebook_agent.testing.tiny_model import write_tiny_gguf
 
 from .conftest import add_cell_turn, complete, tool, turn
@@ -42,7 +49,8 @@ def test_the_instructions_offer_no_placeholder_and_one_real_example():
             v for p in function["parameters"]["properties"].values() for v in p.get("enum", [])
         }
     quoted = set(re.findall(r'"((?:[^"\\]|\\.)*)"', instructions)) - named
-    assert quoted and not [word for word in quoted if is_placeholder(word, {})]
+    copied = [w for w in quoted for key in ("source", "summary") if is_placeholder(key, w, {})]
+    assert quoted and not copied
     for placeholder in ("(may be empty)", "the tool to call", "{the tool's", ": string"):
         assert placeholder not in instructions
     examples = [line for line in instructions.splitlines() if line.startswith("{")]
@@ -67,7 +75,7 @@ def test_a_message_is_bounded_by_the_grammar():
     [
         ("add_cell", GEMMA_ANSWER, "source", "write the cell's actual Python code"),
         ("add_cell", {"cell_type": "code", "source": "<code>"}, "source", "actual Python code"),
-        ("edit_cell", {"cell_id": "cell id", "source": "x = 1"}, "cell_id", "id of an existing"),
+        ("add_cell", {"cell_type": "code", "source": "{source}"}, "source", "actual Python code"),
         ("execute_code", {"code": "The Python code to run."}, "code", "actual Python code"),
         ("complete_task", {"success": True, "summary": "..."}, "summary", "a sentence or two"),
     ],
@@ -85,11 +93,29 @@ def test_a_placeholder_argument_is_refused_with_what_to_write(name, arguments, n
         {"cell_type": "code", "source": "print(df['amount'].sum())"},
         {"cell_type": "markdown", "source": "## Totals"},
         {"cell_type": "code", "source": "[1]"},
+        {"cell_type": "code", "source": "[x.shape for x in frames]"},
         {"cell_type": "code", "source": "text = 'string'"},
+        {"cell_type": "markdown", "source": "Code"},
+        {"cell_type": "markdown", "source": "TODO"},
+        {"cell_type": "markdown", "source": "[see notes below]"},
     ],
 )
 def test_real_arguments_and_named_choices_pass(arguments):
     assert parse_call("add_cell", json.dumps(arguments)).arguments == arguments
+
+
+@pytest.mark.parametrize(
+    "name, arguments",
+    [
+        ("inspect_variable", {"name": "text"}),
+        ("inspect_variable", {"name": "value"}),
+        ("execute_code", {"code": "value"}),
+        ("execute_code", {"code": "[df.columns]"}),
+        ("complete_task", {"success": True, "summary": "Done"}),
+    ],
+)
+def test_a_value_that_is_a_word_is_no_placeholder_where_words_are_values(name, arguments):
+    assert parse_call(name, json.dumps(arguments)).arguments == arguments
 
 
 async def test_the_copied_placeholders_are_explained_and_the_model_recovers(
@@ -145,6 +171,28 @@ async def test_the_same_call_in_two_turns_in_a_row_is_not_carried_out_again(
     assert outcome.success
 
 
+async def test_a_call_made_again_after_something_changed_is_carried_out(kernel, write_recording):
+    """Twice in one turn, after another call, and after the person acted: each is carried out."""
+    again = tool("execute_code", {"code": "print('again')"})
+    recording = write_recording(
+        turn(again, again),
+        turn(tool("execute_code", {"code": "x = 1"})),
+        turn(again),
+        turn(again),  # the person acted before this turn
+        complete(),
+    )
+    notebook, events = NotebookDocument(), EventLog()
+    agent = Agent(ReplayModel(recording), kernel, notebook, events=events)
+
+    def person_acts(event: dict) -> None:
+        if event["type"] == "step" and event["step"] == 4:
+            agent.review.notes.append("The person looked at the notebook.")
+
+    events.subscribe(person_acts)
+    assert (await agent.run("test task")).success
+    assert [r["status"] for r in tool_results(agent)] == ["ok"] * 6
+
+
 @pytest.mark.parametrize(
     "metadata, name, begins, turn_marker",
     [
@@ -156,12 +204,12 @@ async def test_the_same_call_in_two_turns_in_a_row_is_not_carried_out_again(
         ({"general.architecture": "qwen2"}, "chatml", "<|im_start|>system\n",
          "<|im_start|>assistant\n"),
         ({"general.architecture": "phi3"}, "phi3", "<|system|>\n", "<|assistant|>\n"),
-        ({"general.architecture": "mamba"}, "chatml", "<|im_start|>system\n",
+        ({"general.architecture": "mamba"}, "chatml", "<bos><|im_start|>system\n",
          "<|im_start|>assistant\n"),
     ],
 )  # fmt: skip
 def test_a_gguf_without_a_template_gets_its_architectures(metadata, name, begins, turn_marker):
-    template = chat_template(metadata, bos="<bos>", eos="<eos>")
+    template = chat_template(metadata, bos="<bos>", eos="<eos>", add_bos=begins.startswith("<bos>"))
     assert template.name == name
     chat = [
         {"role": "system", "content": "Be brief."},
@@ -177,9 +225,27 @@ def test_a_gguf_without_a_template_gets_its_architectures(metadata, name, begins
     assert ("by its architecture" in said) == known
 
 
+@pytest.mark.parametrize("name", sorted({*BUILTIN_BY_ARCHITECTURE.values(), FALLBACK}))
+def test_each_built_in_template_keeps_a_prompt_and_its_answer_as_the_next_prompts_start(name):
+    """What llama.cpp's KV cache serves: a step's prompt begins with the last prompt and answer."""
+    template = chat_template({"general.architecture": _architecture(name)}, "<s>", "</s>", True)
+    assert template.name == name
+    chat = [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Sum 2 and 3."},
+    ]
+    answer = '{"message": "", "tool": "add_cell"}'
+    went_on = [*chat, {"role": "assistant", "content": answer}, {"role": "user", "content": "5"}]
+    assert template.format(went_on, True).startswith(template.format(chat, True) + answer)
+
+
+def _architecture(name: str) -> str:
+    return next((a for a, n in BUILTIN_BY_ARCHITECTURE.items() if n == name), "unknown")
+
+
 def test_a_gguf_with_its_own_template_keeps_it():
     metadata = {"general.architecture": "gemma3", "tokenizer.chat_template": "{{ 'own' }}"}
-    template = chat_template(metadata, bos="<bos>", eos="<eos>")
+    template = chat_template(metadata, bos="<bos>", eos="<eos>", add_bos=True)
     assert template.name == "gguf" and template.format([], True) == "own"
 
 

@@ -226,6 +226,7 @@ class Agent:
         (a regenerate): the model is told to complete the task once it has done it. A call its
         thread left open (its server died in it) is answered as not run first."""
         self._finish_after_notes = for_the_person
+        self.tools.forget_calls()
         self.conversation.answer_open_calls()
         return await self._drive()
 
@@ -279,6 +280,7 @@ class Agent:
         """One turn: what the person did is told, the model answers, its calls are carried out."""
         self.step += 1
         self.events.emit(StepStarted(self.step, last_step))
+        self.tools.begin_turn()
         await self._hear_the_person()
         try:
             turn = await self._query(self.step)
@@ -301,6 +303,7 @@ class Agent:
         self.review.asks_turn = False  # the model hears it all now
         await self._run_accepted()
         if self.review.notes:
+            self.tools.forget_calls()
             notes, self.review.notes = self.review.notes, []
             if self._finish_after_notes:  # the run had ended: this is all there is to do
                 notes.append("Then call complete_task.")
@@ -309,7 +312,6 @@ class Agent:
 
     async def _observe(self, turn: ModelTurn) -> None:
         """Carries out the turn's calls and hands their results back, until one completes."""
-        self.tools.begin_turn()
         if not turn.tool_calls:
             reply = self._format_error("you answered without calling a tool")
             self._append({"role": "user", "content": reply["error"]})

@@ -46,17 +46,21 @@ class NotebookTools:
         self.max_cell_chars = max_cell_chars
         self.inspect_chars = inspect_chars
         """Characters of what inspect_variable tells at most."""
-        self._previous_turn: list[tuple[str, dict[str, Any]]] = []
-        self._this_turn: list[tuple[str, dict[str, Any]]] = []
+        self._last_call: tuple[str, dict[str, Any]] | None = None
+        self._repeat_of: tuple[str, dict[str, Any]] | None = None
+        """The call a turn's first call would only repeat (the last of the turn before)."""
 
     async def call(
         self, name: str, arguments: dict[str, Any], call_id: str, streamed: StreamingCall | None
     ) -> dict[str, Any]:
         """Carries out a call whose arguments fit its schema; `streamed`: what the call showed
-        while the answer streamed, which a cell tool takes over. A call the model made in its
-        turn before is not carried out again: a small model stuck in a loop is told to go on."""
-        self._this_turn.append((name, arguments))
-        if name in NOT_REPEATED and (name, arguments) in self._previous_turn:
+        while the answer streamed, which a cell tool takes over. A turn that begins with the
+        call the turn before ended with is not carried out again (nothing changed in between):
+        a small model stuck in a loop is told to go on."""
+        this = (name, arguments)
+        repeated = name in NOT_REPEATED and this == self._repeat_of
+        self._repeat_of, self._last_call = None, this
+        if repeated:
             if streamed:
                 self.preview.withdraw(streamed, "the same call as the one before")
             return {
@@ -72,8 +76,13 @@ class NotebookTools:
         return await tool(**arguments)
 
     def begin_turn(self) -> None:
-        """The model's next turn's calls begin: the ones just made are those it could repeat."""
-        self._previous_turn, self._this_turn = self._this_turn, []
+        """The model's next turn begins: its first call may repeat the last one."""
+        self._repeat_of, self._last_call = self._last_call, None
+
+    def forget_calls(self) -> None:
+        """The person acted, or the run goes on after it ended: a call made again now may find
+        things changed, and is carried out."""
+        self._repeat_of = self._last_call = None
 
     async def add_cell(
         self,

@@ -109,31 +109,30 @@ def parse_call(name: str, raw_arguments: str) -> ParsedCall:
         )
         raise FormatError(f"the arguments of {name} do not fit its schema: {details}")
     for key, value in arguments.items():
-        if isinstance(value, str) and is_placeholder(value, _PROPERTIES[name].get(key, {})):
+        if isinstance(value, str) and is_placeholder(key, value, _PROPERTIES[name].get(key, {})):
             raise FormatError(
                 f"the {key} of {name} is {value!r}, which only stands for a value: "
-                f"{_WHAT_TO_WRITE.get(key, 'write the real value')}"
+                f"{_WHAT_TO_WRITE[key]}"
             )
     return ParsedCall(name, arguments)
 
 
-PLACEHOLDER_WORDS = frozenset(
-    {"string", "str", "text", "code", "python code", "markdown", "source", "id", "cell id", "...",
-     "…", "todo", "value", "your code here", "the tool to call", "the tool's arguments",
-     "what you tell the person (may be empty)", "true or false", "boolean", "number", "integer"}
-)  # fmt: skip
-"""Words that stand for a value rather than being one: type names, and what tool descriptions
-and answer formats have said about a value, which small models copy into their calls."""
+_CODE = frozenset({"string", "str", "...", "…", "your code here", "code here", "python code"})
+PLACEHOLDERS = {
+    "source": _CODE,
+    "code": _CODE,
+    "summary": frozenset({"string", "str", "text", "...", "…"}),
+}
+"""By argument: what stands for a value rather than being one (type names, ellipses), as small
+models copy them into calls from tool descriptions. Only these free-text arguments are judged:
+a variable may well be named `text`, and a cell id that is none gets its own answer."""
 
-_BRACKETED = re.compile(r"[<{\[]\s*[a-z][a-z_ .'-]+\s*[>}\]]")
-"""`<code>`, `{source}`, `[cell id]`: a name in brackets, as templates mark a slot."""
+_SLOT = re.compile(r"[<{]\s*[a-z][a-z_ .'-]+\s*[>}]")
+"""`<code>`, `{source}`: a name in angle brackets or braces, as templates mark a slot."""
 
 _WHAT_TO_WRITE = {
     "source": "write the cell's actual Python code (or markdown), for example import pandas as pd",
     "code": "write the actual Python code to run",
-    "cell_id": "give the id of an existing cell, as the notebook's cells or a tool result name it",
-    "after_cell_id": "leave after_cell_id out to add the cell at the end, or give the id of an "
-    "existing cell",
     "summary": "say in a sentence or two what the notebook now holds",
 }
 
@@ -142,18 +141,17 @@ _PROPERTIES = {
 }
 
 
-def is_placeholder(value: str, schema: dict[str, Any]) -> bool:
-    """Whether `value` only stands for a value: a type's name, a slot's name in brackets, or
-    the words that describe the argument (its schema's description). A choice among named
-    values (an enum) is never one."""
-    if "enum" in schema:
+def is_placeholder(key: str, value: str, schema: dict[str, Any]) -> bool:
+    """Whether argument `key`'s `value` only stands for a value: a type's name, a slot's name in
+    brackets, or the words that describe the argument (its schema's description)."""
+    if key not in PLACEHOLDERS:
         return False
     said = value.strip().lower()
     bare = said.rstrip(".:").strip()
     description = str(schema.get("description", "")).strip().rstrip(".").lower()
     return (
-        said in PLACEHOLDER_WORDS
-        or bare in PLACEHOLDER_WORDS
+        said in PLACEHOLDERS[key]
+        or bare in PLACEHOLDERS[key]
         or bare == description
-        or bool(_BRACKETED.fullmatch(bare))
+        or bool(_SLOT.fullmatch(bare))
     )

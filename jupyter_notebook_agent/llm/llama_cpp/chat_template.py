@@ -26,12 +26,12 @@ BUILTIN_BY_ARCHITECTURE = {
     "exaone": "exaone3",
     "command-r": "command-r",
     "cohere2": "command-r",
-    "deepseek2": "deepseek2",
     "chatglm": "chatglm4",
-    "falcon": "falcon3",
 }
 """llama.cpp's built-in template for a GGUF without one, by `general.architecture`. Llama's
-architecture is shared by models with different templates, so its tokenizer decides (below)."""
+architecture is shared by models with different templates, so its tokenizer decides (below). Each
+keeps the prompt's prefix from step to step (a prompt and its answer begin the next prompt), which
+llama.cpp's KV cache relies on: deepseek2's does not, and is left out."""
 
 FALLBACK = "chatml"
 """What llama.cpp itself falls back to, and what most small instruct models were tuned on."""
@@ -54,19 +54,20 @@ class ChatTemplate:
         return f"llama.cpp's {self.name!r} chat template ({self.source})"
 
 
-def chat_template(metadata: Mapping[str, Any], bos: str, eos: str) -> ChatTemplate:
-    """The GGUF's own template where it has one, else a built-in one by architecture."""
+def chat_template(metadata: Mapping[str, Any], bos: str, eos: str, add_bos: bool) -> ChatTemplate:
+    """The GGUF's own template where it has one, else a built-in one by architecture; `add_bos`:
+    whether the tokenizer begins a text with `bos` (llama.cpp decides, from the file or its kind
+    of vocabulary), which the built-in templates leave out."""
     if jinja := metadata.get("tokenizer.chat_template"):
         return ChatTemplate("gguf", "the file's metadata", _jinja(jinja, bos, eos))
     architecture = str(metadata.get("general.architecture", ""))
     name = BUILTIN_BY_ARCHITECTURE.get(architecture)
     if architecture == "llama" and metadata.get("tokenizer.ggml.pre") == "llama-bpe":
         name = "llama3"  # Llama 3's tokenizer: a Llama 3.x model
+    start = bos if add_bos else ""
     if name is None:
-        return ChatTemplate(
-            FALLBACK, f"no template known for architecture {architecture!r}", _builtin(FALLBACK)
-        )
-    start = bos if metadata.get("tokenizer.ggml.add_bos_token") else ""
+        why = f"no template known for architecture {architecture!r}"
+        return ChatTemplate(FALLBACK, why, _builtin(FALLBACK, start))
     return ChatTemplate(name, f"by its architecture, {architecture}", _builtin(name, start))
 
 

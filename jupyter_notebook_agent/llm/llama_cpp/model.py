@@ -156,6 +156,7 @@ class LlamaCppModel:
                 self.metadata,
                 bos=llama._model.token_get_text(llama.token_bos()),
                 eos=llama._model.token_get_text(llama.token_eos()),
+                add_bos=llama._model.add_bos_token(),
             )
             if self.template.name != "gguf":
                 log.warning(

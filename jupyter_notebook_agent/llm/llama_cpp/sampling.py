@@ -3,8 +3,10 @@
 llama-cpp-python puts the grammar first in its sampler chain, so at every token the grammar judges
 the whole vocabulary: with Gemma's 262,144 tokens, that made sampling three times slower. As
 llama.cpp's own samplers do, a token is drawn here without the grammar and then checked against it
-alone; only a token the grammar refuses is drawn again, from the tokens it allows. Where the two
-ways draw from the same distribution (most tokens), they pick the same token.
+alone; only a token the grammar refuses is drawn again, from the tokens it allows. Greedy, the two
+ways pick the same tokens; sampled, a token the grammar allows is drawn as freely as before, and a
+refused one from the allowed tokens. The free chain also accepts the tokens the grammar refused,
+which matters to none of the samplers used here (no repetition penalties, no mirostat).
 
 Imported only where llama.cpp is installed (the extra `[local]`).
 """
