@@ -17,6 +17,7 @@ from urllib.request import Request, urlopen
 
 import pytest
 
+from jupyter_notebook_agent.llm.llama_cpp import LlamaCppOptions
 from jupyter_notebook_agent.sandbox.image import ensure_image
 
 from .conftest import RECORDINGS
@@ -160,18 +161,19 @@ def post(url: str, body: dict[str, Any]) -> dict[str, Any]:
         return json.loads(response.read())
 
 
-def test_the_peers_endpoint_counts_each_task_and_says_a_schema_as_the_server_takes_it(upstream):
+def test_the_peers_endpoint_counts_each_task_and_asks_the_local_server_as_it_takes_it(upstream):
     schema = {"type": "object", "properties": {"type": {"type": "string"}}}
     structured = {
         "model": "m",
         "messages": [],
         "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}},
     }
-    with metered(upstream, "none", json_object_only=True) as endpoint:
+    with metered(upstream, "none", LlamaCppOptions(max_tokens=99)) as endpoint:
         answer = post(f"{endpoint.url('task-a')}/chat/completions", structured)
         post(f"{endpoint.url('task-a')}/chat/completions", {"model": "m", "messages": []})
         post(f"{endpoint.url('task-b')}/chat/completions", structured)
     assert answer["usage"] == {"prompt_tokens": 7, "completion_tokens": 3}
     assert Upstream.received[0]["response_format"] == {"type": "json_object", "schema": schema}
+    assert Upstream.received[0]["max_tokens"] == 99
     assert "response_format" not in Upstream.received[1]
     assert endpoint.meters == {"task-a": Meter(1, 14, 6), "task-b": Meter(1, 7, 3)}

@@ -61,10 +61,11 @@ class MeteredEndpoint(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, upstream: str, api_key: str, json_object_only: bool) -> None:
+    def __init__(self, upstream: str, api_key: str, local: LlamaCppOptions | None) -> None:
         super().__init__(("127.0.0.1", 0), _Relay)
         self.upstream, self.api_key = upstream.rstrip("/"), api_key
-        self.json_object_only = json_object_only
+        self.local = local
+        """Where the upstream is llama-cpp-python's server: how our side runs the model."""
         self.meters: dict[str, Meter] = {}
         self._lock = threading.Lock()
 
@@ -90,8 +91,8 @@ class _Relay(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         key, _, path = self.path.lstrip("/").partition("/")
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if self.server.json_object_only:
-            body = as_json_object(body)
+        if self.server.local:
+            body = as_local_request(body, self.server.local)
         request = urllib.request.Request(
             f"{self.server.upstream}/{path}",
             data=json.dumps(body).encode(),
@@ -107,8 +108,8 @@ class _Relay(BaseHTTPRequestHandler):
                 kind = response.headers.get("Content-Type", kind)
         except urllib.error.HTTPError as error:
             status, answer = error.code, error.read()
-        except urllib.error.URLError as error:
-            status, answer = 502, json.dumps({"error": {"message": str(error.reason)}}).encode()
+        except OSError as error:  # no answer: the server is gone, or was never there
+            status, answer = 502, json.dumps({"error": {"message": str(error)}}).encode()
         self.server.count(key, body, answer)
         with contextlib.suppress(ConnectionError):  # the peer gave up waiting: counted all the same
             self.send_response(status)
@@ -121,9 +122,13 @@ class _Relay(BaseHTTPRequestHandler):
         """Quiet: the counts say what went through."""
 
 
-def as_json_object(body: dict[str, Any]) -> dict[str, Any]:
-    """llama-cpp-python's server holds an answer to a schema given as `json_object` with a
-    `schema`; it refuses OpenAI's `json_schema` form of the same request."""
+def as_local_request(body: dict[str, Any], local: LlamaCppOptions) -> dict[str, Any]:
+    """The request as llama-cpp-python's server takes it, with our side's limit on an answer
+    where it sets none (the server's own is the whole context: a small model that never stops
+    would hold it, and every request queued behind, for the rest of the task). The server holds
+    an answer to a schema given as `json_object` with a `schema`, and refuses OpenAI's
+    `json_schema` form of the same request."""
+    body = {"max_tokens": local.max_tokens} | body
     form = body.get("response_format") or {}
     if form.get("type") != "json_schema":
         return body
@@ -133,8 +138,10 @@ def as_json_object(body: dict[str, Any]) -> dict[str, Any]:
 
 
 @contextmanager
-def metered(upstream: str, api_key: str, json_object_only: bool) -> Iterator[MeteredEndpoint]:
-    endpoint = MeteredEndpoint(upstream, api_key, json_object_only)
+def metered(
+    upstream: str, api_key: str, local: LlamaCppOptions | None = None
+) -> Iterator[MeteredEndpoint]:
+    endpoint = MeteredEndpoint(upstream, api_key, local)
     thread = threading.Thread(target=endpoint.serve_forever, daemon=True)
     thread.start()
     try:
@@ -171,12 +178,13 @@ def serve(
     backend, name = parse_model_string(model)
     if backend == "llama-cpp":
         gguf = resolve_path(name)
-        with llama_server(gguf, options, folder) as upstream, metered(upstream, "none", True) as ep:
-            yield Served(ep, gguf.stem)
+        with llama_server(gguf, options, folder) as upstream:
+            with metered(upstream, "none", options) as endpoint:
+                yield Served(endpoint, gguf.stem)
     else:
         assert base_url, "check_servable said so"
         key = os.environ.get("OPENAI_API_KEY", "none")
-        with metered(base_url, key, json_object_only=False) as endpoint:
+        with metered(base_url, key) as endpoint:
             yield Served(endpoint, name)
 
 
