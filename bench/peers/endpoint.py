@@ -25,7 +25,7 @@ from serving import free_port, running, wait_ready
 
 from jupyter_notebook_agent.llm import parse_model_string
 from jupyter_notebook_agent.llm.llama_cpp import LlamaCppOptions
-from jupyter_notebook_agent.llm.llama_cpp.chat_template import BUILTIN_BY_ARCHITECTURE, FALLBACK
+from jupyter_notebook_agent.llm.llama_cpp.chat_template import builtin_name
 from jupyter_notebook_agent.llm.llama_cpp.loading import resolve_path
 from peers.environment import CACHE, ensure_venv
 
@@ -233,16 +233,14 @@ def cached_wheels(version: str) -> Path | None:
 
 def chat_format_args(gguf: Path, folder: Path) -> list[str]:
     """The server's chat template: the GGUF's own where it has one (the server's default), else
-    the one our backend chooses by architecture (chosen here as there: the runner cannot import
-    llama_cpp, which bench/llama_cpp.py shadows). The server's own fallback is Llama 2's, and its
-    named Gemma format drops the system message, which holds the whole of a peer's instructions."""
+    the one our backend chooses by architecture (`builtin_name`, which needs no llama_cpp: the
+    runner cannot import it, as bench/llama_cpp.py shadows it). The server's own fallback is
+    Llama 2's, and its named Gemma format drops the system message, which holds the whole of a
+    peer's instructions."""
     metadata = gguf_metadata(gguf)
     if "tokenizer.chat_template" in metadata:
         return []
-    architecture = metadata.get("general.architecture")
-    chosen = BUILTIN_BY_ARCHITECTURE.get(architecture, FALLBACK)
-    if architecture == "llama" and metadata.get("tokenizer.ggml.pre") == "llama-bpe":
-        chosen = "llama3"  # as our backend tells Llama 3 from other llamas (chat_template.py)
+    chosen = builtin_name(metadata)
     if chosen == "gemma":
         config = folder / "gemma-chat-template.json"
         config.write_text(

@@ -61,14 +61,21 @@ def chat_template(metadata: Mapping[str, Any], bos: str, eos: str, add_bos: bool
     if jinja := metadata.get("tokenizer.chat_template"):
         return ChatTemplate("gguf", "the file's metadata", _jinja(jinja, bos, eos))
     architecture = str(metadata.get("general.architecture", ""))
-    name = BUILTIN_BY_ARCHITECTURE.get(architecture)
-    if architecture == "llama" and metadata.get("tokenizer.ggml.pre") == "llama-bpe":
-        name = "llama3"  # Llama 3's tokenizer: a Llama 3.x model
+    name = builtin_name(metadata)
     start = bos if add_bos else ""
-    if name is None:
+    if name == FALLBACK and architecture not in BUILTIN_BY_ARCHITECTURE:
         why = f"no template known for architecture {architecture!r}"
         return ChatTemplate(FALLBACK, why, _builtin(FALLBACK, start))
     return ChatTemplate(name, f"by its architecture, {architecture}", _builtin(name, start))
+
+
+def builtin_name(metadata: Mapping[str, Any]) -> str:
+    """The built-in template for a GGUF without one, from its metadata alone (no llama.cpp
+    needed: the task suite's peer gives its model server the same choice)."""
+    architecture = str(metadata.get("general.architecture", ""))
+    if architecture == "llama" and metadata.get("tokenizer.ggml.pre") == "llama-bpe":
+        return "llama3"  # Llama 3's tokenizer: a Llama 3.x model
+    return BUILTIN_BY_ARCHITECTURE.get(architecture, FALLBACK)
 
 
 def _jinja(template: str, bos: str, eos: str) -> ChatFormat:
