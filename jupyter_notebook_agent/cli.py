@@ -24,7 +24,7 @@ from .agent.run import RunSpec, assemble
 from .agent.transcript import TranscriptWriter
 from .kernels import JupyterKernelSession
 from .llm import OPENAI_DEFAULT_MODEL, Model, ModelError, default_model, load_model
-from .llm.llama_cpp import LlamaCppOptions
+from .llm.llama_cpp import TOOL_CALL_FORMATS, LlamaCppOptions
 from .llm.llama_cpp.hub import DEFAULT_LOCAL_MODEL, HubFile, default_local_model
 from .llm.replay import RecordingModel
 from .notebook import NotebookDocument
@@ -138,6 +138,13 @@ def _add_local_model_options(run: argparse.ArgumentParser) -> None:
         help="layers to offload to the GPU (-1: all that the build can, 0: none)",
     )
     local.add_argument("--seed", type=int, help="a fixed sampling seed, for repeatable runs")
+    local.add_argument(
+        "--tool-calls",
+        choices=TOOL_CALL_FORMATS,
+        default=defaults.tool_calls,
+        help="native: in the model's own format where its chat template has one (else JSON); "
+        "json: always in the JSON envelope",
+    )
 
 
 def _positive(kind: type, minimum: float = 1) -> Any:
@@ -190,7 +197,11 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             base_url=args.base_url,
             max_retries=args.max_retries,
             local=LlamaCppOptions(
-                n_ctx=args.n_ctx, threads=args.threads, gpu_layers=args.gpu_layers, seed=args.seed
+                n_ctx=args.n_ctx,
+                threads=args.threads,
+                gpu_layers=args.gpu_layers,
+                seed=args.seed,
+                tool_calls=args.tool_calls,
             ),
         )
     except ModelError as error:

@@ -21,7 +21,7 @@ from ..agent.tools import TOOLS
 from ..kernels import SECRET_VARIABLES
 from ..llm import Model, default_model, load_model, parse_model_string
 from ..llm.base import ModelError
-from ..llm.llama_cpp import LlamaCppOptions, NotAModelFile
+from ..llm.llama_cpp import TOOL_CALL_FORMATS, LlamaCppOptions, NotAModelFile
 from ..llm.llama_cpp.hub import HubFile, HubUnreachable, default_local_model
 from ..notebook.outputs import OutputLimits
 from ..sandbox import SANDBOX_KERNEL, docker_problem
@@ -48,6 +48,13 @@ class LlamaCpp(Configurable):
         config=True,
         help="Layers offloaded to the GPU: -1 all that the build can, 0 none.",
     )
+    tool_calls = Enum(
+        TOOL_CALL_FORMATS,
+        LlamaCppOptions.tool_calls,
+        config=True,
+        help="How models write tool calls: native, in a model's own format where its chat "
+        "template has one (else JSON); json, always in the JSON envelope.",
+    )
     default_model = Unicode(
         config=True,
         help="The local model offered for download when no model is configured "
@@ -61,7 +68,10 @@ class LlamaCpp(Configurable):
 
     def options(self) -> LlamaCppOptions:
         return LlamaCppOptions(
-            n_ctx=self.n_ctx, threads=self.threads or None, gpu_layers=self.gpu_layers
+            n_ctx=self.n_ctx,
+            threads=self.threads or None,
+            gpu_layers=self.gpu_layers,
+            tool_calls=self.tool_calls,
         )
 
 

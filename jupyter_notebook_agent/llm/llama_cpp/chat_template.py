@@ -5,12 +5,26 @@ ChatML, say, answers poorly: it was never tuned on those markers)."""
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable, Mapping
+import json
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol
 
-ChatFormat = Callable[[list[dict[str, str]], bool], str]
-"""(messages, answer_next) -> the prompt, ending where the answer begins when answer_next."""
+from .native_calls import NativeCalls, learn_native_calls
+
+
+class ChatFormat(Protocol):
+    def __call__(
+        self,
+        messages: list[dict[str, Any]],
+        answer_next: bool,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> str:
+        """The prompt, ending where the answer begins when `answer_next`; `tools`, for a
+        template that describes them itself (the built-in ones do not)."""
+        ...
+
 
 BUILTIN_BY_ARCHITECTURE = {
     "gemma": "gemma",
@@ -47,6 +61,8 @@ class ChatTemplate:
     source: str
     """Why this one: the file's metadata, the architecture, or the fallback."""
     format: ChatFormat
+    calls: NativeCalls | None = None
+    """How the template writes a tool call, where it has a format of its own."""
 
     def describe(self) -> str:
         if self.name == "gguf":
@@ -59,7 +75,8 @@ def chat_template(metadata: Mapping[str, Any], bos: str, eos: str, add_bos: bool
     whether the tokenizer begins a text with `bos` (llama.cpp decides, from the file or its kind
     of vocabulary), which the built-in templates leave out."""
     if jinja := metadata.get("tokenizer.chat_template"):
-        return ChatTemplate("gguf", "the file's metadata", _jinja(jinja, bos, eos))
+        format = _jinja(jinja, bos, eos)
+        return ChatTemplate("gguf", "the file's metadata", format, learn_native_calls(format))
     architecture = str(metadata.get("general.architecture", ""))
     name = builtin_name(metadata)
     start = bos if add_bos else ""
@@ -79,15 +96,45 @@ def builtin_name(metadata: Mapping[str, Any]) -> str:
 
 
 def _jinja(template: str, bos: str, eos: str) -> ChatFormat:
-    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+    """A GGUF's Jinja template, rendered as the models' own tooling renders it: `tojson` keeps
+    keys in order and text unescaped, so a call in the history reads as the model wrote it."""
+    from jinja2 import TemplateError
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-    formatters = {
-        answer_next: Jinja2ChatFormatter(
-            template, eos_token=eos, bos_token=bos, add_generation_prompt=answer_next
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    def tojson(
+        value: Any, indent: int | None = None, separators: Any = None, sort_keys: bool = False
+    ) -> str:
+        return json.dumps(
+            value, ensure_ascii=False, indent=indent, separators=separators, sort_keys=sort_keys
         )
-        for answer_next in (True, False)
-    }
-    return lambda messages, answer_next: formatters[answer_next](messages=messages).prompt
+
+    environment = ImmutableSandboxedEnvironment(
+        trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols]
+    )
+    environment.filters["tojson"] = tojson
+    environment.globals.update(
+        raise_exception=raise_exception, strftime_now=lambda f: datetime.now().strftime(f)
+    )
+    compiled = environment.from_string(template)
+
+    def format(
+        messages: list[dict[str, Any]],
+        answer_next: bool,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> str:
+        return compiled.render(
+            messages=messages,
+            tools=tools or None,
+            add_generation_prompt=answer_next,
+            bos_token=bos,
+            eos_token=eos,
+        )
+
+    return format
 
 
 def _builtin(name: str, start: str = "") -> ChatFormat:
@@ -95,7 +142,11 @@ def _builtin(name: str, start: str = "") -> ChatFormat:
     templates leave to the tokenizer, and the prompt is tokenized without one."""
     import llama_cpp
 
-    def format(messages: list[dict[str, str]], answer_next: bool) -> str:
+    def format(
+        messages: list[dict[str, Any]],
+        answer_next: bool,
+        tools: list[dict[str, Any]] | None = None,
+    ) -> str:
         kept = [(m["role"].encode(), m["content"].encode()) for m in messages]
         chat = (llama_cpp.llama_chat_message * len(kept))(
             *(llama_cpp.llama_chat_message(role=role, content=text) for role, text in kept)

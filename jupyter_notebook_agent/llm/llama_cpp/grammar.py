@@ -10,6 +10,7 @@ characters (JSON forbids them, and a sampler left free to pick them does).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from ...partial_json import FieldStream
@@ -118,8 +119,12 @@ class _GrammarBuilder:
         return "(" + " | ".join(f"({choice})" if choice else '""' for choice in choices) + ")"
 
 
-def answer_grammar(tools: list[dict[str, Any]]) -> str:
-    """The GBNF grammar of one answer that calls one of `tools` (OpenAI function schemas)."""
+def call_rules(
+    tools: list[dict[str, Any]], spell_name: Callable[[str], str]
+) -> tuple[dict[str, str], list[str]]:
+    """The rules for the arguments of each of `tools` (OpenAI function schemas), and one
+    alternative per tool for the rule `call`: `spell_name(name)`, a GBNF literal of the text
+    before the arguments, then its arguments."""
     builder = _GrammarBuilder()
     calls = []
     for tool in tools:
@@ -129,12 +134,18 @@ def answer_grammar(tools: list[dict[str, Any]]) -> str:
             function.get("parameters") or {"type": "object", "properties": {}},
             f"{name.replace('_', '-')}-arguments",
         )
-        calls.append(f"{literal(json.dumps(name) + _BEFORE_ARGUMENTS)} {arguments}")
+        calls.append(f"{spell_name(name)} {arguments}")
     builder.primitive("string")
-    builder.rule("message", f'"\\"" char{{0,{MESSAGE_CHARS}}} "\\""')
+    return builder.rules, calls
+
+
+def answer_grammar(tools: list[dict[str, Any]]) -> str:
+    """The GBNF grammar of one answer in the envelope that calls one of `tools`."""
+    rules, calls = call_rules(tools, lambda name: literal(json.dumps(name) + _BEFORE_ARGUMENTS))
+    rules["message"] = f'"\\"" char{{0,{MESSAGE_CHARS}}} "\\""'
     root = f"{literal(_OPEN)} message {literal(_BEFORE_TOOL)} call " + '"}"'
     lines = [f"root ::= {root}", "call ::= " + " | ".join(calls)]
-    lines += [f"{name} ::= {body}" for name, body in builder.rules.items()]
+    lines += [f"{name} ::= {body}" for name, body in rules.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -22,6 +22,9 @@ INSTALL_HINT = (
 )
 
 
+TOOL_CALL_FORMATS = ("native", "json")
+
+
 @dataclass
 class LlamaCppOptions:
     """How a local model is run."""
@@ -38,6 +41,9 @@ class LlamaCppOptions:
     """Sampling temperature: low, for code."""
     seed: int | None = None
     """A fixed sampling seed makes runs repeatable; None draws one."""
+    tool_calls: str = "native"
+    """How the model writes tool calls: "native", in its chat template's own format where the
+    template has one (else in JSON), or "json", always in the JSON envelope."""
 
 
 def resolve_path(name: str) -> Path:

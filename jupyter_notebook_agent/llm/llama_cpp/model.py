@@ -25,6 +25,7 @@ from ..base import ModelError, StreamItem, TurnAssembler, Usage
 from .chat_template import ChatTemplate, chat_template
 from .grammar import AnswerReader, answer_grammar, answer_instructions, answer_text
 from .loading import INSTALL_HINT, LlamaCppOptions, Offload, check_gguf, load_llama, resolve_path
+from .native_calls import NativeCalls, NativeReader
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,9 @@ class LlamaCppModel:
         self._last: _Transcript | None = None
         self.template: ChatTemplate | None = None
         """The chat template its prompts are made with, chosen once the model is loaded."""
+        self.native_calls: NativeCalls | None = None
+        """The template's own tool-call format, where it has one and the options allow it; else
+        answers are the grammar's JSON envelope."""
 
     @classmethod
     def from_settings(cls, name: str, settings: Mapping[str, Any]) -> LlamaCppModel:
@@ -71,15 +75,17 @@ class LlamaCppModel:
         worker = asyncio.create_task(
             asyncio.to_thread(self._generate, messages, tools, pieces.put, stop)
         )
-        reader, assembler = AnswerReader(), TurnAssembler()
+        reader: AnswerReader | NativeReader | None = None
+        assembler = TurnAssembler()
         try:
             while (piece := await pieces.get()) is not None:
                 ttft = ttft or time.perf_counter() - started
+                reader = reader or self._reader()  # the model is loaded by now
                 for delta in reader.feed(piece):
                     assembler.add(delta)
                     yield delta
             usage, self._last = await worker
-            for delta in reader.finish():
+            for delta in reader.finish() if reader else []:
                 assembler.add(delta)
                 yield delta
         finally:
@@ -89,6 +95,9 @@ class LlamaCppModel:
             if not worker.cancelled():
                 worker.exception()  # seen here when the turn ended some other way
         turn = assembler.turn(usage, ttft, time.perf_counter() - started)
+        if not isinstance(reader, AnswerReader):
+            yield turn  # a native call is shown again by the template, from the call itself
+            return
         for call in turn.tool_calls:
             self._answers[(turn.content, call.name, call.arguments)] = reader.text
             while len(self._answers) > ANSWERS_KEPT:
@@ -164,8 +173,18 @@ class LlamaCppModel:
                     self.path.name,
                     self.template.describe(),
                 )
+            if self.options.tool_calls == "native":
+                self.native_calls = self.template.calls
+            log.info(
+                "%s: %s",
+                self.path.name,
+                self.native_calls.describe() if self.native_calls else "tool calls in JSON",
+            )
             self._llama = llama
         return self._llama
+
+    def _reader(self) -> AnswerReader | NativeReader:
+        return self.native_calls.reader() if self.native_calls else AnswerReader()
 
     def warm(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> int:
         """Loads the model and evaluates `messages`, the part every run's prompt begins with
@@ -191,9 +210,12 @@ class LlamaCppModel:
         `answer_next`). When it goes on from the last prompt and answer, those keep the tokens
         llama.cpp evaluated and sampled (tokenizing the answer's text again might split it
         otherwise), so the KV cache serves all of them."""
-        plain = chat_messages(messages, tools, self._answers)
         try:
-            prompt = self.template.format(plain, answer_next)
+            if self.native_calls:
+                prompt = self.template.format(native_messages(messages), answer_next, tools)
+            else:
+                plain = chat_messages(messages, tools, self._answers)
+                prompt = self.template.format(plain, answer_next)
         except Exception as error:
             raise ModelError(f"the chat template of {self.path.name} failed: {error}") from error
 
@@ -220,7 +242,8 @@ class LlamaCppModel:
 
         key = json.dumps(tools, sort_keys=True)
         if key not in self._grammars:
-            grammar = answer_grammar(tools)
+            calls = self.native_calls
+            grammar = calls.grammar(tools) if calls else answer_grammar(tools)
             check = llama_cpp.llama_sampler_init_grammar(
                 llama._model.vocab, grammar.encode(), b"root"
             )
@@ -273,6 +296,26 @@ def chat_messages(
         else:
             plain.append({"role": role, "content": content})
     return plain
+
+
+def native_messages(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The agent's OpenAI-style history for a template that writes tool calls itself: each
+    call's arguments as an object (templates write them out with `tojson`)."""
+    native = []
+    for message in messages:
+        if calls := message.get("tool_calls"):
+            message = {**message, "tool_calls": [_parsed(call) for call in calls]}
+        native.append(message)
+    return native
+
+
+def _parsed(call: dict[str, Any]) -> dict[str, Any]:
+    function = call["function"]
+    try:
+        arguments = json.loads(function["arguments"])
+    except (TypeError, ValueError):
+        arguments = function["arguments"]  # a call cut short: shown as it was written
+    return {**call, "function": {**function, "arguments": arguments}}
 
 
 LOOP_TOKENS = 96
