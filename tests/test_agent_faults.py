@@ -9,6 +9,7 @@ import pytest
 
 from jupyter_notebook_agent.agent import Agent, AgentConfig, EventLog
 from jupyter_notebook_agent.agent.execution import OUTPUT_STREAM_BUDGET_BYTES
+from jupyter_notebook_agent.llm.openai_compat import OpenAIModel
 from jupyter_notebook_agent.llm.replay import ReplayModel
 from jupyter_notebook_agent.notebook import NotebookDocument
 from jupyter_notebook_agent.notebook.outputs import OutputLimits
@@ -28,6 +29,26 @@ async def run_agent(kernel, recording, **config):
 
 def tool_results(agent) -> list[dict]:
     return [json.loads(m["content"]) for m in agent.messages if m["role"] == "tool"]
+
+
+async def test_an_answer_cut_off_by_the_endpoint_is_explained_as_such(
+    kernel, write_recording, replay_server
+):
+    """The real openai client reads an answer the endpoint stopped at its token limit: the model
+    is told its answer was cut off and why, not only that its JSON is broken."""
+    cut = turn(tool("add_cell", '{"cell_type": "code", "source": "x = [1, 2,'))
+    cut.cut_short = "the endpoint stopped it"  # any reason: the endpoint sends "length"
+    recording = write_recording(cut, add_cell_turn("1+1"), complete())
+    with replay_server(recording) as server:
+        model = OpenAIModel("test-model", base_url=server.base_url, api_key="sk-test")
+        agent = Agent(model, kernel, NotebookDocument(), events=EventLog())
+        outcome = await agent.run("test task")
+    first = tool_results(agent)[0]
+    assert first["error"].startswith(
+        "your answer was cut off (it reached the endpoint's limit of tokens for one answer), "
+        "so the arguments of add_cell are not valid JSON"
+    )
+    assert outcome.success
 
 
 async def test_malformed_json_is_explained_and_the_model_retries(kernel, write_recording):

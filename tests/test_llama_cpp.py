@@ -384,6 +384,15 @@ def test_an_answer_stuck_in_a_loop_is_cut_off_there(tmp_path, run):
     turn, _ = run(whole_turn(model, ask("task 1")))
     assert LOOP_TOKENS <= turn.usage.completion_tokens < 2 * LOOP_TOKENS
     assert turn.content.endswith("|" * (LOOP_TOKENS // 2)) and not turn.tool_calls
+    assert turn.cut_short == "it repeated the same few words over and over"
+    run(model.aclose())
+
+
+def test_an_answer_past_its_token_limit_says_so(tiny_gguf, run):
+    model = LlamaCppModel(str(tiny_gguf), LlamaCppOptions(n_ctx=4096, max_tokens=30))
+    turn, _ = run(whole_turn(model, ask("task 1")))
+    assert turn.usage.completion_tokens == 30
+    assert turn.cut_short == "it reached the limit of 30 tokens for one answer"
     run(model.aclose())
 
 

@@ -316,7 +316,7 @@ class Agent:
             reply = self._format_error("you answered without calling a tool")
             self._append({"role": "user", "content": reply["error"]})
         for call in turn.tool_calls:
-            result = await self._call(call)
+            result = await self._call(call, turn.cut_short)
             self._append({"role": "tool", "tool_call_id": call.id, "content": json.dumps(result)})
             if self._outcome:
                 return
@@ -370,7 +370,7 @@ class Agent:
         self.events.emit(ModelTurnTaken(step, turn))
         return turn
 
-    async def _call(self, call: ToolCall) -> dict[str, Any]:
+    async def _call(self, call: ToolCall, cut_short: str = "") -> dict[str, Any]:
         self.events.emit(ToolCalled(call.id, call.name, call.arguments))
         await self.events.persisted()  # what led here survives a server killed by the call
         loop = asyncio.get_running_loop()
@@ -381,7 +381,8 @@ class Agent:
         except FormatError as error:
             if streamed:
                 self.preview.withdraw(streamed, "the model's call was malformed")
-            result = self._format_error(str(error))
+            why = f"your answer was cut off ({cut_short}), so " if cut_short else ""
+            result = self._format_error(why + str(error))
         else:
             self._format_errors = 0
             try:

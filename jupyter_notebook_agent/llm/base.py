@@ -57,6 +57,9 @@ class ModelTurn:
     """Seconds from the request to the first streamed token."""
     duration_s: float = 0.0
     """Seconds from the request to the end of the turn."""
+    cut_short: str = ""
+    """Why the answer was stopped before the model ended it ("" when it ended it): a call in it
+    may be incomplete, and the model is told why."""
 
     def as_message(self) -> dict[str, Any]:
         """The turn in OpenAI chat format, for the append-only history."""

@@ -63,6 +63,7 @@ class OpenAIModel:
         ttft = 0.0
         assembler = TurnAssembler()
         usage = Usage()
+        cut_short = ""
         try:
             chunks = await self._client.chat.completions.create(
                 model=self.name,
@@ -81,13 +82,17 @@ class OpenAIModel:
                             (details.cached_tokens or 0) if details else 0,
                         )
                     for choice in chunk.choices:
+                        if choice.finish_reason == "length":
+                            cut_short = "it reached the endpoint's limit of tokens for one answer"
                         for delta in _deltas(choice.delta):
                             ttft = ttft or time.perf_counter() - started
                             assembler.add(delta)
                             yield delta
         except openai.APIError as error:
             raise ModelError(self._explain(error)) from error
-        yield assembler.turn(usage, ttft, time.perf_counter() - started)
+        turn = assembler.turn(usage, ttft, time.perf_counter() - started)
+        turn.cut_short = cut_short
+        yield turn
 
     def _explain(self, error: openai.APIError) -> str:
         """One line that says what went wrong and what to do about it."""

@@ -34,6 +34,7 @@ def load_recording(path: str | Path) -> tuple[str, list[ModelTurn]]:
                 usage=Usage(**turn.get("usage", {})),
                 ttft_s=turn.get("ttft_s", 0.0),
                 duration_s=turn.get("duration_s", 0.0),
+                cut_short=turn.get("cut_short", ""),
             )
             for turn in data["turns"]
         ]

@@ -104,7 +104,7 @@ class ChatCompletionsHandler(tornado.web.RequestHandler):
                 call |= {"id": delta.id, "type": "function"} if delta.id else {}
                 payload = {"tool_calls": [call]}
             await self._send(base, [{"index": 0, "delta": payload, "finish_reason": None}])
-        finish = "tool_calls" if turn.tool_calls else "stop"
+        finish = "length" if turn.cut_short else "tool_calls" if turn.tool_calls else "stop"
         await self._send(base, [{"index": 0, "delta": {}, "finish_reason": finish}])
         usage = turn.usage
         total = usage.prompt_tokens + usage.completion_tokens

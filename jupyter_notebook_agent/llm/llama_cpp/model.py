@@ -84,7 +84,7 @@ class LlamaCppModel:
                 for delta in reader.feed(piece):
                     assembler.add(delta)
                     yield delta
-            usage, self._last = await worker
+            usage, self._last, cut_short = await worker
             for delta in reader.finish() if reader else []:
                 assembler.add(delta)
                 yield delta
@@ -95,6 +95,7 @@ class LlamaCppModel:
             if not worker.cancelled():
                 worker.exception()  # seen here when the turn ended some other way
         turn = assembler.turn(usage, ttft, time.perf_counter() - started)
+        turn.cut_short = cut_short
         if not isinstance(reader, AnswerReader):
             yield turn  # a native call is shown again by the template, from the call itself
             return
@@ -110,16 +111,17 @@ class LlamaCppModel:
         tools: list[dict[str, Any]],
         emit: Any,
         stop: threading.Event,
-    ) -> tuple[Usage, _Transcript | None]:
+    ) -> tuple[Usage, _Transcript | None, str]:
         """In a worker thread: evaluate the prompt, sample the answer, emit its text piece by
-        piece (then None). Returns the turn's token counts, and the prompt and answer as text
-        and tokens, which the next step's prompt will begin with."""
+        piece (then None). Returns the turn's token counts, the prompt and answer as text and
+        tokens (which the next step's prompt will begin with), and why the answer was cut short
+        ("" when the model ended it)."""
         import llama_cpp
 
         try:
             with self._lock:
                 if stop.is_set():
-                    return Usage(), None
+                    return Usage(), None, ""
                 llama = self._load()
                 prompt, tokens = self._prompt(llama, messages, tools)
                 cached = _reused_prefix(llama, tokens)
@@ -128,6 +130,7 @@ class LlamaCppModel:
                 generated: list[int] = []
                 vocab = llama._model.vocab
                 budget = min(self.options.max_tokens, llama.n_ctx() - len(tokens))
+                cut_short = ""
                 with _abortable(llama, stop) as prompt_evaluated:
                     for token in llama.generate(
                         tokens,
@@ -142,16 +145,21 @@ class LlamaCppModel:
                         if text := decode.decode(llama.detokenize([token])):
                             answer.append(text)
                             emit(text)
-                        if len(generated) >= budget or looping(generated):
+                        if len(generated) >= budget:
+                            cut_short = f"it reached the limit of {budget} tokens for one answer"
+                            break
+                        if looping(generated):
+                            cut_short = "it repeated the same few words over and over"
                             break
                 if tail := decode.decode(b"", final=True):
                     answer.append(tail)
                     emit(tail)
                 usage = Usage(len(tokens), len(generated), cached)
-                return usage, _Transcript(prompt + "".join(answer), tokens + generated)
+                transcript = _Transcript(prompt + "".join(answer), tokens + generated)
+                return usage, transcript, cut_short
         except RuntimeError as error:
             if stop.is_set():  # llama.cpp aborted the prompt's evaluation on purpose
-                return Usage(), None
+                return Usage(), None, ""
             raise ModelError(f"llama.cpp failed on {self.name}: {error}") from error
         finally:
             emit(None)
