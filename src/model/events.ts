@@ -37,7 +37,7 @@ export type RunEvent = IEventBase &
         };
         ttft_s: number;
         duration_s: number;
-        cut_short?: string;
+        cut_short: string;
       }
     | { type: 'tool_call'; call_id: string; name: string; arguments: string }
     | {

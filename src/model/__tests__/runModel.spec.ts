@@ -102,7 +102,8 @@ class Run {
         cached_tokens: 0
       },
       ttft_s: 0.2,
-      duration_s: 1.5
+      duration_s: 1.5,
+      cut_short: ''
     });
   }
 

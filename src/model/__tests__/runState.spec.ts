@@ -57,7 +57,8 @@ class Log {
       tool_calls: [],
       usage: { prompt_tokens: 100, completion_tokens: 10, cached_tokens: 0 },
       ttft_s: 0.1,
-      duration_s: 1
+      duration_s: 1,
+      cut_short: ''
     });
   }
 
