@@ -23,6 +23,7 @@ from ..llm import Model, default_model, load_model, parse_model_string
 from ..llm.base import ModelError
 from ..llm.llama_cpp import TOOL_CALL_FORMATS, LlamaCppOptions, NotAModelFile
 from ..llm.llama_cpp.hub import HubFile, HubUnreachable, default_local_model
+from ..mcp.server import NotebookMcp
 from ..notebook.outputs import OutputLimits
 from ..sandbox import SANDBOX_KERNEL, docker_problem
 from ..sandbox.image import build_instructions, default_image, image_exists
@@ -33,6 +34,7 @@ from .kernel_websocket import prompt_kernel_websockets
 from .memory import keep_large_buffers_apart
 from .model_settings import ModelSettings, ModelSetup
 from .runs import RunLimits, RunRegistry
+from .starting import RunStarter
 from .store import RunStore
 
 
@@ -234,6 +236,16 @@ class NotebookAgent(ExtensionApp):
         help="Runs working at once for one user, where the identity provider tells users apart.",
     )
 
+    mcp_idle_timeout = Float(
+        900.0,
+        config=True,
+        help="Seconds an outside agent's MCP session may go without a call before its run ends.",
+    )
+    mcp_max_calls = Integer(
+        200,
+        config=True,
+        help="Calls an outside agent's MCP session may make in one notebook (its run's steps).",
+    )
     warm_pool_size = Integer(
         2,
         config=True,
@@ -307,6 +319,8 @@ class NotebookAgent(ExtensionApp):
         self.serverapp.event_logger.add_listener(
             schema_id=contents.event_schema_id, listener=self.registry.follow_rename
         )
+        self.starter = RunStarter(self)
+        self.mcp = NotebookMcp(self, self.mcp_idle_timeout, self.mcp_max_calls)
 
     @property
     def gateway_url(self) -> str | None:
@@ -577,7 +591,9 @@ class NotebookAgent(ExtensionApp):
             self.log.info("Notebooks get the sandbox kernel %s by default", SANDBOX_KERNEL)
 
     async def stop_extension(self) -> None:
-        """Runs stop and save what they wrote, then the warm kernels go."""
+        """Outside agents' sessions end, runs stop and save what they wrote, then the warm
+        kernels go."""
+        await self.mcp.stop()
         await self.registry.close()
         await asyncio.gather(*self._warming, *self._closing, return_exceptions=True)
         made_models = [*self._models.values(), *self._retired]

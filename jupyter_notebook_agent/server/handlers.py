@@ -5,7 +5,6 @@ Every route is written down in rest-api.yml beside this file.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import re
@@ -15,19 +14,20 @@ from typing import Any
 
 import tornado.web
 import tornado.websocket
-from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized, ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 
 from .._version import __version__
-from ..agent import AgentConfig, Event
-from ..kernels.gateway import explain
-from ..llm import Model, ModelError, parse_model_string
-from ..sandbox import KernelChoice, SandboxUnavailable, choose_kernel
+from ..agent import Event
+from ..llm import ModelError, parse_model_string
+from ..mcp.server import USER_KEY
+from ..sandbox import SandboxUnavailable
+from .asgi import AsgiExchange
 from .model_settings import SetupError, endpoint_models
 from .runs import Run, RunError, RunRegistry, RunRequest
+from .starting import RunStarter
 
 
 class RegistryMixin(ExtensionHandlerMixin):
@@ -60,48 +60,9 @@ class AgentHandler(RegistryMixin, APIHandler):
             return
         super().write_error(status_code, **kwargs)
 
-    async def choose_kernel(self) -> KernelChoice:
-        """The kernel a run gets now; SandboxUnavailable says why there is none. On a gateway,
-        from the gateway's kernelspecs."""
-        app = self.extensionapp
-        try:
-            specs = await ensure_async(self.kernel_spec_manager.get_all_specs())
-        except Exception as error:
-            if not app.gateway_url:
-                raise
-            raise SandboxUnavailable(str(explain(error, "listing its kernelspecs"))) from error
-        return await asyncio.to_thread(
-            choose_kernel, app.kernel_name or None, app.allow_unsandboxed, specs, app.gateway_url
-        )
-
-    async def notebook_kernel(self, path: str) -> str:
-        """The kernelspec a run on the notebook executes in: its session's kernel (see
-        RunRegistry.check_kernel), or the kernel a new session gets (503 where there is none
-        to be had)."""
-        session = await self.registry.notebook_session(path)
-        if session is not None:
-            return await self.registry.check_kernel(session)
-        try:
-            return (await self.choose_kernel()).name
-        except SandboxUnavailable as error:
-            raise RunError(503, str(error)) from None
-
-    def agent_config(self, execution: str, max_steps: int) -> AgentConfig:
-        app = self.extensionapp
-        return AgentConfig(
-            max_steps=max_steps,
-            time_limit_s=app.time_limit,
-            execution_timeout_s=app.execution_timeout,
-            execution=execution,  # type: ignore[arg-type]
-            output_limits=app.output_limits,
-        )
-
-    async def model(self, name: str = "") -> Model:
-        """The model a run gets; RunError 400 for a bad `name`, 503 where there is none."""
-        try:
-            return await self.extensionapp.make_model(name)
-        except ModelError as error:
-            raise RunError(400 if name else 503, str(error)) from None
+    @property
+    def starter(self) -> RunStarter:
+        return self.extensionapp.starter
 
     async def taken_up(self, run_id: str) -> Run:
         """The run to act on: this server's, or one only the store keeps (an earlier server's),
@@ -110,13 +71,13 @@ class AgentHandler(RegistryMixin, APIHandler):
             return self.registry.runs[run_id]
         path = await self.registry.stored_path(run_id)
         stored = await self.registry.describe(run_id)
-        kernel_name = await self.notebook_kernel(path)
+        kernel_name = await self.starter.notebook_kernel(path)
         try:
-            model = await self.model(stored["model"])
+            model = await self.starter.model(stored["model"])
         except RunError:  # one this server no longer has: the one a new run gets
-            model = await self.model()
+            model = await self.starter.model()
         steps = min(stored["max_steps"], self.extensionapp.max_steps)
-        config = self.agent_config(stored["execution"], steps)
+        config = self.starter.agent_config(stored["execution"], steps)
         user = self.current_user.username
         return await self.registry.revive(run_id, path, stored, model, kernel_name, config, user)
 
@@ -125,7 +86,7 @@ class AgentHandler(RegistryMixin, APIHandler):
         app = self.extensionapp
         backend, name = parse_model_string(app.model_in_effect)
         try:
-            choice = await self.choose_kernel()
+            choice = await self.starter.choose_kernel()
             kernel = {"name": choice.name, "sandboxed": choice.sandboxed, "problem": choice.problem}
         except SandboxUnavailable as error:
             kernel = {"name": None, "sandboxed": False, "problem": str(error)}
@@ -325,21 +286,10 @@ class RunsHandler(AgentHandler):
             raise RunError(400, f"the field 'max_steps' must be from 1 to {app.max_steps}")
         model = _field(body, "model", str, "")
         writer = _field(body, "writer", str, "server", ("server", "frontend"))
-        self.registry.check_free(path)
-        self.registry.check_capacity(self.current_user.username)
-        await self.registry.load_conversation(path)
-        notebook = await self.registry.read_notebook(path)  # said before the kernel, the model
-        kernel_name = await self.notebook_kernel(path)
-        chosen = await self.model(model)  # a bad model is said now, not as an event
-        run = self.registry.create(
-            RunRequest(
-                path, prompt, execution, max_steps, writer == "frontend", self.current_user.username
-            ),
-            notebook,
-            chosen,
-            kernel_name,
-            self.agent_config(execution, max_steps),
+        request = RunRequest(
+            path, prompt, execution, max_steps, writer == "frontend", self.current_user.username
         )
+        run = await self.starter.start(request, model)
         self.set_status(201)
         self.set_header("Location", self.request.path.rstrip("/") + "/" + run.id)
         self.finish(json.dumps(run.to_json()))
@@ -505,6 +455,48 @@ class EventsHandler(
 HANDED_OVER = 4000
 
 _RUN = r"(?P<run_id>[^/]+)"
+
+
+class McpHandler(AgentHandler):
+    """The MCP endpoint (streamable HTTP): the SDK's transport behind the server's own auth, so
+    an outside agent presents the server's token (or the hub's), as any client of its API."""
+
+    exchange: AsgiExchange | None = None
+
+    async def _serve(self) -> None:
+        extra = {USER_KEY: self.current_user.username}
+        self.exchange = AsgiExchange(self, extra)
+        await self.exchange.run(self.extensionapp.mcp.handle)
+
+    def on_connection_close(self) -> None:
+        if self.exchange:
+            self.exchange.closed.set()
+
+    def finish(self, *args: Any, **kwargs: Any) -> Any:
+        """The transport's own content type (JSON, or a stream of server-sent events)."""
+        kwargs.setdefault("set_content_type", self._headers.get("Content-Type", "application/json"))
+        return super().finish(*args, **kwargs)
+
+    @tornado.web.authenticated
+    @authorized
+    @runs_code
+    async def post(self) -> None:
+        """A message from the outside agent: its tools add cells and run code."""
+        await self._serve()
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        """The stream of the server's own messages to the outside agent."""
+        await self._serve()
+
+    @tornado.web.authenticated
+    @authorized
+    async def delete(self) -> None:
+        """The outside agent ends its MCP session."""
+        await self._serve()
+
+
 ROUTES: list[tuple[str, type[JupyterHandler]]] = [
     (r"/notebook-agent/status", StatusHandler),
     (r"/notebook-agent/model", ModelHandler),
@@ -520,4 +512,5 @@ ROUTES: list[tuple[str, type[JupyterHandler]]] = [
         CellHandler,
     ),
     (rf"/notebook-agent/runs/{_RUN}/events", EventsHandler),
+    (r"/notebook-agent/mcp", McpHandler),
 ]

@@ -1,0 +1,183 @@
+"""This server as an MCP server, for real: the SDK's own client connects over streamable HTTP with
+the server's token, and works in a notebook as an outside agent, in a run of its own."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import nbformat
+import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp_types import Implementation
+
+from jupyter_notebook_agent.notebook import METADATA_KEY
+from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
+from jupyter_notebook_agent.sandbox.image import ensure_image
+
+from .agent_api import receive_until
+from .conftest import runs_server_config
+from .test_notebook_kernel import open_notebook, sandboxed
+
+
+@pytest.fixture
+def jp_server_config(request: pytest.FixtureRequest, replay: Any) -> dict[str, Any]:
+    if request.node.get_closest_marker("sandbox"):
+        ensure_image()
+        config = sandboxed(replay)
+    else:
+        config = runs_server_config(replay)
+    config["NotebookAgent"]["mcp_idle_timeout"] = 60.0
+    return config
+
+
+@pytest.fixture
+def mcp_url(jp_fetch, jp_http_port, jp_base_url) -> str:
+    """The endpoint's URL, on a server that listens (jp_fetch has it listen)."""
+    return f"http://127.0.0.1:{jp_http_port}{jp_base_url}notebook-agent/mcp"
+
+
+def outside_agent(url: str, headers: dict[str, str], name: str = "test-agent") -> Client:
+    http = httpx2.AsyncClient(headers=headers, timeout=60)
+    return Client(
+        streamable_http_client(url, http_client=http),
+        client_info=Implementation(name=name, version="1.0"),
+    )
+
+
+def make_notebook(root: Path, name: str = "analysis.ipynb") -> str:
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells.append(nbformat.v4.new_markdown_cell("# Mine", id="person-1"))
+    nbformat.write(notebook, root / name)
+    return name
+
+
+def result(called: Any) -> dict[str, Any]:
+    assert not called.is_error, called.content
+    return json.loads(called.content[0].text)
+
+
+async def test_an_outside_agent_works_in_a_run_of_its_own(
+    mcp_url, jp_auth_header, jp_root_dir, api
+):
+    path = make_notebook(jp_root_dir)
+    async with outside_agent(mcp_url, jp_auth_header) as client:
+        names = {tool.name for tool in (await client.list_tools()).tools}
+        assert {"list_notebooks", "read_notebook", "add_cell", "execute_code"} <= names
+        listed = result(await client.call_tool("list_notebooks", {"folder": ""}))
+        assert listed == {"notebooks": []}  # none open in JupyterLab, no folder asked for
+        listed = result(await client.call_tool("list_notebooks", {"folder": "."}))
+        assert [n["path"] for n in listed["notebooks"]] == [path]
+        read = result(await client.call_tool("read_notebook", {"path": path}))
+        assert [c["cell_id"] for c in read["cells"]] == ["person-1"] and read["active_run"] is None
+
+        added = result(
+            await client.call_tool("add_cell", {"path": path, "source": "x = 6 * 7\nprint(x)"})
+        )
+        assert added["cell_id"] == "agent-1" and added["outputs"][0]["text"] == "42\n"
+        (run,) = (await api.call("GET", "runs", params={"path": path}))["runs"]
+        assert run["state"] == "running" and run["model"] == "mcp:test-agent"
+        assert "test-agent" in run["prompt"]
+
+        ran = result(await client.call_tool("execute_code", {"path": path, "code": "x + 1"}))
+        assert ran["outputs"][0]["text"] == "43"
+        outputs = result(
+            await client.call_tool("get_cell_outputs", {"path": path, "cell_id": "agent-1"})
+        )
+        assert outputs["outputs"][0]["text"] == "42\n"
+        read = result(await client.call_tool("read_notebook", {"path": path}))
+        assert [c["cell_id"] for c in read["cells"]] == ["person-1", "agent-1"]
+        assert read["active_run"] == {"run_id": run["id"], "model": "mcp:test-agent"}
+
+        ended = result(await client.call_tool("end_session", {"path": path, "summary": "x is 42"}))
+        assert ended["status"] == "ok"
+    finished = await api.finished(run["id"])
+    assert finished["outcome"] == {"success": True, "reason": "completed", "summary": "x is 42"}
+    notebook = nbformat.read(jp_root_dir / path, as_version=4)
+    cell = notebook.cells[1]
+    assert cell.source == "x = 6 * 7\nprint(x)" and cell.outputs[0].text == "42\n"
+    assert cell.metadata[METADATA_KEY]["state"] == "proposed"  # the person has not accepted it
+
+
+@pytest.mark.sandbox
+async def test_an_outside_agents_code_runs_in_the_notebooks_sandbox(
+    mcp_url, jp_auth_header, jp_root_dir, jp_fetch, jp_serverapp, api
+):
+    """The notebook is open in JupyterLab with its sandboxed kernel: the outside agent reads its
+    variables and runs its code there, never on this machine."""
+    await jp_serverapp.extension_manager.start_all_extensions()
+    path = make_notebook(jp_root_dir)
+    session = await open_notebook(jp_fetch, path)
+    assert session["kernel"]["name"] == SANDBOX_KERNEL
+    async with outside_agent(mcp_url, jp_auth_header) as client:
+        added = result(
+            await client.call_tool(
+                "add_cell", {"path": path, "source": "import socket\nhost = socket.gethostname()"}
+            )
+        )
+        assert added["status"] == "ok"
+        read = result(await client.call_tool("read_notebook", {"path": path}))
+        assert "host" in read["variables"]
+        ran = result(await client.call_tool("execute_code", {"path": path, "code": "print(host)"}))
+        assert ran["outputs"][0]["text"].strip() not in ("", socket.gethostname())
+        (run,) = (await api.call("GET", "runs", params={"path": path}))["runs"]
+        assert run["kernel_id"] == session["kernel"]["id"]  # the notebook's own sandbox
+        result(await client.call_tool("end_session", {"path": path, "summary": "done"}))
+
+
+async def test_the_person_reviews_and_stops_an_outside_agent(
+    mcp_url, jp_auth_header, jp_root_dir, api
+):
+    path = make_notebook(jp_root_dir)
+    async with outside_agent(mcp_url, jp_auth_header, "reviewed") as client:
+        result(await client.call_tool("add_cell", {"path": path, "source": "1 + 1"}))
+        (run,) = (await api.call("GET", "runs", params={"path": path}))["runs"]
+        socket = await api.events(run["id"])
+        await api.call("POST", f"runs/{run['id']}/cells/agent-1/accept")
+        await api.call("POST", f"runs/{run['id']}/stop")
+        events = await receive_until(socket, "run_finished")
+        assert any(e["type"] == "cell_accepted" for e in events)
+        stopped = await client.call_tool("add_cell", {"path": path, "source": "2 + 2"})
+        assert stopped.is_error  # and it does not start again on its own
+        assert "the person stopped your session" in stopped.content[0].text
+    notebook = nbformat.read(jp_root_dir / path, as_version=4)
+    assert notebook.cells[1].metadata[METADATA_KEY]["state"] == "accepted"
+    assert [c.source for c in notebook.cells] == ["# Mine", "1 + 1"]
+
+
+async def test_a_bad_call_is_explained_and_loses_nothing(mcp_url, jp_auth_header, jp_root_dir):
+    path = make_notebook(jp_root_dir)
+    async with outside_agent(mcp_url, jp_auth_header) as client:
+        missing = await client.call_tool("read_notebook", {"path": "nowhere.ipynb"})
+        assert missing.is_error and "nowhere.ipynb" in missing.content[0].text
+        not_a_notebook = await client.call_tool("read_notebook", {"path": "data.csv"})
+        assert not_a_notebook.is_error and "not a notebook" in not_a_notebook.content[0].text
+        no_session = await client.call_tool("end_session", {"path": path, "summary": "?"})
+        assert no_session.is_error and "no session" in no_session.content[0].text
+    assert [c.id for c in nbformat.read(jp_root_dir / path, as_version=4).cells] == ["person-1"]
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "token wrong"}], ids=["none", "wrong"])
+async def test_without_the_servers_token_the_endpoint_answers_403(mcp_url, headers):
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "intruder", "version": "1"},
+        },
+    }
+    async with httpx2.AsyncClient() as http:
+        answer = await http.post(
+            mcp_url,
+            json=initialize,
+            headers={"Accept": "application/json, text/event-stream", **headers},
+        )
+    assert answer.status_code == 403
+
