@@ -31,6 +31,9 @@ export interface IRejectedCell {
   readonly cellId: string;
 }
 
+/** How often an open notebook looks for a run started elsewhere on it. */
+const RUN_WATCH_MS = 2000;
+
 /**
  * What the panel shows for one open notebook: its current run, live, its conversation with
  * the agent, its past runs, and its kernel, which the person and the agent share.
@@ -49,6 +52,10 @@ export class NotebookSession implements IDisposable {
     panel.sessionContext.kernelChanged.connect(this._kernelChanged, this);
     this._saves = new NotebookSaves(panel.context);
     this._follower = new CellFollower(panel.content);
+    this._watch = window.setInterval(
+      () => void this.followRunStartedElsewhere(),
+      RUN_WATCH_MS
+    );
   }
 
   /** The notebook's path now (it follows renames). */
@@ -208,6 +215,27 @@ export class NotebookSession implements IDisposable {
     }
   }
 
+  /**
+   * A run started on this notebook from elsewhere (an outside agent over MCP, another tab)
+   * is followed once it appears, as on opening, unless this notebook shows one running.
+   */
+  async followRunStartedElsewhere(): Promise<void> {
+    if (this._run?.running || this._watching) {
+      return;
+    }
+    this._watching = true;
+    try {
+      const [latest] = (await this.api.runs(this.path)).reverse();
+      if (latest?.state === 'running' && latest.id !== this._run?.runId) {
+        await this.resume();
+      }
+    } catch {
+      // the server may be restarting: the next look tries again
+    } finally {
+      this._watching = false;
+    }
+  }
+
   async refreshPastRuns(): Promise<void> {
     const [runs, conversation] = await Promise.all([
       this.api.runs(this.path),
@@ -317,6 +345,7 @@ export class NotebookSession implements IDisposable {
       return;
     }
     this._isDisposed = true;
+    window.clearInterval(this._watch);
     if (this._frame !== null) {
       cancelAnimationFrame(this._frame);
     }
@@ -409,6 +438,8 @@ export class NotebookSession implements IDisposable {
   }
 
   private _saves: NotebookSaves;
+  private _watch: number;
+  private _watching = false;
   private _follower: CellFollower;
   private _frame: number | null = null;
   private _run: RunModel | null = null;
