@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import sys
@@ -27,6 +28,7 @@ from .llm import OPENAI_DEFAULT_MODEL, Model, ModelError, default_model, load_mo
 from .llm.llama_cpp import TOOL_CALL_FORMATS, LlamaCppOptions
 from .llm.llama_cpp.hub import DEFAULT_LOCAL_MODEL, HubFile, default_local_model
 from .llm.replay import RecordingModel
+from .mcp.bridge import TOKEN_VARIABLE, Bridge, bridge_token, client_config, endpoint
 from .notebook import NotebookDocument
 from .notebook.document import keep_run_record
 from .sandbox import SandboxUnavailable, choose_kernel
@@ -121,6 +123,23 @@ def build_parser() -> argparse.ArgumentParser:
         "doctor", help="what this machine offers: Python, Docker and the sandbox, models, GPU"
     )
     doctor.set_defaults(handler=doctor_command)
+    mcp_config = commands.add_parser(
+        "mcp-config",
+        help="what MCP clients take to work in this Jupyter server's notebooks (JSON)",
+    )
+    mcp_config.add_argument(
+        "--url", help="the Jupyter server's URL (default: the running server's)"
+    )
+    mcp_config.add_argument(
+        "--token", help=f"its token (default: the running server's, else ${TOKEN_VARIABLE})"
+    )
+    mcp_config.set_defaults(handler=mcp_config_command)
+    bridge = commands.add_parser(
+        "mcp-bridge",
+        help="serve the server's MCP endpoint over stdio, for MCP clients that take a command",
+    )
+    bridge.add_argument("--url", required=True, help="the MCP endpoint's URL")
+    bridge.set_defaults(handler=mcp_bridge_command)
     return parser
 
 
@@ -284,6 +303,27 @@ def model_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> 
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(path)
+    return 0
+
+
+def mcp_config_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Prints the MCP client entries for a server: the one given, else the running one."""
+    url, token = args.url, args.token
+    if not url:
+        from jupyter_server.serverapp import list_running_servers
+
+        running = list(list_running_servers())
+        if not running:
+            parser.error("no Jupyter server is running here: start one, or give --url")
+        url, token = running[-1]["url"], token or running[-1].get("token", "")
+    command = [sys.executable, "-m", "jupyter_notebook_agent.cli"]  # this environment's
+    config = client_config(endpoint(url), token or bridge_token(), command)
+    print(json.dumps(config, indent=2))
+    return 0
+
+
+def mcp_bridge_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    asyncio.run(Bridge(args.url, bridge_token()).serve_stdio())
     return 0
 
 

@@ -3,15 +3,18 @@ the server's token, and works in a notebook as an outside agent, in a run of its
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import nbformat
 import pytest
-from mcp import Client
+from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 from mcp_types import Implementation
 
@@ -181,3 +184,40 @@ async def test_without_the_servers_token_the_endpoint_answers_403(mcp_url, heade
         )
     assert answer.status_code == 403
 
+
+async def test_mcp_config_gives_clients_the_endpoint_and_a_stdio_bridge_that_works(
+    mcp_url, jp_auth_header, jp_root_dir, jp_http_port, jp_base_url, api
+):
+    token = jp_auth_header["Authorization"].removeprefix("token ")
+    server_url = f"http://127.0.0.1:{jp_http_port}{jp_base_url}"
+    printed = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "jupyter_notebook_agent.cli",
+        "mcp-config",
+        "--url",
+        server_url,
+        "--token",
+        token,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    output, _ = await printed.communicate()
+    assert printed.returncode == 0
+    servers = json.loads(output)["mcpServers"]
+    http = servers["jupyter-notebook-agent"]
+    assert http == {"type": "http", "url": mcp_url, "headers": jp_auth_header}
+    stdio = servers["jupyter-notebook-agent-stdio"]
+    assert stdio["env"] == {"JUPYTER_TOKEN": token} and token not in stdio["args"]
+
+    path = make_notebook(jp_root_dir)
+    bridged = StdioServerParameters(
+        command=stdio["command"], args=stdio["args"], env={**os.environ, **stdio["env"]}
+    )
+    info = Implementation(name="stdio-only-agent", version="1")
+    async with Client(bridged, client_info=info) as client:
+        assert "add_cell" in {tool.name for tool in (await client.list_tools()).tools}
+        added = result(await client.call_tool("add_cell", {"path": path, "source": "2 ** 10"}))
+        assert added["outputs"][0]["text"] == "1024"
+        (run,) = (await api.call("GET", "runs", params={"path": path}))["runs"]
+        assert run["model"] == "mcp:stdio-only-agent"  # the panel names the agent, not the bridge
+        result(await client.call_tool("end_session", {"path": path, "summary": "done"}))
