@@ -25,13 +25,14 @@ module.exports = {
   // The same tests at the server's root; base_url.spec.ts in a JupyterLab served under a
   // JupyterHub-style base URL, as JupyterHub serves a person's server at /user/NAME/; and
   // local_model.spec.ts in one whose server has no model configured; notebook_kernel.spec.ts
-  // in one that runs code in sandbox kernels, as installed (the others use the local kernel);
+  // and mcp.spec.ts in one that runs code in sandbox kernels, as installed (the others use the
+  // local kernel);
   // interrupted.spec.ts in one started after a server was killed mid-run (interrupted_server.py).
   projects: [
     {
       name: 'root',
       testIgnore:
-        /(base_url|local_model|model_setup|notebook_kernel|interrupted)\.spec\.ts/
+        /(base_url|local_model|model_setup|notebook_kernel|mcp|interrupted)\.spec\.ts/
     },
     {
       name: 'base-url',
@@ -45,7 +46,7 @@ module.exports = {
     },
     {
       name: 'sandbox',
-      testMatch: /notebook_kernel\.spec\.ts/,
+      testMatch: /(notebook_kernel|mcp)\.spec\.ts/,
       use: { baseURL: 'http://localhost:8891' }
     },
     {
