@@ -1,11 +1,20 @@
-"""The agent as a client of the person's MCP servers: their configuration, and the toolbox that
-offers their tools, against our own tool server built with the SDK."""
+"""The agent as a client of the person's MCP servers: our own tool server, built with the SDK,
+over stdio and streamable HTTP; the model replayed; the person's approval asked, given, denied
+and remembered; servers down, slow, failing and gone; secrets kept out of every record."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import hashlib
 import json
+import logging
+import os
+import socket
+import subprocess
 import sys
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +28,10 @@ from mcp_types import (
     TextContent,
 )
 
+from jupyter_notebook_agent.agent import Agent, AgentConfig, EventLog
+from jupyter_notebook_agent.agent.approval import ToolPermissions
+from jupyter_notebook_agent.agent.transcript import TranscriptWriter
+from jupyter_notebook_agent.llm.replay import ReplayModel
 from jupyter_notebook_agent.mcp.client import (
     TOOL_NAME,
     McpConfigError,
@@ -28,7 +41,10 @@ from jupyter_notebook_agent.mcp.client import (
     namespaced,
     parse_servers,
 )
+from jupyter_notebook_agent.notebook import NotebookDocument
 from jupyter_notebook_agent.testing import mcp_tool_server
+
+from .conftest import complete, free_port, tool, turn
 
 SERVER_SCRIPT = str(Path(mcp_tool_server.__file__))
 ENV_SECRET = "env-secret-31415926535"
@@ -41,6 +57,94 @@ def stdio_server(**settings: Any) -> dict[str, Any]:
     """The settings of our tool server over stdio, as `c.NotebookAgent.mcp_servers` takes them."""
     base = {"command": sys.executable, "args": [SERVER_SCRIPT], "env": {"TOOL_SECRET": ENV_SECRET}}
     return base | settings
+
+
+def pid_reporting_server(pid_file: Path, **settings: Any) -> dict[str, Any]:
+    """Our tool server, started by a shell that writes the server's process id first."""
+    command = f"echo $$ > {pid_file}; exec {sys.executable} {SERVER_SCRIPT}"
+    return {"command": "bash", "args": ["-c", command]} | settings
+
+
+def alive(pid: int) -> bool:
+    """Whether the process runs (a zombie, dead but not reaped yet, does not)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
+
+
+@pytest.fixture(scope="module")
+def http_server() -> Iterator[str]:
+    """Our tool server over streamable HTTP on 127.0.0.1, asking for HEADER_SECRET as a bearer
+    token; its URL."""
+    port = free_port()
+    environment = os.environ | {mcp_tool_server.TOKEN_VARIABLE: HEADER_SECRET}
+    process = subprocess.Popen(
+        [sys.executable, SERVER_SCRIPT, "--http", str(port)], env=environment
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, "no HTTP server"
+                time.sleep(0.05)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+class OfferedTools(ReplayModel):
+    """A recording played back, noting the names of the tools each request offered."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.offered: list[list[str]] = []
+
+    async def stream(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+    ) -> AsyncIterator[Any]:
+        self.offered.append([t["function"]["name"] for t in tools])
+        async for item in super().stream(messages, tools):
+            yield item
+
+
+def mcp_agent(
+    kernel: Any,
+    recording: Path,
+    servers: dict[str, Any],
+    permissions: ToolPermissions | None = None,
+    **config: Any,
+) -> Agent:
+    return Agent(
+        OfferedTools(recording),
+        kernel,
+        NotebookDocument(),
+        config=AgentConfig(mcp_servers=tuple(parse_servers(servers)), **config),
+        events=EventLog(),
+        permissions=permissions,
+    )
+
+
+def results(agent: Agent) -> list[dict[str, Any]]:
+    return [json.loads(m["content"]) for m in agent.messages if m["role"] == "tool"]
+
+
+def of_type(agent: Agent, kind: str) -> list[dict[str, Any]]:
+    return [event for event in agent.events.events if event["type"] == kind]
+
+
+async def first_event(agent: Agent, kind: str, timeout_s: float = 60) -> dict[str, Any]:
+    """The first event of `kind` the run emits (or emitted)."""
+    deadline = time.monotonic() + timeout_s
+    while not (found := of_type(agent, kind)):
+        assert time.monotonic() < deadline, f"no {kind} event"
+        await asyncio.sleep(0.02)
+    return found[0]
 
 
 # The configuration.
@@ -165,3 +269,261 @@ def test_a_result_is_digested_as_the_model_reads_it():
     assert len(json.dumps(cut)) < 500
     failed = CallToolResult(content=[TextContent(text="no such file")], is_error=True)
     assert digest(failed, 1000, server) == {"status": "error", "error": "no such file"}
+
+
+# Runs that call the tools.
+
+
+async def test_a_replayed_model_calls_a_tool_over_stdio(kernel, write_recording, tmp_path):
+    """The arguments are checked against the tool's input schema before the server sees them;
+    the result comes back as a tool result; the server's process ends with the run."""
+    pid_file = tmp_path / "server.pid"
+    recording = write_recording(
+        turn(tool("tools__add", {"a": "two", "b": 3}, "c1")),
+        turn(tool("tools__add", {"a": 2, "b": 3}, "c2")),
+        complete(),
+    )
+    servers = {"tools": pid_reporting_server(pid_file, approval="allow")}
+    agent = mcp_agent(kernel, recording, servers)
+    outcome = await agent.run("add 2 and 3")
+    assert outcome.success, outcome
+    mistyped, added, _ = results(agent)
+    assert mistyped["status"] == "error"
+    assert (
+        "the arguments of tools__add do not fit its schema: a: 'two' is not of type"
+        in (mistyped["error"])
+    )
+    assert added == {"status": "ok", "content": "5"}
+    first_offer = agent.model.offered[0]
+    assert first_offer[:6] == ["add_cell", "edit_cell", "execute_code", "inspect_variable",
+                               "restart_kernel", "complete_task"]  # fmt: skip
+    assert "tools__add" in first_offer and "tools__crash" in first_offer
+    assert not alive(int(pid_file.read_text()))
+
+
+async def test_a_replayed_model_calls_a_tool_over_http_with_its_headers(
+    kernel, write_recording, http_server
+):
+    """The header reaches the server (one with another token is refused, and the model told)."""
+    recording = write_recording(turn(tool("web__add", {"a": 20, "b": 22})), complete())
+    servers = {
+        "web": {
+            "url": http_server,
+            "headers": {"Authorization": f"Bearer {HEADER_SECRET}"},
+            "approval": "allow",
+        },
+        "web-elsewhere": {"url": http_server, "headers": {"Authorization": "Bearer not-it"}},
+    }
+    agent = mcp_agent(kernel, recording, servers)
+    outcome = await agent.run("add 20 and 22")
+    assert outcome.success, outcome
+    assert results(agent)[0] == {"status": "ok", "content": "42"}
+    request = agent.messages[1]["content"]
+    assert "The MCP server web-elsewhere is unavailable: " in request
+    assert not any(name.startswith("web-elsewhere__") for name in agent.model.offered[0])
+
+
+# The person's approval.
+
+
+@pytest.mark.parametrize("decision", ["approve", "deny"])
+async def test_a_call_waits_for_the_persons_decision(kernel, write_recording, decision):
+    recording = write_recording(turn(tool("tools__add", {"a": 2, "b": 3}, "c1")), complete())
+    agent = mcp_agent(kernel, recording, {"tools": stdio_server()})
+    running = asyncio.ensure_future(agent.run("add 2 and 3"))
+    asked = await first_event(agent, "tool_approval_requested")
+    assert asked == {
+        "seq": asked["seq"],
+        "type": "tool_approval_requested",
+        "call_id": "c1",
+        "server": "tools",
+        "tool": "add",
+        "arguments": {"a": 2, "b": 3},
+    }
+    assert not of_type(agent, "tool_result")  # the call waits
+    assert not agent.decide_tool_call("c2", "approve")  # no call of that id waits
+    assert agent.decide_tool_call("c1", decision)
+    outcome = await running
+    assert outcome.success, outcome
+    assert not agent.decide_tool_call("c1", decision)  # decided already
+    decided = of_type(agent, "tool_approval_decided")
+    assert [(e["call_id"], e["decision"]) for e in decided] == [("c1", decision)]
+    told = results(agent)[0]
+    if decision == "approve":
+        assert told == {"status": "ok", "content": "5"}
+    else:
+        assert told == {"status": "denied", "error": "the person did not allow tools__add"}
+
+
+async def test_always_allows_the_tool_for_the_notebooks_later_runs(kernel, write_recording):
+    """Allowed always: the next call of the tool, in this run or a later one with the same
+    permissions, runs without asking; another tool of the server still asks."""
+    kept: list[str] = []
+    permissions = ToolPermissions(keep=kept.append)
+    first = write_recording(
+        turn(tool("tools__add", {"a": 1, "b": 1}, "c1")),
+        turn(tool("tools__add", {"a": 2, "b": 2}, "c2")),
+        complete(),
+        name="first.json",
+    )
+    agent = mcp_agent(kernel, first, {"tools": stdio_server()}, permissions)
+    running = asyncio.ensure_future(agent.run("add twice"))
+    await first_event(agent, "tool_approval_requested")
+    agent.decide_tool_call("c1", "always")
+    assert (await running).success
+    assert [e["call_id"] for e in of_type(agent, "tool_approval_requested")] == ["c1"]
+    assert [r["content"] for r in results(agent)[:2]] == ["2", "4"]
+    assert kept == ["tools__add"] and permissions.allowed == {"tools__add"}
+
+    later = write_recording(
+        turn(tool("tools__add", {"a": 3, "b": 3}, "c3")),
+        turn(tool("tools__echo", {"text": "hi"}, "c4")),
+        complete(),
+        name="later.json",
+    )
+    agent = mcp_agent(kernel, later, {"tools": stdio_server()}, permissions)
+    running = asyncio.ensure_future(agent.run("add again"))
+    asked = await first_event(agent, "tool_approval_requested")
+    assert (asked["call_id"], asked["tool"]) == ("c4", "echo")
+    agent.decide_tool_call("c4", "deny")
+    assert (await running).success
+    assert results(agent)[0] == {"status": "ok", "content": "6"}
+
+
+async def test_stopping_the_run_ends_the_wait_and_the_server(kernel, write_recording, tmp_path):
+    pid_file = tmp_path / "server.pid"
+    recording = write_recording(turn(tool("tools__add", {"a": 2, "b": 3}, "c1")), complete())
+    agent = mcp_agent(kernel, recording, {"tools": pid_reporting_server(pid_file)})
+    running = asyncio.ensure_future(agent.run("add 2 and 3"))
+    await first_event(agent, "tool_approval_requested")
+    assert alive(int(pid_file.read_text()))
+    agent.stop()
+    outcome = await asyncio.wait_for(running, 30)
+    assert (outcome.success, outcome.reason) == (False, "stopped")
+    (decided,) = of_type(agent, "tool_approval_decided")
+    assert (decided["call_id"], decided["decision"]) == ("c1", "stopped")
+    assert not agent.decide_tool_call("c1", "approve")
+    assert not alive(int(pid_file.read_text()))
+
+
+async def test_with_no_one_to_ask_a_tool_not_allowed_is_denied(kernel, write_recording):
+    recording = write_recording(
+        turn(tool("tools__add", {"a": 2, "b": 3})),
+        turn(tool("tools__echo", {"text": "hi"})),
+        turn(tool("other__add", {"a": 1, "b": 1})),
+        complete(),
+    )
+    permissions = ToolPermissions({"tools__echo", "other__*"}, no_one_to_ask="a headless run")
+    servers = {"tools": stdio_server(), "other": stdio_server()}
+    agent = mcp_agent(kernel, recording, servers, permissions)
+    assert (await agent.run("add")).success
+    assert results(agent)[:3] == [
+        {"status": "denied", "error": "the person did not allow tools__add (a headless run)"},
+        {"status": "ok", "content": "hi"},
+        {"status": "ok", "content": "2"},
+    ]
+    assert not of_type(agent, "tool_approval_requested")
+
+
+# Servers that fail.
+
+
+async def test_servers_down_slow_or_speaking_garbage_are_skipped_and_the_model_told(
+    kernel, write_recording, caplog
+):
+    garbage = "import time; print('hello', flush=True); time.sleep(60)"
+    servers = {
+        "tools": stdio_server(approval="allow"),
+        "down": {"command": "/nonexistent/mcp-server"},
+        "slow": {"command": sys.executable, "args": ["-c", "import time; time.sleep(60)"]},
+        "garbage": {"command": sys.executable, "args": ["-c", garbage]},
+        "refusing": {"url": f"http://127.0.0.1:{free_port()}/mcp"},
+    }
+    for settings in servers.values():
+        settings.setdefault("connect_timeout", 1)
+    recording = write_recording(turn(tool("tools__add", {"a": 2, "b": 3})), complete())
+    agent = mcp_agent(kernel, recording, servers)
+    started = time.monotonic()
+    with caplog.at_level(logging.WARNING, logger="jupyter_notebook_agent"):
+        outcome = await agent.run("add 2 and 3")
+    assert outcome.success, outcome
+    assert time.monotonic() - started < 15
+    request = agent.messages[1]["content"]
+    assert request.endswith(
+        "\n\nThe MCP server down is unavailable: /nonexistent/mcp-server could not be started: "
+        "No such file or directory: /nonexistent/mcp-server.\n"
+        "The MCP server slow is unavailable: it did not connect within 1 s.\n"
+        "The MCP server garbage is unavailable: it did not connect within 1 s.\n"
+        "The MCP server refusing is unavailable: All connection attempts failed."
+    )
+    assert results(agent)[0] == {"status": "ok", "content": "5"}
+    assert {name.split("__")[0] for name in agent.model.offered[0] if "__" in name} == {"tools"}
+    warnings = [r.getMessage() for r in caplog.records if r.name.startswith("jupyter_notebook")]
+    assert sorted(warnings) == sorted(
+        line.removesuffix(".") for line in request.split("\n\n")[-1].splitlines()
+    )
+    assert not [r for r in caplog.records if r.exc_info and r.name.startswith("jupyter_notebook")]
+
+
+async def test_calls_that_time_out_fail_or_lose_their_server_are_told_to_the_model(
+    kernel, write_recording
+):
+    recording = write_recording(
+        turn(tool("tools__sleep", {"seconds": 30})),
+        turn(tool("tools__fail", {"message": "no such table"})),
+        turn(tool("tools__crash", {})),
+        turn(tool("tools__add", {"a": 2, "b": 3})),
+        complete(),
+    )
+    servers = {"tools": stdio_server(approval="allow", timeout=1)}
+    agent = mcp_agent(kernel, recording, servers)
+    started = time.monotonic()
+    outcome = await agent.run("try everything")
+    assert outcome.success, outcome
+    assert time.monotonic() - started < 20
+    slept, failed, crashed, added = results(agent)[:4]
+    assert slept == {"status": "error", "error": "tools__sleep did not answer within 1 s"}
+    assert failed == {"status": "error", "error": "Error executing tool fail: no such table"}
+    gone = "The MCP server tools is unavailable: its connection closed."
+    assert crashed == added == {"status": "error", "error": gone}
+
+
+# Secrets.
+
+
+async def test_secrets_reach_the_servers_and_no_record(
+    kernel, write_recording, http_server, tmp_path, caplog
+):
+    """The env value reaches the stdio server (its digest says so) and the header the HTTP
+    server (it answers); neither is in an event, the transcript, the thread, the notebook or a
+    log record, whatever the log level."""
+    recording = write_recording(
+        turn(tool("tools__env_digest", {"name": "TOOL_SECRET"})),
+        turn(tool("web__add", {"a": 1, "b": 2})),
+        complete(),
+    )
+    servers = {
+        "tools": stdio_server(approval="allow"),
+        "web": {"url": http_server, "headers": {"Authorization": f"Bearer {HEADER_SECRET}"}},
+    }
+    agent = mcp_agent(kernel, recording, servers, ToolPermissions({"web__add"}))
+    transcript = TranscriptWriter(tmp_path / "run.jsonl")
+    agent.events.subscribe(transcript)
+    with caplog.at_level(logging.DEBUG):
+        assert (await agent.run("use the secrets")).success
+    transcript.close()
+    env_digest = hashlib.sha256(ENV_SECRET.encode()).hexdigest()[:12]
+    assert results(agent)[:2] == [
+        {"status": "ok", "content": env_digest},
+        {"status": "ok", "content": "3"},
+    ]
+    records = [
+        json.dumps(agent.events.events),
+        (tmp_path / "run.jsonl").read_text(),
+        json.dumps(agent.conversation.to_record()),
+        json.dumps(agent.notebook.nb),
+        "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records),
+    ]
+    assert caplog.records and "tools__env_digest" in records[1]
+    for record in records:
+        assert ENV_SECRET not in record and HEADER_SECRET not in record

@@ -119,6 +119,35 @@ class ToolResult(EventBody):
 
 
 @dataclass
+class ToolApprovalRequested(EventBody):
+    """The model called a tool of an MCP server that needs the person's approval: the call
+    waits for their decision (`POST runs/{id}/tool-calls/{call_id}/approve` or `deny`)."""
+
+    kind = "tool_approval_requested"
+    call_id: str
+    server: str
+    """The MCP server's name, as the configuration names it."""
+    tool: str
+    """The tool's name, as the server names it."""
+    arguments: dict[str, Any]
+    """The call's arguments, checked against the tool's input schema."""
+
+
+ApprovalDecision = Literal["approve", "deny", "always", "stopped"]
+
+
+@dataclass
+class ToolApprovalDecided(EventBody):
+    """The wait for the person's approval ended: they approved the call, denied it, or
+    approved it and every later call of the tool on the notebook (always); or the run stopped
+    (stopped)."""
+
+    kind = "tool_approval_decided"
+    call_id: str
+    decision: ApprovalDecision
+
+
+@dataclass
 class CellEvent(EventBody):
     """Something that happens to one of the run's cells."""
 

@@ -12,8 +12,11 @@ from typing import Any, Literal
 
 from ..kernels.base import KernelSession
 from ..llm.base import Model, ModelError, ModelTurn, TextDelta, ToolCall, ToolCallDelta
+from ..mcp.client import McpServerConfig, McpToolbox
 from ..notebook.document import CellState, NotebookDocument
 from ..notebook.outputs import OutputLimits
+from .approval import Decision as ToolDecision
+from .approval import ToolApprovals, ToolPermissions
 from .budget import BudgetSpent, ContextBudget
 from .cells import RunCells
 from .conversation import Conversation
@@ -36,7 +39,7 @@ from .outcome import RunEnded, RunOutcome
 from .preview import CellPreview
 from .prompt import interruption_message, system_message, task_message
 from .review import Decision, Review
-from .tools import TOOLS, FormatError, parse_call
+from .tools import TOOLS, FormatError, ParsedCall, parse_call
 from .variables import kernel_variables
 
 
@@ -74,6 +77,8 @@ class AgentConfig:
     history_share: float = 0.5
     """Share of the context budget that earlier requests of the conversation may fill; past
     it the oldest are left out, with a paragraph that says what they were."""
+    mcp_servers: tuple[McpServerConfig, ...] = ()
+    """The person's MCP servers, whose tools the model is offered besides the agent's own."""
 
 
 class AnswerTooLong(Exception):
@@ -87,7 +92,9 @@ class Agent:
     `kernel` is a started session, or a coroutine function that starts one when the run first
     needs it. A shared kernel (the notebook's own, which the person uses too) is told about
     at the start of the request, and never restarted: the person is asked instead.
-    `accept`, `reject`, `regenerate` and `stop` may be called at any time while it runs."""
+    `accept`, `reject`, `regenerate`, `decide_tool_call` and `stop` may be called at any time
+    while it runs. The MCP servers are connected while the run works (from the start of its
+    request, alongside its kernel), and disconnected when it ends."""
 
     def __init__(
         self,
@@ -100,6 +107,7 @@ class Agent:
         events: EventLog | None = None,
         run_id: str | None = None,
         conversation: Conversation | None = None,
+        permissions: ToolPermissions | None = None,
     ) -> None:
         self.model, self.notebook = model, notebook
         self.notebook_path = notebook_path
@@ -134,6 +142,8 @@ class Agent:
             max_cell_chars=self.config.max_cell_chars,
             inspect_chars=self.config.output_chars,
         )
+        self.toolbox = McpToolbox(self.config.mcp_servers)
+        self.approvals = ToolApprovals(self.events, permissions or ToolPermissions())
         self.step = 0
         self.usage = {"prompt_tokens": 0, "completion_tokens": 0}
         """Tokens this run's model turns took, as the model reported them."""
@@ -178,8 +188,15 @@ class Agent:
         variables = await self._variables()
         cells = self.notebook.summary(min(self.config.notebook_chars, self.budget.chars(0.25)))
         message = task_message(task, self.notebook_path, cells, variables)
+        message += await self._tools_unavailable()
         self.conversation.begin_request(task, {"role": "user", "content": message})
         self.conversation.fit(int(self.budget.tokens * self.config.history_share))
+
+    async def _tools_unavailable(self) -> str:
+        """Once the MCP servers are connected (or given up): what the model is told of those
+        it is not offered, as a paragraph of the request."""
+        notes = await self.toolbox.connected()
+        return "\n\n" + "\n".join(notes) if notes else ""
 
     async def _variables(self) -> str | None:
         """The summary of the person's variables, for a kernel of theirs; None for the run's
@@ -214,6 +231,7 @@ class Agent:
         cells = self.notebook.summary(min(self.config.notebook_chars, self.budget.chars(0.25)))
         mine = self.cells.live()
         message = interruption_message(task, self.notebook_path, cells, variables, mine)
+        message += await self._tools_unavailable()
         self._append({"role": "user", "content": message})
 
     def rearm(self) -> None:
@@ -243,6 +261,13 @@ class Agent:
             outcome = RunOutcome(False, self._stop_reason, self._stop_summary)
             self.events.emit(RunFinished.of(outcome))
             return outcome
+        self.toolbox.open()  # connects while the kernel starts and the request is made
+        try:
+            return await self._drive_loop()
+        finally:
+            await self.toolbox.close()
+
+    async def _drive_loop(self) -> RunOutcome:
         self._loop_task = asyncio.ensure_future(self._loop(self.step + self.config.max_steps))
         try:
             outcome = await asyncio.wait_for(self._loop_task, self.config.time_limit_s)
@@ -269,6 +294,7 @@ class Agent:
         if self._briefing is not None:
             briefing, self._briefing = self._briefing, None
             await briefing()
+        self.review.notes.extend(await self.toolbox.connected())  # a run that goes on again
         while self.step < last_step:
             await self._step(last_step)
             if self._outcome:
@@ -338,7 +364,8 @@ class Agent:
         received = 0
         sent_chars = self.conversation.chars
         try:
-            async with contextlib.aclosing(self.model.stream(self.messages, TOOLS)) as stream:
+            tools = TOOLS + self.toolbox.schemas
+            async with contextlib.aclosing(self.model.stream(self.messages, tools)) as stream:
                 async for item in stream:
                     if isinstance(item, TextDelta):
                         received += len(item.text)
@@ -377,7 +404,7 @@ class Agent:
         started = loop.time()
         streamed = self.preview.take(call.id)
         try:
-            parsed = parse_call(call.name, call.arguments)
+            parsed = parse_call(call.name, call.arguments, self.toolbox.validators)
         except FormatError as error:
             if streamed:
                 self.preview.withdraw(streamed, "the model's call was malformed")
@@ -386,11 +413,22 @@ class Agent:
         else:
             self._format_errors = 0
             try:
-                result = await self.tools.call(parsed.name, parsed.arguments, call.id, streamed)
+                if parsed.name in self.toolbox.tools:
+                    result = await self._call_mcp(call.id, parsed)
+                else:
+                    result = await self.tools.call(parsed.name, parsed.arguments, call.id, streamed)
             except TaskCompleted as completed:
                 result, self._outcome = {"status": "ok"}, completed.outcome
         self.events.emit(ToolResult(call.id, call.name, result, loop.time() - started))
         return result
+
+    async def _call_mcp(self, call_id: str, parsed: ParsedCall) -> dict[str, Any]:
+        """A tool of an MCP server: once allowed (the person may be asked), through the
+        toolbox; what it gives back is cut to the room an output has now."""
+        tool = self.toolbox.tools[parsed.name]
+        if refusal := await self.approvals.refusal(call_id, tool, parsed.arguments):
+            return {"status": "denied", "error": refusal}
+        return await self.toolbox.call(parsed.name, parsed.arguments, self.budget.digest_chars())
 
     def _format_error(self, problem: str) -> dict[str, Any]:
         """Tells the model what was wrong; too many in a row end the run."""
@@ -462,8 +500,15 @@ class Agent:
         )
         self.review.asks_turn = True
 
+    def decide_tool_call(self, call_id: str, decision: ToolDecision) -> bool:
+        """The person's decision on a call of an MCP tool that waits for it; False when none
+        waits (decided already, or the run stopped)."""
+        return self.approvals.decide(call_id, decision)
+
     async def close(self) -> None:
-        """Shuts down the kernel the run started; a later `resume` starts another."""
+        """Shuts down the kernel the run started (a later `resume` starts another), and the
+        connections to the MCP servers, if a run ended without its own ending (cancelled)."""
+        await self.toolbox.close()
         await self.runner.close()
 
     def _append(self, message: dict[str, Any]) -> None:

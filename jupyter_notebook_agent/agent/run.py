@@ -12,6 +12,7 @@ from typing import Any, Literal
 from ..kernels.base import KernelSession
 from ..llm.base import Model
 from ..notebook.document import NotebookDocument
+from .approval import ToolPermissions
 from .conversation import Conversation
 from .events import Event, EventLog, Listener
 from .execution import KernelStarter
@@ -36,6 +37,8 @@ class RunSpec:
     earlier: dict[str, Any] | None = None
     """The run as an earlier server's store kept it (`GET runs/{id}`), taken up here."""
     earlier_events: Sequence[Event] = ()
+    permissions: ToolPermissions = field(default_factory=ToolPermissions)
+    """Which MCP tools run without asking the person, and whether anyone can be asked."""
     record: RunRecord = field(init=False)
     """What the notebook's metadata says of the run."""
 
@@ -87,6 +90,7 @@ def assemble(spec: RunSpec, listeners: Sequence[Listener] = ()) -> Agent:
         events=events,
         run_id=spec.run_id,
         conversation=spec.conversation,
+        permissions=spec.permissions,
     )
     if spec.earlier:
         agent.take_up(spec.earlier)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from jsonschema import Draft202012Validator
+from jsonschema.protocols import Validator
 
 
 def _tool(name: str, description: str, properties: dict[str, Any], required: list[str]) -> dict:
@@ -89,12 +91,16 @@ class ParsedCall:
     arguments: dict[str, Any]
 
 
-def parse_call(name: str, raw_arguments: str) -> ParsedCall:
-    """Checks a tool call against its schema; FormatError names the problem."""
-    validator = _VALIDATORS.get(name)
+def parse_call(
+    name: str, raw_arguments: str, more: Mapping[str, Validator] | None = None
+) -> ParsedCall:
+    """Checks a tool call against its schema, of the agent's own tools or of the run's `more`
+    (its MCP servers' tools); FormatError names the problem."""
+    validators = {**_VALIDATORS, **(more or {})}
+    validator = validators.get(name)
     if validator is None:
         raise FormatError(
-            f"there is no tool named {name!r}; the tools are: {', '.join(_VALIDATORS)}"
+            f"there is no tool named {name!r}; the tools are: {', '.join(validators)}"
         )
     try:
         arguments = json.loads(raw_arguments) if raw_arguments.strip() else {}
@@ -108,8 +114,13 @@ def parse_call(name: str, raw_arguments: str) -> ParsedCall:
             f"{'.'.join(map(str, p.path)) + ': ' if p.path else ''}{p.message}" for p in problems
         )
         raise FormatError(f"the arguments of {name} do not fit its schema: {details}")
+    properties = _PROPERTIES.get(name, {})  # an MCP tool's values are its own business
     for key, value in arguments.items():
-        if isinstance(value, str) and is_placeholder(key, value, _PROPERTIES[name].get(key, {})):
+        if (
+            isinstance(value, str)
+            and key in properties
+            and is_placeholder(key, value, properties[key])
+        ):
             raise FormatError(
                 f"the {key} of {name} is {value!r}, which only stands for a value: "
                 f"{_WHAT_TO_WRITE[key]}"

@@ -47,6 +47,23 @@ export type RunEvent = IEventBase &
         result: Record<string, unknown>;
         duration_s: number;
       }
+    /** A call of an MCP server's tool waits for the person's approval (POST
+     * runs/{id}/tool-calls/{call_id}/approve or deny). */
+    | {
+        type: 'tool_approval_requested';
+        call_id: string;
+        /** The MCP server's name in the configuration. */
+        server: string;
+        /** The tool's name on its server. */
+        tool: string;
+        arguments: Record<string, unknown>;
+      }
+    /** The wait ended; `always`: the tool runs without asking on this notebook from now on. */
+    | {
+        type: 'tool_approval_decided';
+        call_id: string;
+        decision: 'approve' | 'deny' | 'always' | 'stopped';
+      }
     | {
         type: 'cell_proposed';
         cell_id: string;

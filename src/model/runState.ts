@@ -198,6 +198,11 @@ function reduceEvent(
         waitingForKernel: false,
         tool: state.tool?.callId === event.call_id ? null : state.tool
       };
+    case 'tool_approval_requested':
+    case 'tool_approval_decided':
+      // The call stands as its tool_call said until its tool_result, waiting on the person
+      // or not.
+      return state;
     case 'cell_proposed':
       return propose(state, event);
     case 'cell_source_delta':
