@@ -19,6 +19,7 @@ from traitlets.config import Config
 
 from ._version import __version__
 from .agent import AgentConfig, Event, RunOutcome
+from .agent.approval import ToolPermissions
 from .agent.events import RunFinished
 from .agent.observers import load_observers
 from .agent.run import RunSpec, assemble
@@ -29,6 +30,7 @@ from .llm.llama_cpp import TOOL_CALL_FORMATS, LlamaCppOptions
 from .llm.llama_cpp.hub import DEFAULT_LOCAL_MODEL, HubFile, default_local_model
 from .llm.replay import RecordingModel
 from .mcp.bridge import TOKEN_VARIABLE, Bridge, bridge_token, client_config, endpoint
+from .mcp.client import SERVER_NAME, McpConfigError, McpServerConfig, parse_servers
 from .notebook import NotebookDocument
 from .notebook.document import keep_run_record
 from .sandbox import SandboxUnavailable, choose_kernel
@@ -88,6 +90,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--allow-unsandboxed",
         action="store_true",
         help="allow generated code to run in a local kernel on this machine, as you",
+    )
+    mcp = run.add_argument_group("MCP servers")
+    mcp.add_argument(
+        "--mcp-servers",
+        type=Path,
+        metavar="FILE",
+        help='JSON file of MCP servers whose tools the agent may call, by name: {"name": '
+        '{"command": ..., "args": [...], "env": {...}}} or {"name": {"url": ..., "headers": '
+        "{...}}}, as c.NotebookAgent.mcp_servers (see README.md)",
+    )
+    mcp.add_argument(
+        "--allow-mcp-tool",
+        action="append",
+        default=[],
+        metavar="SERVER__TOOL",
+        help="let the agent call this MCP tool (SERVER__* : all of a server's tools); with no "
+        "one to ask, a tool neither allowed here nor by its server's 'approval': 'allow' is "
+        "denied, and the model told (repeatable)",
     )
     run.set_defaults(handler=run_command)
     image = commands.add_parser("image", help="the sandbox kernel's container image")
@@ -200,6 +220,10 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             parser.error(f"--mount {mount!r} is not HOST:CONTAINER with an absolute CONTAINER")
         if not Path(host).exists():
             parser.error(f"--mount: {host} does not exist")
+    try:
+        servers = _mcp_servers(args.mcp_servers, args.allow_mcp_tool)
+    except McpConfigError as error:
+        parser.error(str(error))
     gateway = args.gateway_url
     if gateway and (args.mount or args.image):
         parser.error("--mount and --image configure the sandbox on this machine, not a gateway's")
@@ -243,9 +267,34 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
         "language": spec.get("language", "python"),
     }
     transcript = args.transcript or output.with_suffix(".transcript.jsonl")
-    outcome = asyncio.run(_run(args, model, kernelspec, output, workdir, transcript, console))
+    outcome = asyncio.run(
+        _run(args, model, kernelspec, output, workdir, transcript, console, servers)
+    )
     console.print(f"Notebook: {output}\nTranscript: {transcript}")
     return 0 if outcome.success else 1
+
+
+def _mcp_servers(path: Path | None, allowed: list[str]) -> tuple[McpServerConfig, ...]:
+    """The servers of `--mcp-servers`, each `--allow-mcp-tool` naming one of them;
+    McpConfigError says what is wrong."""
+    servers: list[McpServerConfig] = []
+    if path is not None:
+        try:
+            servers = parse_servers(json.loads(path.read_text(encoding="utf-8")))
+        except OSError as error:
+            raise McpConfigError(f"--mcp-servers {path}: {error.strerror}") from None
+        except ValueError as error:  # not JSON, or the configuration's mistake
+            raise McpConfigError(f"--mcp-servers {path}: {error}") from None
+    names = {server.name for server in servers}
+    for tool in allowed:
+        server, _, name = tool.partition("__")
+        if not (SERVER_NAME.fullmatch(server) and name):
+            raise McpConfigError(f"--allow-mcp-tool {tool!r} is not SERVER__TOOL or SERVER__*")
+        if server not in names:
+            raise McpConfigError(
+                f"--allow-mcp-tool {tool!r}: no MCP server {server!r} in --mcp-servers"
+            )
+    return tuple(servers)
 
 
 def _gateway_kernel_specs(url: str) -> dict[str, Any]:
@@ -378,6 +427,7 @@ async def _run(
     workdir: Path,
     transcript_path: Path,
     console: Console,
+    mcp_servers: tuple[McpServerConfig, ...],
 ) -> RunOutcome:
     notebook = NotebookDocument()
     transcript = TranscriptWriter(transcript_path)
@@ -392,6 +442,7 @@ async def _run(
         time_limit_s=args.time_limit,
         execution_timeout_s=args.timeout,
         cell_state="accepted",
+        mcp_servers=mcp_servers,
     )
 
     async def start_kernel() -> JupyterKernelSession:
@@ -405,7 +456,13 @@ async def _run(
         )
 
     notebook.nb.metadata["kernelspec"] = kernelspec
-    spec = RunSpec(args.task, model, start_kernel, notebook, output.name, config)
+    permissions = ToolPermissions(
+        set(args.allow_mcp_tool),
+        no_one_to_ask="a headless run asks no one; --allow-mcp-tool allows a tool",
+    )
+    spec = RunSpec(
+        args.task, model, start_kernel, notebook, output.name, config, permissions=permissions
+    )
     agent = assemble(spec, [transcript, *load_observers(), Progress(console), save_each_step])
     try:
         outcome = await agent.run(args.task)
@@ -476,6 +533,9 @@ def _short(result: dict[str, Any], width: int = 100) -> str:
         text = result["error"]
     elif result.get("note"):
         text = result["note"]
+    elif "content" in result or "structured" in result:  # an MCP tool's
+        structured = json.dumps(result["structured"]) if "structured" in result else ""
+        text = f"{result.get('content', '')} {structured}"
     else:
         parts = []
         for output in result.get("outputs", []):

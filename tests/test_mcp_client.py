@@ -10,6 +10,7 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -44,7 +45,9 @@ from jupyter_notebook_agent.mcp.client import (
 from jupyter_notebook_agent.notebook import NotebookDocument
 from jupyter_notebook_agent.testing import mcp_tool_server
 
-from .conftest import complete, free_port, tool, turn
+from .agent_api import receive_until
+from .conftest import LOCAL, complete, free_port, runs_server_config, tool, turn
+from .test_server_runs import make_notebook
 
 SERVER_SCRIPT = str(Path(mcp_tool_server.__file__))
 ENV_SECRET = "env-secret-31415926535"
@@ -59,9 +62,12 @@ def stdio_server(**settings: Any) -> dict[str, Any]:
     return base | settings
 
 
-def pid_reporting_server(pid_file: Path, **settings: Any) -> dict[str, Any]:
-    """Our tool server, started by a shell that writes the server's process id first."""
-    command = f"echo $$ > {pid_file}; exec {sys.executable} {SERVER_SCRIPT}"
+def pid_reporting_server(pid_file: Path, *python_args: str, **settings: Any) -> dict[str, Any]:
+    """A server run by Python with `python_args` (default: our tool server), started by a shell
+    that writes the server's process id first."""
+    command = (
+        f"echo $$ > {pid_file}; exec {sys.executable} {shlex.join(python_args or [SERVER_SCRIPT])}"
+    )
     return {"command": "bash", "args": ["-c", command]} | settings
 
 
@@ -75,7 +81,7 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def http_server() -> Iterator[str]:
+def mcp_http_url() -> Iterator[str]:
     """Our tool server over streamable HTTP on 127.0.0.1, asking for HEADER_SECRET as a bearer
     token; its URL."""
     port = free_port()
@@ -118,13 +124,12 @@ def mcp_agent(
     recording: Path,
     servers: dict[str, Any],
     permissions: ToolPermissions | None = None,
-    **config: Any,
 ) -> Agent:
     return Agent(
         OfferedTools(recording),
         kernel,
         NotebookDocument(),
-        config=AgentConfig(mcp_servers=tuple(parse_servers(servers)), **config),
+        config=AgentConfig(mcp_servers=tuple(parse_servers(servers))),
         events=EventLog(),
         permissions=permissions,
     )
@@ -302,17 +307,17 @@ async def test_a_replayed_model_calls_a_tool_over_stdio(kernel, write_recording,
 
 
 async def test_a_replayed_model_calls_a_tool_over_http_with_its_headers(
-    kernel, write_recording, http_server
+    kernel, write_recording, mcp_http_url
 ):
     """The header reaches the server (one with another token is refused, and the model told)."""
     recording = write_recording(turn(tool("web__add", {"a": 20, "b": 22})), complete())
     servers = {
         "web": {
-            "url": http_server,
+            "url": mcp_http_url,
             "headers": {"Authorization": f"Bearer {HEADER_SECRET}"},
             "approval": "allow",
         },
-        "web-elsewhere": {"url": http_server, "headers": {"Authorization": "Bearer not-it"}},
+        "web-elsewhere": {"url": mcp_http_url, "headers": {"Authorization": "Bearer not-it"}},
     }
     agent = mcp_agent(kernel, recording, servers)
     outcome = await agent.run("add 20 and 22")
@@ -429,14 +434,15 @@ async def test_with_no_one_to_ask_a_tool_not_allowed_is_denied(kernel, write_rec
 
 
 async def test_servers_down_slow_or_speaking_garbage_are_skipped_and_the_model_told(
-    kernel, write_recording, caplog
+    kernel, write_recording, tmp_path, caplog
 ):
+    """The run waits for none past its connect timeout, and leaves no process of theirs."""
     garbage = "import time; print('hello', flush=True); time.sleep(60)"
     servers = {
         "tools": stdio_server(approval="allow"),
         "down": {"command": "/nonexistent/mcp-server"},
-        "slow": {"command": sys.executable, "args": ["-c", "import time; time.sleep(60)"]},
-        "garbage": {"command": sys.executable, "args": ["-c", garbage]},
+        "slow": pid_reporting_server(tmp_path / "slow.pid", "-c", "import time; time.sleep(60)"),
+        "garbage": pid_reporting_server(tmp_path / "garbage.pid", "-c", garbage),
         "refusing": {"url": f"http://127.0.0.1:{free_port()}/mcp"},
     }
     for settings in servers.values():
@@ -463,6 +469,8 @@ async def test_servers_down_slow_or_speaking_garbage_are_skipped_and_the_model_t
         line.removesuffix(".") for line in request.split("\n\n")[-1].splitlines()
     )
     assert not [r for r in caplog.records if r.exc_info and r.name.startswith("jupyter_notebook")]
+    assert not alive(int((tmp_path / "slow.pid").read_text()))
+    assert not alive(int((tmp_path / "garbage.pid").read_text()))
 
 
 async def test_calls_that_time_out_fail_or_lose_their_server_are_told_to_the_model(
@@ -492,7 +500,7 @@ async def test_calls_that_time_out_fail_or_lose_their_server_are_told_to_the_mod
 
 
 async def test_secrets_reach_the_servers_and_no_record(
-    kernel, write_recording, http_server, tmp_path, caplog
+    kernel, write_recording, mcp_http_url, tmp_path, caplog
 ):
     """The env value reaches the stdio server (its digest says so) and the header the HTTP
     server (it answers); neither is in an event, the transcript, the thread, the notebook or a
@@ -504,7 +512,7 @@ async def test_secrets_reach_the_servers_and_no_record(
     )
     servers = {
         "tools": stdio_server(approval="allow"),
-        "web": {"url": http_server, "headers": {"Authorization": f"Bearer {HEADER_SECRET}"}},
+        "web": {"url": mcp_http_url, "headers": {"Authorization": f"Bearer {HEADER_SECRET}"}},
     }
     agent = mcp_agent(kernel, recording, servers, ToolPermissions({"web__add"}))
     transcript = TranscriptWriter(tmp_path / "run.jsonl")
@@ -527,3 +535,161 @@ async def test_secrets_reach_the_servers_and_no_record(
     assert caplog.records and "tools__env_digest" in records[1]
     for record in records:
         assert ENV_SECRET not in record and HEADER_SECRET not in record
+
+
+# The server: its configuration, and the REST route that decides a call.
+
+
+class TestTheServer:
+    @pytest.fixture
+    def jp_server_config(self, replay) -> dict[str, Any]:
+        config = runs_server_config(replay)
+        config["NotebookAgent"]["mcp_servers"] = {
+            "tools": stdio_server(),
+            "wrong": {"url": "ftp://nowhere", "headers": {"X-Key": HEADER_SECRET}},
+        }
+        return config
+
+    def test_a_server_with_wrong_settings_is_left_out_and_logged(self, extension, caplog):
+        """One line names the server and the field, and not the secret of its settings."""
+        assert [server.name for server in extension.mcp_server_configs] == ["tools"]
+        with caplog.at_level(logging.DEBUG):
+            assert [server.name for server in extension._read_mcp_servers()] == ["tools"]
+        assert [r.getMessage() for r in caplog.records] == [
+            "c.NotebookAgent.mcp_servers: MCP server 'wrong': 'url' must be an http:// or "
+            "https:// URL; runs go without it"
+        ]
+
+    async def test_a_call_is_approved_or_denied_over_rest(self, api, replay, jp_root_dir, caplog):
+        replay.script.turns = [
+            turn(tool("tools__add", {"a": 2, "b": 3}, "c1")),
+            turn(tool("tools__add", {"a": 4, "b": 4}, "c2")),
+            complete(),
+        ]
+        run = await api.start(make_notebook(jp_root_dir))
+        calls = f"runs/{run['id']}/tool-calls"
+        socket = await api.events(run["id"])
+        asked = (await receive_until(socket, "tool_approval_requested"))[-1]
+        assert {key: asked[key] for key in ("call_id", "server", "tool", "arguments")} == {
+            "call_id": "c1",
+            "server": "tools",
+            "tool": "add",
+            "arguments": {"a": 2, "b": 3},
+        }
+        with caplog.at_level(logging.DEBUG):
+            await api.call("POST", f"{calls}/c9/approve", expect=404)
+            await api.call("POST", f"runs/{run['id']}x/tool-calls/c1/approve", expect=404)
+            await api.call("POST", f"{calls}/c1/approve", {"always": "yes"}, expect=400)
+            await api.call("POST", f"{calls}/c1/deny", {"always": True}, expect=400)
+            await api.call("POST", f"{calls}/c1/approve", "[]", expect=400)
+        assert not [r for r in caplog.records if r.exc_info]
+        assert (await api.call("POST", f"{calls}/c1/approve"))["id"] == run["id"]
+        await api.call("POST", f"{calls}/c1/approve", expect=409)  # decided already
+        asked = (await receive_until(socket, "tool_approval_requested"))[-1]
+        assert asked["call_id"] == "c2"
+        await api.call("POST", f"{calls}/c2/deny", {})
+        assert (await api.finished(run["id"]))["outcome"]["success"]
+        thread = await api.call("GET", "conversation", params={"path": run["path"]})
+        told = [json.loads(m["content"]) for m in thread["messages"] if m["role"] == "tool"]
+        assert told[:2] == [
+            {"status": "ok", "content": "5"},
+            {"status": "denied", "error": "the person did not allow tools__add"},
+        ]
+        assert "MCP server" not in thread["messages"][1]["content"]  # as if "wrong" were not
+
+    async def test_always_is_kept_for_the_notebooks_later_runs(
+        self, api, replay, jp_root_dir, extension
+    ):
+        replay.script.turns = [
+            turn(tool("tools__add", {"a": 1, "b": 1}, "c1")),
+            complete(),
+            turn(tool("tools__add", {"a": 2, "b": 2}, "c2")),
+            complete(),
+        ]
+        path = make_notebook(jp_root_dir)
+        first = await api.start(path)
+        socket = await api.events(first["id"])
+        await receive_until(socket, "tool_approval_requested")
+        calls = f"runs/{first['id']}/tool-calls"
+        await api.call("POST", f"{calls}/c1/approve", {"always": True})
+        assert (await api.finished(first["id"]))["outcome"]["success"]
+        stored = await extension.registry.store.allowed_tools(str(jp_root_dir / path))
+        assert stored == {"tools__add"}
+
+        later = await api.start(path, "again")
+        events = await receive_until(await api.events(later["id"]), "run_finished")
+        assert not [e for e in events if e["type"].startswith("tool_approval")]
+        (result,) = [e["result"] for e in events if e["type"] == "tool_result"][:1]
+        assert result == {"status": "ok", "content": "4"}
+
+    async def test_a_stopped_run_has_no_call_to_decide(self, api, replay, jp_root_dir):
+        replay.script.turns = [turn(tool("tools__add", {"a": 1, "b": 1}, "c1")), complete()]
+        run = await api.start(make_notebook(jp_root_dir))
+        socket = await api.events(run["id"])
+        await receive_until(socket, "tool_approval_requested")
+        await api.call("POST", f"runs/{run['id']}/stop")
+        events = await receive_until(socket, "run_finished")
+        decided = [e for e in events if e["type"] == "tool_approval_decided"]
+        assert [(e["call_id"], e["decision"]) for e in decided] == [("c1", "stopped")]
+        await api.call("POST", f"runs/{run['id']}/tool-calls/c1/deny", expect=409)
+
+
+# Headless.
+
+
+def write_servers(folder: Path, servers: dict[str, Any]) -> Path:
+    path = folder / "mcp.json"
+    path.write_text(json.dumps(servers))
+    return path
+
+
+def transcript_results(transcript: Path) -> list[dict[str, Any]]:
+    events = [json.loads(line) for line in transcript.read_text().splitlines()]
+    return [e["result"] for e in events if e["type"] == "tool_result"]
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+def test_the_command_line_runs_an_allowed_tool_and_denies_the_others(
+    tmp_path, write_recording, run_cli, allowed
+):
+    recording = write_recording(turn(tool("tools__add", {"a": 2, "b": 3})), complete())
+    servers = write_servers(tmp_path, {"tools": stdio_server()})
+    allow = ["--allow-mcp-tool", "tools__*"] if allowed else []
+    out = tmp_path / "added.ipynb"
+    result = run_cli(
+        "run", "add 2 and 3", "-o", out, "--model", f"replay:{recording}", *LOCAL,
+        "--mcp-servers", servers, *allow,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    (added, _) = transcript_results(out.with_suffix(".transcript.jsonl"))
+    if allowed:
+        assert added == {"status": "ok", "content": "5"}
+        assert "tools__add  ok  5" in result.stdout
+    else:
+        assert added == {
+            "status": "denied",
+            "error": "the person did not allow tools__add (a headless run asks no one; "
+            "--allow-mcp-tool allows a tool)",
+        }
+        assert "the person did not allow tools__add" in result.stdout
+    assert ENV_SECRET not in out.with_suffix(".transcript.jsonl").read_text() + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("servers", "allow", "told"),
+    [
+        ({"tools": {"command": "x", "timeout": "1"}}, [], "'timeout' must be a number"),
+        ({"tools": {"command": "x"}}, ["tools_add"], "'tools_add' is not SERVER__TOOL"),
+        ({"tools": {"command": "x"}}, ["other__add"], "no MCP server 'other' in --mcp-servers"),
+        ("{not json", [], "Expecting property name enclosed in double quotes"),
+    ],
+)
+def test_the_command_line_says_what_is_wrong_with_its_servers(
+    tmp_path, run_cli, servers, allow, told
+):
+    path = tmp_path / "mcp.json"
+    path.write_text(servers if isinstance(servers, str) else json.dumps(servers))
+    flags = [arg for name in allow for arg in ("--allow-mcp-tool", name)]
+    result = run_cli("run", "x", "--model", "replay:none.json", "--mcp-servers", path, *flags)
+    assert result.returncode == 2
+    assert told in result.stderr and "Traceback" not in result.stderr

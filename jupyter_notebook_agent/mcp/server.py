@@ -227,7 +227,7 @@ class NotebookMcp:
             user=user,
         )
         try:
-            run = await self.app.starter.start(request, agent)
+            run = await self.app.starter.start(request, agent, with_mcp_servers=False)
         except RunError as error:
             raise ToolError(f"no session could start in {path}: {error}") from None
         run.events.subscribe(agent.heard)

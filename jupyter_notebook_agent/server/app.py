@@ -12,7 +12,7 @@ from typing import Any
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.serverapp import ServerApp
-from traitlets import Bool, Enum, Float, Integer, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Integer, Unicode, default
 from traitlets.config import Configurable
 
 from ..agent import AgentConfig
@@ -23,6 +23,7 @@ from ..llm import Model, default_model, load_model, parse_model_string
 from ..llm.base import ModelError
 from ..llm.llama_cpp import TOOL_CALL_FORMATS, LlamaCppOptions, NotAModelFile
 from ..llm.llama_cpp.hub import HubFile, HubUnreachable, default_local_model
+from ..mcp.client import McpConfigError, McpServerConfig
 from ..mcp.server import NotebookMcp
 from ..notebook.outputs import OutputLimits
 from ..sandbox import SANDBOX_KERNEL, docker_problem
@@ -224,6 +225,17 @@ class NotebookAgent(ExtensionApp):
             self.max_stream_chars, self.max_output_bytes, self.max_cell_output_bytes
         )
 
+    mcp_servers = Dict(
+        config=True,
+        help="The MCP servers whose tools the agent may call, by name (letters, digits, dashes "
+        "and single underscores): {'name': {'command': 'uvx', 'args': [...], 'env': {...}, "
+        "'cwd': '...'}} runs a server over stdio; {'name': {'url': 'https://...', 'headers': "
+        "{...}}} reaches one over streamable HTTP. Each may say 'approval': 'ask' (default: "
+        "each call waits for the person's approval) or 'allow' (calls run at once), and per tool "
+        "'tools': {'tool': 'ask' | 'allow' | 'deny'} (deny: never offered), 'timeout' (seconds "
+        "a call may take, default 60) and 'connect_timeout' (default 10). The values of env and "
+        "headers stay in the server: never sent to the browser, a notebook, a log or a kernel.",
+    )
     max_active_runs = Integer(
         8,
         config=True,
@@ -254,6 +266,8 @@ class NotebookAgent(ExtensionApp):
 
     pool: WarmPool | None = None
     registry: RunRegistry
+    mcp_server_configs: tuple[McpServerConfig, ...] = ()
+    """The MCP servers of `mcp_servers` that could be read, for each run."""
     download: Download | None = None
     _models: dict[str, asyncio.Future[Model]]
 
@@ -293,6 +307,7 @@ class NotebookAgent(ExtensionApp):
                 saved.model,
                 self.model_setup.path,
             )
+        self.mcp_server_configs = self._read_mcp_servers()
         prompt_kernel_websockets(self.settings)  # what the server's web app takes next
         keep_large_buffers_apart()
         self.llama_cpp = LlamaCpp(parent=self)
@@ -321,6 +336,17 @@ class NotebookAgent(ExtensionApp):
         )
         self.starter = RunStarter(self)
         self.mcp = NotebookMcp(self, self.mcp_idle_timeout, self.mcp_max_calls)
+
+    def _read_mcp_servers(self) -> tuple[McpServerConfig, ...]:
+        """The servers of `mcp_servers`; one whose settings are wrong is left out, the log
+        says why in one line (naming the server and the field, never a value)."""
+        servers = []
+        for name, settings in self.mcp_servers.items():
+            try:
+                servers.append(McpServerConfig.parse(name, settings))
+            except McpConfigError as error:
+                self.log.error("c.NotebookAgent.mcp_servers: %s; runs go without it", error)
+        return tuple(servers)
 
     @property
     def gateway_url(self) -> str | None:

@@ -370,6 +370,21 @@ class CellHandler(AgentHandler):
         self.finish(json.dumps(run.to_json()))
 
 
+class ToolCallHandler(AgentHandler):
+    @tornado.web.authenticated
+    @authorized
+    @runs_code
+    async def post(self, run_id: str, call_id: str, action: str) -> None:
+        """The person's decision on a call of an MCP tool the run waits on: approve (with
+        `always`, every later call of the tool on the notebook too), or deny."""
+        always = _field(self.body(), "always", bool, False)
+        if always and action == "deny":
+            raise RunError(400, "the field 'always' goes with approve, not with deny")
+        run = await self.registry.live(run_id)
+        run.decide_tool_call(call_id, "always" if always else action)  # type: ignore[arg-type]
+        self.finish(json.dumps(run.to_json()))
+
+
 class EventsHandler(
     WebSocketMixin, tornado.websocket.WebSocketHandler, RegistryMixin, JupyterHandler
 ):
@@ -510,6 +525,10 @@ ROUTES: list[tuple[str, type[JupyterHandler]]] = [
     (
         rf"/notebook-agent/runs/{_RUN}/cells/(?P<cell_id>[^/]+)/(?P<action>accept|reject|restore|regenerate)",
         CellHandler,
+    ),
+    (
+        rf"/notebook-agent/runs/{_RUN}/tool-calls/(?P<call_id>[^/]+)/(?P<action>approve|deny)",
+        ToolCallHandler,
     ),
     (rf"/notebook-agent/runs/{_RUN}/events", EventsHandler),
     (r"/notebook-agent/mcp", McpHandler),

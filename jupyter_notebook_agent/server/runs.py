@@ -28,6 +28,8 @@ from jupyter_server.services.sessions.sessionmanager import SessionManager
 from tornado.web import HTTPError
 
 from ..agent import Agent, AgentConfig, EventLog, RunOutcome
+from ..agent.approval import Decision as ToolDecision
+from ..agent.approval import ToolPermissions
 from ..agent.cells import ReviewError
 from ..agent.conversation import Conversation
 from ..agent.events import ErrorReported, Event, KernelWaiting, Listener, RunFinished
@@ -230,6 +232,20 @@ class Run:
         if not self.active:
             self.start(self.agent.resume)
 
+    def decide_tool_call(self, call_id: str, decision: ToolDecision) -> None:
+        """The person's decision on a call of an MCP tool that waits for it: 404 for a call the
+        run never asked about, 409 for one that waits no more (decided, or the run stopped)."""
+        asked = any(
+            event["type"] == "tool_approval_requested" and event["call_id"] == call_id
+            for event in self.events.events
+        )
+        if not asked:
+            raise RunError(404, f"run {self.id} asked for no decision on a call {call_id!r}")
+        if not self.agent.decide_tool_call(call_id, decision):
+            raise RunError(
+                409, f"the call {call_id} waits no more: it was decided, or the run stopped"
+            )
+
     def _review(self, verdict: Callable[..., None], cell_id: str, *args: Any) -> None:
         try:
             verdict(cell_id, *args)
@@ -302,6 +318,9 @@ class RunRegistry:
         self.runs: dict[str, Run] = {}
         self.conversations: OrderedDict[str, Conversation] = OrderedDict()
         """Each notebook's thread, by API path, the most recently used last."""
+        self.allowed_tools: OrderedDict[str, set[str]] = OrderedDict()
+        """The MCP tools the person allowed always on each notebook, by API path, the most
+        recently used last (see `load_allowed_tools`)."""
         self._creating: dict[str, asyncio.Future[dict[str, Any]]] = {}
         """Sessions being made for notebooks that had none, by API path: one each."""
         self._awaiting_revival: dict[str, set[Callable[[Run], None]]] = {}
@@ -355,6 +374,7 @@ class RunRegistry:
         events = await self.store.events(run_id, 0)
         notebook = await self.read_notebook(path)
         thread = await self.stored_conversation(path)
+        await self.load_allowed_tools(path)
         if run_id in self.runs:  # taken up by another request meanwhile
             return self.runs[run_id]
         request = RunRequest(path, stored["prompt"], config.execution, config.max_steps, user=user)
@@ -457,6 +477,25 @@ class RunRegistry:
             self.conversations.popitem(last=False)
         return thread
 
+    async def load_allowed_tools(self, path: str) -> None:
+        """Reads what MCP tools the person allowed always on the notebook, from the store where
+        this server has not held it yet. Kept with the notebook's other agent state on the
+        server, not in the notebook's metadata: a notebook travels (shared, downloaded, put
+        in git), and a permission in it would let whoever wrote the file allow tools on the
+        person's own servers, with their credentials. Starting the conversation afresh keeps
+        it: it is the person's say over their servers, not something the model was told."""
+        if path not in self.allowed_tools:
+            allowed = await self.store.allowed_tools(self.notebook_file(path))
+            self.allowed_tools.setdefault(path, set()).update(allowed)  # one may be there now
+
+    def _allowed_tools(self, path: str) -> set[str]:
+        """The notebook's MCP tools allowed always, shared by its runs."""
+        allowed = self.allowed_tools.pop(path) if path in self.allowed_tools else set()
+        self.allowed_tools[path] = allowed
+        while len(self.allowed_tools) > CONVERSATIONS_KEPT:
+            self.allowed_tools.popitem(last=False)
+        return allowed
+
     def new_conversation(self, path: str) -> Conversation:
         """Starts the notebook's thread afresh; 409 while a run works on it."""
         self.check_free(path)
@@ -531,6 +570,10 @@ class RunRegistry:
             self.conversation(request.path),
             earlier,
             earlier_events or [],
+            ToolPermissions(
+                self._allowed_tools(request.path),
+                keep=lambda tool: self.store.allow_tool(run.notebook, tool),
+            ),
         )
         writer = NotebookWriter(
             self.contents,
@@ -728,6 +771,9 @@ class RunRegistry:
         for path in list(self.conversations):
             if (destination := moved(path)) is not None:
                 self.conversations[destination] = self.conversations.pop(path)
+        for path in list(self.allowed_tools):
+            if (destination := moved(path)) is not None:
+                self.allowed_tools[destination] = self.allowed_tools.pop(path)
         for run in self.runs.values():
             if destination := moved(run.request.path):
                 run.request.path = run.writer.path = destination

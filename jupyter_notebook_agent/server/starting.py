@@ -27,17 +27,22 @@ class RunStarter:
     def registry(self) -> RunRegistry:
         return self.app.registry
 
-    async def start(self, request: RunRequest, model: Model | str = "") -> Run:
+    async def start(
+        self, request: RunRequest, model: Model | str = "", with_mcp_servers: bool = True
+    ) -> Run:
         """Starts a run on the notebook as saved (`model`: one made already, or the name of one
-        to make; "" for the server's). RunError for what stands in the way: another run
-        working there (409), the limits, a notebook that cannot be read, no kernel or model."""
+        to make; "" for the server's). `with_mcp_servers`: whether the model is offered the
+        tools of the person's MCP servers (an outside agent brings its own). RunError for what
+        stands in the way: another run working there (409), the limits, a notebook that cannot
+        be read, no kernel or model."""
         self.registry.check_free(request.path)
         self.registry.check_capacity(request.user)
         await self.registry.load_conversation(request.path)
+        await self.registry.load_allowed_tools(request.path)
         notebook = await self.registry.read_notebook(request.path)  # said before the kernel
         kernel_name = await self.notebook_kernel(request.path)
         chosen = await self.model(model) if isinstance(model, str) else model
-        config = self.agent_config(request.execution, request.max_steps)
+        config = self.agent_config(request.execution, request.max_steps, with_mcp_servers)
         return self.registry.create(request, notebook, chosen, kernel_name, config)
 
     async def choose_kernel(self) -> KernelChoice:
@@ -66,7 +71,9 @@ class RunStarter:
         except SandboxUnavailable as error:
             raise RunError(503, str(error)) from None
 
-    def agent_config(self, execution: str, max_steps: int) -> AgentConfig:
+    def agent_config(
+        self, execution: str, max_steps: int, with_mcp_servers: bool = True
+    ) -> AgentConfig:
         app = self.app
         return AgentConfig(
             max_steps=max_steps,
@@ -74,6 +81,7 @@ class RunStarter:
             execution_timeout_s=app.execution_timeout,
             execution=execution,  # type: ignore[arg-type]
             output_limits=app.output_limits,
+            mcp_servers=app.mcp_server_configs if with_mcp_servers else (),
         )
 
     async def model(self, name: str = "") -> Model:

@@ -1,5 +1,6 @@
-"""The run store: runs, their events and each notebook's conversation in one SQLite file, so
-that they outlive the server (a restart, a kill, a culled server).
+"""The run store: runs, their events, each notebook's conversation and the MCP tools the person
+allowed always on it, in one SQLite file, so that they outlive the server (a restart, a kill, a
+culled server).
 
 One thread owns the connection and does every read and write, a batch of writes in one
 transaction: the event loop never waits on the disk, and a run waits only where it must (its
@@ -45,6 +46,8 @@ CREATE TABLE IF NOT EXISTS events (
     run_id TEXT NOT NULL, seq INTEGER NOT NULL, event TEXT NOT NULL, PRIMARY KEY (run_id, seq));
 CREATE TABLE IF NOT EXISTS conversations (
     notebook TEXT PRIMARY KEY, conversation TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS allowed_tools (
+    notebook TEXT NOT NULL, tool TEXT NOT NULL, PRIMARY KEY (notebook, tool));
 """
 
 T = TypeVar("T")
@@ -146,6 +149,14 @@ class RunStore:
             )
         )
 
+    def allow_tool(self, notebook: str, tool: str) -> None:
+        """An MCP tool (`{server}__{tool}`) the person allowed always on the notebook."""
+        self._submit(
+            lambda db: db.execute(
+                "INSERT OR IGNORE INTO allowed_tools VALUES (?, ?)", (notebook, tool)
+            )
+        )
+
     def rename(self, old: str, new: str, old_path: str, new_path: str) -> None:
         """A notebook, or a folder of them, moved from `old` to `new` (files; `old_path` to
         `new_path` as the API says them): its runs and thread go with it."""
@@ -191,6 +202,11 @@ class RunStore:
         sql = "SELECT conversation FROM conversations WHERE notebook = ?"
         row = await self._read(lambda db: db.execute(sql, (notebook,)).fetchone(), None)
         return None if row is None else json.loads(row[0])
+
+    async def allowed_tools(self, notebook: str) -> set[str]:
+        sql = "SELECT tool FROM allowed_tools WHERE notebook = ?"
+        rows = await self._read(lambda db: db.execute(sql, (notebook,)).fetchall(), [])
+        return {tool for (tool,) in rows}
 
     async def _read(self, work: Callable[[sqlite3.Connection], T], default: T) -> T:
         if not self.usable:
@@ -401,11 +417,12 @@ def _rename(db: sqlite3.Connection, old: str, new: str, old_path: str, new_path:
         f"WHERE {moved}",
         (old, new, old_path, new_path),
     )
-    db.execute(
-        f"UPDATE OR REPLACE conversations SET notebook = ?2 || substr(notebook, length(?1) + 1) "
-        f"WHERE {moved}",
-        (old, new),
-    )
+    for table in ("conversations", "allowed_tools"):
+        db.execute(
+            f"UPDATE OR REPLACE {table} SET notebook = ?2 || substr(notebook, length(?1) + 1) "
+            f"WHERE {moved}",
+            (old, new),
+        )
 
 
 def _save_run(
