@@ -251,6 +251,20 @@ export class NotebookSession implements IDisposable {
     return this._run ? this.api.stop(this._run.runId) : undefined;
   }
 
+  /** The person's decision on a call of an MCP tool the run shown waits on. */
+  decideToolCall(
+    callId: string,
+    decision: 'approve' | 'always' | 'deny'
+  ): Promise<IRunInfo> | undefined {
+    const runId = this._run?.runId;
+    if (!runId) {
+      return undefined;
+    }
+    return decision === 'deny'
+      ? this.api.denyToolCall(runId, callId)
+      : this.api.approveToolCall(runId, callId, decision === 'always');
+  }
+
   accept(cellId: string): Promise<IRunInfo> | undefined {
     const runId = this.runOf(cellId);
     return runId ? this.api.accept(runId, cellId) : undefined;

@@ -10,6 +10,7 @@ import { NotebookSession } from './notebookSession';
 import { IModelSetupContext, ModelSetup } from './modelSetup';
 import { firstLine } from './model/runActivity';
 import { RunModel } from './model/runModel';
+import { IToolApproval } from './model/runState';
 import { activityText, cellName, outcomeTitle } from './words';
 
 /** What the panel is given to act with; the plugin wires it to the notebook tracker. */
@@ -467,6 +468,14 @@ function RunView(props: {
           />
         ))}
       </div>
+      {run.approvals.map(approval => (
+        <ToolApprovalPrompt
+          key={approval.callId}
+          approval={approval}
+          session={session}
+          context={context}
+        />
+      ))}
       {run.restartProposal ? (
         <RestartOffer
           reason={run.restartProposal}
@@ -520,6 +529,55 @@ function Activity(props: {
           {text}
         </button>
       )}
+    </div>
+  );
+}
+
+/** A call of one of the person's MCP tools waits for them: what it would do, and their say. */
+function ToolApprovalPrompt(props: {
+  approval: IToolApproval;
+  session: NotebookSession;
+  context: IPanelContext;
+}): JSX.Element {
+  const { approval, session, context } = props;
+  const { trans } = context;
+  const decide = (decision: 'approve' | 'always' | 'deny') =>
+    void context.attempt(trans.__('Could not answer the tool call'), () =>
+      session.decideToolCall(approval.callId, decision)
+    );
+  return (
+    <div
+      className="jp-NotebookAgent-warning jp-NotebookAgent-tool-approval"
+      role="alertdialog"
+      aria-label={trans.__('Allow the tool %1?', approval.tool)}
+    >
+      <p>
+        {trans.__(
+          'The agent wants to call %1 of the MCP server %2 with:',
+          approval.tool,
+          approval.server
+        )}
+      </p>
+      <pre className="jp-NotebookAgent-tool-arguments">
+        {JSON.stringify(approval.arguments, null, 2)}
+      </pre>
+      <span className="jp-NotebookAgent-review-actions">
+        <button
+          className="jp-mod-styled jp-mod-accept"
+          onClick={() => decide('approve')}
+        >
+          {trans.__('Allow')}
+        </button>
+        <button className="jp-mod-styled" onClick={() => decide('always')}>
+          {trans.__('Always allow this tool')}
+        </button>
+        <button
+          className="jp-mod-styled jp-mod-reject"
+          onClick={() => decide('deny')}
+        >
+          {trans.__('Deny')}
+        </button>
+      </span>
     </div>
   );
 }

@@ -147,6 +147,25 @@ export class AgentAPI {
     );
   }
 
+  /** Lets an MCP tool's call run (`always`: and the tool's later calls on this notebook). */
+  approveToolCall(
+    runId: string,
+    callId: string,
+    always = false
+  ): Promise<IRunInfo> {
+    return this.post(
+      `runs/${runId}/tool-calls/${encodeURIComponent(callId)}/approve`,
+      { always }
+    );
+  }
+
+  /** Refuses an MCP tool's call: the model is told. */
+  denyToolCall(runId: string, callId: string): Promise<IRunInfo> {
+    return this.post(
+      `runs/${runId}/tool-calls/${encodeURIComponent(callId)}/deny`
+    );
+  }
+
   private post<T>(endPoint: string, body: unknown = {}): Promise<T> {
     return requestAPI<T>(
       endPoint,

@@ -3,11 +3,12 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { RunEvent } from './events';
 import { activityCellId, IActivity, runActivity } from './runActivity';
 import {
-  initialRunState,
   IRunCell,
   IRunMessage,
   IRunOutcome,
   IRunState,
+  IToolApproval,
+  initialRunState,
   reduceRun
 } from './runState';
 
@@ -156,6 +157,11 @@ export class RunModel {
    * when none was suggested. */
   get restartProposal(): string | null {
     return this._state.restartProposal;
+  }
+
+  /** The calls of MCP tools waiting for the person's approval. */
+  get approvals(): readonly IToolApproval[] {
+    return this._state.approvals;
   }
 
   /** The conversation the run continues ('' before run_started says). */

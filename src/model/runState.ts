@@ -43,6 +43,16 @@ export interface IToolInProgress {
   readonly ran: boolean;
 }
 
+/** A call of an MCP server's tool that waits for the person's approval. */
+export interface IToolApproval {
+  readonly callId: string;
+  /** The MCP server's name in the configuration. */
+  readonly server: string;
+  /** The tool's name on its server. */
+  readonly tool: string;
+  readonly arguments: Record<string, unknown>;
+}
+
 /**
  * The state of one run, as its events up to `lastSeq` built it. A plain value, never changed
  * in place: `reduceRun` makes the next one, so views may compare by identity.
@@ -97,6 +107,8 @@ export interface IRunState {
   readonly cellsOfCalls: ReadonlyMap<string, string>;
   /** The source an edit under way replaces, from its reset until its cell_edited. */
   readonly sourceBeforeEdit: ReadonlyMap<string, string>;
+  /** The calls of MCP tools waiting for the person's approval, oldest first. */
+  readonly approvals: readonly IToolApproval[];
 }
 
 /** A run before its first event. */
@@ -127,7 +139,8 @@ export function initialRunState(runId = ''): IRunState {
     streamingCellIds: new Set(),
     writingCellId: null,
     cellsOfCalls: new Map(),
-    sourceBeforeEdit: new Map()
+    sourceBeforeEdit: new Map(),
+    approvals: []
   };
 }
 
@@ -199,10 +212,23 @@ function reduceEvent(
         tool: state.tool?.callId === event.call_id ? null : state.tool
       };
     case 'tool_approval_requested':
+      return {
+        ...state,
+        approvals: [
+          ...state.approvals,
+          {
+            callId: event.call_id,
+            server: event.server,
+            tool: event.tool,
+            arguments: event.arguments
+          }
+        ]
+      };
     case 'tool_approval_decided':
-      // The call stands as its tool_call said until its tool_result, waiting on the person
-      // or not.
-      return state;
+      return {
+        ...state,
+        approvals: state.approvals.filter(a => a.callId !== event.call_id)
+      };
     case 'cell_proposed':
       return propose(state, event);
     case 'cell_source_delta':

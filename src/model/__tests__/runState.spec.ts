@@ -221,6 +221,37 @@ describe('reduceRun', () => {
     expect(once.lastSeq).toBe(events.length - 1);
   });
 
+  it('holds the MCP tool calls that wait for the person until each is decided', () => {
+    const log = new Log()
+      .add('run_started', STARTED)
+      .add('step', { step: 1, max_steps: 30 })
+      .call('call_0', 'tools__add', { a: 2, b: 3 })
+      .add('tool_approval_requested', {
+        call_id: 'call_0',
+        server: 'tools',
+        tool: 'add',
+        arguments: { a: 2, b: 3 }
+      })
+      .call('call_1', 'tools__echo', { text: 'hi' })
+      .add('tool_approval_requested', {
+        call_id: 'call_1',
+        server: 'tools',
+        tool: 'echo',
+        arguments: { text: 'hi' }
+      });
+    const waiting = reduceAll(log.events);
+    expect(waiting.approvals.map(a => [a.callId, a.tool, a.arguments])).toEqual(
+      [
+        ['call_0', 'add', { a: 2, b: 3 }],
+        ['call_1', 'echo', { text: 'hi' }]
+      ]
+    );
+    log.add('tool_approval_decided', { call_id: 'call_0', decision: 'deny' });
+    expect(reduceAll(log.events).approvals.map(a => a.callId)).toEqual([
+      'call_1'
+    ]);
+  });
+
   it('leaves the state it is given as it was', () => {
     let state = initialRunState('run-1');
     for (const event of wholeRun()) {
