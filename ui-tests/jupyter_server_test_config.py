@@ -6,6 +6,7 @@ JavaScript objects through the global window variable.
 """
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -40,6 +41,16 @@ state = Path(tempfile.mkdtemp(prefix="galata-agent-"))
 c.NotebookAgent.store_path = str(state / "runs.sqlite")
 # A model set up in the panel is saved here, not in the data folder of whoever runs the tests.
 c.NotebookAgent.model_settings_path = str(state / "model.json")
+
+# The person's MCP servers, where a test asks for them: the test tool server, over stdio, whose
+# calls wait for the person's approval (the default).
+if os.environ.get("NOTEBOOK_AGENT_UI_MCP_SERVERS"):
+    c.NotebookAgent.mcp_servers = {
+        "tools": {
+            "command": sys.executable,
+            "args": ["-m", "jupyter_notebook_agent.testing.mcp_tool_server"],
+        }
+    }
 
 # Uncomment to set server log level to debug level
 # c.ServerApp.log_level = "DEBUG"
