@@ -14,6 +14,7 @@ FLOORS = {
     "partial_json": 0,
     "notebook": 0,
     "llm": 1,
+    "mcp": 1,
     "kernels": 1,
     "sandbox": 1,
     "agent": 2,

@@ -1,3 +1,4 @@
-"""The Model Context Protocol, both ways, with the official `mcp` SDK: the agent calls the tools of
-the person's MCP servers (`client`), and outside agents work in the open notebook through this
-server's own MCP endpoint (`server`), under the same sandbox and the same review."""
+"""The Model Context Protocol, with the official `mcp` SDK, as the agent's client of the person's
+MCP servers (`client`), and what outside agents are given to reach this server's own MCP endpoint
+(`bridge`: the client entries, and a stdio bridge for clients that only launch commands). The
+endpoint itself is the server's (`server/mcp_endpoint.py`)."""

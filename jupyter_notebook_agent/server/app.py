@@ -24,7 +24,6 @@ from ..llm.base import ModelError
 from ..llm.llama_cpp import TOOL_CALL_FORMATS, LlamaCppOptions, NotAModelFile
 from ..llm.llama_cpp.hub import HubFile, HubUnreachable, default_local_model
 from ..mcp.client import McpConfigError, McpServerConfig
-from ..mcp.server import NotebookMcp
 from ..notebook.outputs import OutputLimits
 from ..sandbox import SANDBOX_KERNEL, docker_problem
 from ..sandbox.image import build_instructions, default_image, image_exists
@@ -32,6 +31,7 @@ from ..sandbox.lending import folder_access
 from ..sandbox.pool import WarmPool
 from .handlers import ROUTES
 from .kernel_websocket import prompt_kernel_websockets
+from .mcp_endpoint import NotebookMcp
 from .memory import keep_large_buffers_apart
 from .model_settings import ModelSettings, ModelSetup
 from .runs import RunLimits, RunRegistry

@@ -22,9 +22,9 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from .._version import __version__
 from ..agent import Event
 from ..llm import ModelError, parse_model_string
-from ..mcp.server import USER_KEY
 from ..sandbox import SandboxUnavailable
 from .asgi import AsgiExchange
+from .mcp_endpoint import USER_KEY
 from .model_settings import SetupError, endpoint_models
 from .runs import Run, RunError, RunRegistry, RunRequest
 from .starting import RunStarter

@@ -25,13 +25,13 @@ from ..agent.variables import kernel_variables
 from ..kernels.gateway import connected_session
 from ..notebook import NotebookDocument
 from ..notebook.outputs import digest
-from ..server.runs import Run, RunError, RunRequest
 from .outside_agent import OutsideAgent, SessionEnded
+from .runs import Run, RunError, RunRequest
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
-    from ..server.app import NotebookAgent
+    from .app import NotebookAgent
 
 INSTRUCTIONS = """\
 Work in the person's Jupyter notebooks. read_notebook shows a notebook's cells (with their ids
