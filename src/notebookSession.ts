@@ -187,7 +187,12 @@ export class NotebookSession implements IDisposable {
   /** Saves the notebook (the agent reads it from disk), then starts a run on it. */
   async start(
     prompt: string,
-    options: { execution?: 'auto' | 'ask'; max_steps?: number; model?: string }
+    options: {
+      execution?: 'auto' | 'ask';
+      max_steps?: number;
+      model?: string;
+      mcp_servers?: Record<string, unknown>;
+    }
   ): Promise<void> {
     await this._saves.save();
     const info = await this.api.startRun({

@@ -331,7 +331,10 @@ function RequestBox(props: {
       await session.start(prompt, {
         execution: context.status.execution,
         max_steps: context.status.maxSteps,
-        model: context.status.model || undefined
+        model: context.status.model || undefined,
+        mcp_servers: Object.keys(context.status.mcpServers).length
+          ? context.status.mcpServers
+          : undefined
       });
       setPrompt('');
     } catch (error) {

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jupyter_server.auth import Authorizer
 from mcp_types import (
     BlobResourceContents,
     CallToolResult,
@@ -632,6 +633,89 @@ class TestTheServer:
         decided = [e for e in events if e["type"] == "tool_approval_decided"]
         assert [(e["call_id"], e["decision"]) for e in decided] == [("c1", "stopped")]
         await api.call("POST", f"runs/{run['id']}/tool-calls/c1/deny", expect=409)
+
+
+class TestThePersonsSettings:
+    """MCP servers listed in the person's settings come with each run request; their secrets are
+    named as ${env:MCP_...} and filled in on the server, so the browser never holds them."""
+
+    @pytest.fixture
+    def jp_server_config(self, replay) -> dict[str, Any]:
+        config = runs_server_config(replay)
+        config["NotebookAgent"]["mcp_servers"] = {"tools": stdio_server(approval="allow")}
+        return config
+
+    async def test_a_server_of_the_settings_runs_with_the_secret_the_server_holds(
+        self, api, replay, jp_root_dir, monkeypatch
+    ):
+        monkeypatch.setenv("MCP_TEST_SECRET", ENV_SECRET)
+        replay.script.turns = [
+            turn(tool("mine__env_digest", {"name": "TOOL_SECRET"}, "c1")),
+            turn(tool("tools__add", {"a": 1, "b": 2}, "c2")),
+            complete(),
+        ]
+        mine = stdio_server(approval="allow", env={"TOOL_SECRET": "${env:MCP_TEST_SECRET}"})
+        run = await api.start(make_notebook(jp_root_dir), mcp_servers={"mine": mine})
+        events = await receive_until(await api.events(run["id"]), "run_finished")
+        results = [e["result"] for e in events if e["type"] == "tool_result"]
+        env_digest = hashlib.sha256(ENV_SECRET.encode()).hexdigest()[:12]
+        assert results[:2] == [
+            {"status": "ok", "content": env_digest},  # the server's value reached the tool
+            {"status": "ok", "content": "3"},  # and the configuration's servers are offered too
+        ]
+        assert ENV_SECRET not in json.dumps(events)
+
+    @pytest.mark.parametrize(
+        "servers, message",
+        [
+            (
+                {"mine": stdio_server(env={"X": "${env:HOME}"})},
+                "MCP server 'mine': 'env': ${env:HOME} must name a variable MCP_...",
+            ),
+            (
+                {"mine": stdio_server(env={"X": "${env:MCP_NOT_SET}"})},
+                "MCP server 'mine': 'env': the server has no variable MCP_NOT_SET",
+            ),
+            (
+                {"tools": stdio_server()},
+                "the server's configuration has an MCP server 'tools' already",
+            ),
+            ({"mine": {"url": "ftp://x"}}, "MCP server 'mine': 'url' must be an http://"),
+        ],
+        ids=["not-mcp-variable", "unset-variable", "taken-name", "bad-url"],
+    )
+    async def test_wrong_settings_are_refused_with_400_and_what_is_wrong(
+        self, api, jp_root_dir, servers, message
+    ):
+        path = make_notebook(jp_root_dir)
+        answer = await api.call(
+            "POST", "runs", {"path": path, "prompt": "go", "mcp_servers": servers}, expect=400
+        )
+        assert answer["message"].startswith(message)
+        assert (await api.call("GET", "runs", params={"path": path}))["runs"] == []
+
+
+class NoTerminalsAuthorizer(Authorizer):
+    """A person who may run the agent but no terminal (a hub's RBAC can say so)."""
+
+    def is_authorized(self, handler: Any, user: Any, action: str, resource: str) -> bool:
+        return resource != "terminals"
+
+
+class TestAPersonWhoMayRunNoTerminal:
+    @pytest.fixture
+    def jp_server_config(self, replay) -> dict[str, Any]:
+        config = runs_server_config(replay)
+        config["ServerApp"]["authorizer_class"] = NoTerminalsAuthorizer
+        return config
+
+    async def test_may_not_list_a_command_as_an_mcp_server(self, api, jp_root_dir, mcp_http_url):
+        path = make_notebook(jp_root_dir)
+        body = {"path": path, "prompt": "go", "mcp_servers": {"mine": stdio_server()}}
+        answer = await api.call("POST", "runs", body, expect=403)
+        assert answer["message"] == "the MCP server 'mine' is a command, which you may not run here"
+        body["mcp_servers"] = {"web": {"url": mcp_http_url}}
+        await api.call("POST", "runs", body, expect=201)  # a URL runs nothing on the server
 
 
 # Headless.

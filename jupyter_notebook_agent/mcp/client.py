@@ -172,6 +172,45 @@ def parse_servers(raw: object) -> list[McpServerConfig]:
     return [McpServerConfig.parse(name, settings) for name, settings in raw.items()]
 
 
+SECRET_REFERENCE = re.compile(r"\$\{env:([A-Za-z0-9_]*)\}")
+SECRET_PREFIX = "MCP_"
+"""Settings kept in the browser name their secrets as ${env:MCP_...}; only such variables of the
+server's environment are read, so a setting cannot send the server's other variables away."""
+
+
+def servers_from_settings(raw: object, environ: Mapping[str, str]) -> list[McpServerConfig]:
+    """The servers a person's settings list: as `parse_servers`, each ${env:MCP_NAME} in an
+    `env` or `headers` value replaced by that variable of the server's `environ`; McpConfigError
+    for a variable not named MCP_..., or not set."""
+    if not isinstance(raw, Mapping):
+        return parse_servers(raw)
+
+    def filled(where: str, value: object) -> object:
+        if not isinstance(value, str):
+            return value
+
+        def secret(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if not name.startswith(SECRET_PREFIX):
+                raise McpConfigError(f"{where}: ${{env:{name}}} must name a variable MCP_...")
+            if name not in environ:
+                raise McpConfigError(f"{where}: the server has no variable {name}")
+            return environ[name]
+
+        return SECRET_REFERENCE.sub(secret, value)
+
+    servers = {}
+    for name, settings in raw.items():
+        if isinstance(settings, Mapping):
+            settings = dict(settings)
+            for key in ("env", "headers"):
+                if isinstance(values := settings.get(key), Mapping):
+                    where = f"MCP server {name!r}: {key!r}"
+                    settings[key] = {k: filled(where, v) for k, v in values.items()}
+        servers[name] = settings
+    return parse_servers(servers)
+
+
 class _Fields:
     """Reads the fields of one server's settings, each checked for its type."""
 

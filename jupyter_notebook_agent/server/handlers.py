@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -22,6 +23,7 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 from .._version import __version__
 from ..agent import Event
 from ..llm import ModelError, parse_model_string
+from ..mcp.client import McpConfigError, McpServerConfig, servers_from_settings
 from ..sandbox import SandboxUnavailable
 from .asgi import AsgiExchange
 from .mcp_endpoint import USER_KEY
@@ -130,7 +132,7 @@ class AgentHandler(RegistryMixin, APIHandler):
         return body
 
 
-_KINDS = {str: "a string", int: "an integer", bool: "true or false"}
+_KINDS = {str: "a string", int: "an integer", bool: "true or false", dict: "an object"}
 
 
 def _field(
@@ -287,12 +289,40 @@ class RunsHandler(AgentHandler):
         model = _field(body, "model", str, "")
         writer = _field(body, "writer", str, "server", ("server", "frontend"))
         request = RunRequest(
-            path, prompt, execution, max_steps, writer == "frontend", self.current_user.username
+            path,
+            prompt,
+            execution,
+            max_steps,
+            writer == "frontend",
+            self.current_user.username,
+            self.mcp_servers(_field(body, "mcp_servers", dict, {})),
         )
         run = await self.starter.start(request, model)
         self.set_status(201)
         self.set_header("Location", self.request.path.rstrip("/") + "/" + run.id)
         self.finish(json.dumps(run.to_json()))
+
+    def mcp_servers(self, listed: dict[str, Any]) -> tuple[McpServerConfig, ...]:
+        """The person's own MCP servers, from their settings: 400 for one whose settings are
+        wrong or whose name the server's configuration has; 403 for a command where the
+        Authorizer lets this user run no terminal (a stdio server is a command on the server)."""
+        try:
+            servers = servers_from_settings(listed, os.environ)
+        except McpConfigError as error:
+            raise RunError(400, str(error)) from None
+        configured = {server.name for server in self.extensionapp.mcp_server_configs}
+        for server in servers:
+            if server.name in configured:
+                raise RunError(
+                    400, f"the server's configuration has an MCP server {server.name!r} already"
+                )
+            if server.command and not self.authorizer.is_authorized(
+                self, self.current_user, "execute", "terminals"
+            ):
+                raise RunError(
+                    403, f"the MCP server {server.name!r} is a command, which you may not run here"
+                )
+        return tuple(servers)
 
 
 class ConversationHandler(AgentHandler):

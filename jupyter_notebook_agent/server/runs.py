@@ -38,6 +38,7 @@ from ..agent.run import RunSpec, RunState, assemble
 from ..kernels import JupyterKernelSession
 from ..kernels.gateway import connected_session, explain, explained
 from ..llm import Model
+from ..mcp.client import McpServerConfig
 from ..notebook import METADATA_KEY, NotebookDocument
 from ..sandbox import is_sandboxed
 from .contents import OutsideRoot, SerialSaves, real_api_path
@@ -76,6 +77,8 @@ class RunRequest:
     """The frontend that starts the run has the notebook open and will apply its cells."""
     user: str = ""
     """Who asked, as the identity provider names them."""
+    mcp_servers: tuple[McpServerConfig, ...] = ()
+    """The person's own MCP servers for this run (their settings'), besides the server's."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from jupyter_core.utils import ensure_async
 from ..agent import AgentConfig
 from ..kernels.gateway import explain
 from ..llm import Model, ModelError
+from ..mcp.client import McpServerConfig
 from ..sandbox import KernelChoice, SandboxUnavailable, choose_kernel
 from .runs import Run, RunError, RunRegistry, RunRequest
 
@@ -42,7 +43,8 @@ class RunStarter:
         notebook = await self.registry.read_notebook(request.path)  # said before the kernel
         kernel_name = await self.notebook_kernel(request.path)
         chosen = await self.model(model) if isinstance(model, str) else model
-        config = self.agent_config(request.execution, request.max_steps, with_mcp_servers)
+        servers = self.app.mcp_server_configs + request.mcp_servers if with_mcp_servers else ()
+        config = self.agent_config(request.execution, request.max_steps, servers)
         return self.registry.create(request, notebook, chosen, kernel_name, config)
 
     async def choose_kernel(self) -> KernelChoice:
@@ -72,8 +74,13 @@ class RunStarter:
             raise RunError(503, str(error)) from None
 
     def agent_config(
-        self, execution: str, max_steps: int, with_mcp_servers: bool = True
+        self,
+        execution: str,
+        max_steps: int,
+        mcp_servers: tuple[McpServerConfig, ...] | None = None,
     ) -> AgentConfig:
+        """A run's limits; `mcp_servers`: those whose tools it is offered (None: the server's
+        configuration's)."""
         app = self.app
         return AgentConfig(
             max_steps=max_steps,
@@ -81,7 +88,7 @@ class RunStarter:
             execution_timeout_s=app.execution_timeout,
             execution=execution,  # type: ignore[arg-type]
             output_limits=app.output_limits,
-            mcp_servers=app.mcp_server_configs if with_mcp_servers else (),
+            mcp_servers=app.mcp_server_configs if mcp_servers is None else mcp_servers,
         )
 
     async def model(self, name: str = "") -> Model:

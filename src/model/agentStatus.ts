@@ -38,6 +38,12 @@ export class AgentStatus {
     return this._model;
   }
 
+  /** The person's own MCP servers, by name, as their settings list them (no secrets: those
+   * are named as ${env:MCP_...}, which the server fills in). */
+  get mcpServers(): Record<string, unknown> {
+    return this._mcpServers;
+  }
+
   /** The server's answer: a status, a saved model, a finished download. */
   set(status: IAgentStatus): void {
     this._server = status;
@@ -65,6 +71,10 @@ export class AgentStatus {
       'auto' | 'ask' | undefined;
     this._maxSteps = settings.get('maxSteps').user as number | undefined;
     this._model = settings.get('model').composite as string;
+    this._mcpServers = (settings.get('mcpServers').composite ?? {}) as Record<
+      string,
+      unknown
+    >;
     this._changed.emit();
   }
 
@@ -74,4 +84,5 @@ export class AgentStatus {
   private _execution: 'auto' | 'ask' | undefined = undefined;
   private _maxSteps: number | undefined = undefined;
   private _model = '';
+  private _mcpServers: Record<string, unknown> = {};
 }

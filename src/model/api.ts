@@ -71,6 +71,8 @@ export class AgentAPI {
     model?: string;
     /** 'frontend': the caller applies the cells to the open notebook itself. */
     writer?: 'server' | 'frontend';
+    /** The person's own MCP servers, by name, besides the server's configuration's. */
+    mcp_servers?: Record<string, unknown>;
   }): Promise<IRunInfo> {
     return this.post('runs', options);
   }
