@@ -1,4 +1,5 @@
 import { expect, galata, IJupyterLabPageFixture, test } from '@jupyterlab/galata';
+import { Locator } from '@playwright/test';
 import { ChildProcessWithoutNullStreams, spawn } from 'child_process';
 import { hostname } from 'os';
 import * as path from 'path';
@@ -19,6 +20,24 @@ const PLUGIN = 'jupyter-notebook-agent:plugin';
 // A sandbox kernel per notebook, on a CI machine: room to start one cold.
 test.describe.configure({ timeout: 120_000 });
 
+/** A new notebook, on its sandbox kernel, with the agent's panel open beside it. */
+async function newNotebookAndPanel(
+  page: IJupyterLabPageFixture
+): Promise<{ notebook: string; panel: Locator }> {
+  await page.menu.clickMenuItem('File>New>Notebook');
+  await expect(page.locator('.jp-KernelName')).toHaveText(
+    'Python 3 (sandbox)',
+    { timeout: 60_000 }
+  );
+  const notebook: string = await page.evaluate(
+    () => (window.jupyterapp.shell.currentWidget as any).context.path
+  );
+  await page.evaluate(async () => {
+    await window.jupyterapp.commands.execute('notebook-agent:open-panel');
+  });
+  return { notebook, panel: page.locator('#jp-notebook-agent-panel') };
+}
+
 /** The outside agent, and its output a line at a time. */
 function outsideAgent(
   url: string,
@@ -37,18 +56,7 @@ test('an outside agent’s cell is a proposal in the open notebook, run in the s
   page,
   baseURL
 }) => {
-  await page.menu.clickMenuItem('File>New>Notebook');
-  await expect(page.locator('.jp-KernelName')).toHaveText(
-    'Python 3 (sandbox)',
-    { timeout: 60_000 }
-  );
-  const notebook: string = await page.evaluate(
-    () => (window.jupyterapp.shell.currentWidget as any).context.path
-  );
-  await page.evaluate(async () => {
-    await window.jupyterapp.commands.execute('notebook-agent:open-panel');
-  });
-  const panel = page.locator('#jp-notebook-agent-panel');
+  const { notebook, panel } = await newNotebookAndPanel(page);
 
   const { agent, lines } = outsideAgent(
     `${baseURL}/notebook-agent/mcp`,
@@ -130,18 +138,7 @@ test.describe('the agent calls the person’s MCP tools', () => {
     test(`a tool call waits in the panel; ${choice} ${
       status === 'ok' ? 'runs it' : 'tells the model'
     }`, async ({ page }) => {
-      await page.menu.clickMenuItem('File>New>Notebook');
-      await expect(page.locator('.jp-KernelName')).toHaveText(
-        'Python 3 (sandbox)',
-        { timeout: 60_000 }
-      );
-      const notebook: string = await page.evaluate(
-        () => (window.jupyterapp.shell.currentWidget as any).context.path
-      );
-      await page.evaluate(async () => {
-        await window.jupyterapp.commands.execute('notebook-agent:open-panel');
-      });
-      const panel = page.locator('#jp-notebook-agent-panel');
+      const { notebook, panel } = await newNotebookAndPanel(page);
       const box = panel.getByLabel('Request to the agent');
       await box.fill('Add 2 and 3 with my tools server');
       await box.press('Enter');

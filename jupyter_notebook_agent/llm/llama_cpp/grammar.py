@@ -226,6 +226,26 @@ def answer_text(message: str, name: str, arguments: str) -> str:
     return f"{_OPEN}{message_json}{_BEFORE_TOOL}{json.dumps(name)}{_BEFORE_ARGUMENTS}{arguments}}}"
 
 
+class StreamedArguments:
+    """A call's arguments as the answer's text streams: from where they begin (`at`, once
+    known), a piece at a time, the last `held_back` characters kept until it is known whether they
+    are the arguments' or the answer's own closing text."""
+
+    def __init__(self) -> None:
+        self.at: int | None = None
+        self._sent = 0
+        """How much of the arguments text has gone out."""
+
+    def deltas(self, text: str, held_back: int) -> list[TextDelta | ToolCallDelta]:
+        if self.at is None:
+            return []
+        available = len(text) - self.at - held_back
+        if available <= self._sent:
+            return []
+        start, self._sent = self.at + self._sent, available
+        return [ToolCallDelta(index=0, arguments=text[start : self.at + available])]
+
+
 class AnswerReader:
     """Reads a streaming answer: the message comes out as TextDelta pieces, then the call as
     ToolCallDelta pieces (its name once whole, then its arguments as they arrive)."""
@@ -233,9 +253,7 @@ class AnswerReader:
     def __init__(self) -> None:
         self._message = FieldStream(MESSAGE_KEY)
         self._name: str | None = None
-        self._arguments_at: int | None = None
-        self._sent = 0
-        """How much of the arguments text has gone out."""
+        self._arguments = StreamedArguments()
 
     @property
     def text(self) -> str:
@@ -255,10 +273,10 @@ class AnswerReader:
             if end < 0:
                 return deltas
             self._name = json.loads(text[start + len(_BEFORE_TOOL) : end])
-            self._arguments_at = end + len(_BEFORE_ARGUMENTS)
+            self._arguments.at = end + len(_BEFORE_ARGUMENTS)
             deltas.append(ToolCallDelta(index=0, id="call_0", name=self._name))
         # A closing brace at the end may be the answer's own: it waits for more text or the end.
-        deltas += self._arguments(held_back=1 if text.endswith("}") else 0)
+        deltas += self._arguments.deltas(text, held_back=1 if text.endswith("}") else 0)
         return deltas
 
     def finish(self) -> list[TextDelta | ToolCallDelta]:
@@ -267,14 +285,5 @@ class AnswerReader:
         try:
             json.loads(self.text)
         except json.JSONDecodeError:
-            return self._arguments(held_back=0)
-        return self._arguments(held_back=1)
-
-    def _arguments(self, held_back: int) -> list[TextDelta | ToolCallDelta]:
-        if self._arguments_at is None:
-            return []
-        available = len(self.text) - self._arguments_at - held_back
-        if available <= self._sent:
-            return []
-        start, self._sent = self._arguments_at + self._sent, available
-        return [ToolCallDelta(index=0, arguments=self.text[start : self._arguments_at + available])]
+            return self._arguments.deltas(self.text, held_back=0)
+        return self._arguments.deltas(self.text, held_back=1)

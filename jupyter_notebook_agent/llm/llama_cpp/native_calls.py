@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..base import TextDelta, ToolCallDelta
-from .grammar import MESSAGE_CHARS, call_rules, literal
+from .grammar import MESSAGE_CHARS, StreamedArguments, call_rules, literal
 
 Render = Callable[[list[dict[str, Any]], bool, list[dict[str, Any]]], str]
 """(messages, answer_next, tools) -> the prompt."""
@@ -130,8 +130,7 @@ class NativeReader:
         self.text = ""
         self._prose_sent = 0
         self._name: str | None = None
-        self._arguments_at: int | None = None
-        self._sent = 0
+        self._arguments = StreamedArguments()
 
     def feed(self, piece: str) -> list[TextDelta | ToolCallDelta]:
         self.text += piece
@@ -139,20 +138,21 @@ class NativeReader:
         if self._name is None:
             deltas += self._prose()
             deltas += self._call_name()
-        deltas += self._arguments(held_back=len(self.calls.after))
+        deltas += self._arguments.deltas(self.text, held_back=len(self.calls.after))
         return deltas
 
     def finish(self) -> list[TextDelta | ToolCallDelta]:
         """At the end: the format's closing text is dropped where the answer is whole; a call cut
         short keeps all it has (and is then incomplete)."""
-        if self._arguments_at is None or not self.text.endswith(self.calls.after):
-            return self._arguments(held_back=0)
+        at = self._arguments.at
+        if at is None or not self.text.endswith(self.calls.after):
+            return self._arguments.deltas(self.text, held_back=0)
         after = len(self.calls.after)
         try:
-            json.loads(self.text[self._arguments_at : len(self.text) - after])
+            json.loads(self.text[at : len(self.text) - after])
         except ValueError:
             after = 0  # the closing text was the arguments' own: the call was cut short
-        return self._arguments(held_back=after)
+        return self._arguments.deltas(self.text, held_back=after)
 
     def _opening(self) -> tuple[int, int] | None:
         """Where the text that opens the call begins and ends, once it has arrived."""
@@ -187,14 +187,5 @@ class NativeReader:
         if end < 0:
             return []
         self._name = self.text[opening[1] : end]
-        self._arguments_at = end + len(self.calls.between)
+        self._arguments.at = end + len(self.calls.between)
         return [ToolCallDelta(index=0, id="call_0", name=self._name)]
-
-    def _arguments(self, held_back: int) -> list[TextDelta | ToolCallDelta]:
-        if self._arguments_at is None:
-            return []
-        available = len(self.text) - self._arguments_at - held_back
-        if available <= self._sent:
-            return []
-        start, self._sent = self._arguments_at + self._sent, available
-        return [ToolCallDelta(index=0, arguments=self.text[start : self._arguments_at + available])]
