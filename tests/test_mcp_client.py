@@ -640,18 +640,27 @@ class TestThePersonsSettings:
     named as ${env:MCP_...} and filled in on the server, so the browser never holds them."""
 
     @pytest.fixture
-    def jp_server_config(self, replay) -> dict[str, Any]:
+    def jp_server_config(self, replay, monkeypatch) -> dict[str, Any]:
+        monkeypatch.setenv("MCP_TEST_SECRET", ENV_SECRET)  # in the server's environment
         config = runs_server_config(replay)
         config["NotebookAgent"]["mcp_servers"] = {"tools": stdio_server(approval="allow")}
         return config
 
     async def test_a_server_of_the_settings_runs_with_the_secret_the_server_holds(
-        self, api, replay, jp_root_dir, monkeypatch
+        self, api, replay, jp_root_dir
     ):
-        monkeypatch.setenv("MCP_TEST_SECRET", ENV_SECRET)
+        """The secret reaches the MCP server the settings list, and no kernel: the server took
+        it out of its environment as it started."""
         replay.script.turns = [
             turn(tool("mine__env_digest", {"name": "TOOL_SECRET"}, "c1")),
             turn(tool("tools__add", {"a": 1, "b": 2}, "c2")),
+            turn(
+                tool(
+                    "execute_code",
+                    {"code": "import os; print(os.environ.get('MCP_TEST_SECRET'))"},
+                    "c3",
+                )
+            ),
             complete(),
         ]
         mine = stdio_server(approval="allow", env={"TOOL_SECRET": "${env:MCP_TEST_SECRET}"})
@@ -663,6 +672,7 @@ class TestThePersonsSettings:
             {"status": "ok", "content": env_digest},  # the server's value reached the tool
             {"status": "ok", "content": "3"},  # and the configuration's servers are offered too
         ]
+        assert results[2]["outputs"] == [{"type": "stdout", "text": "None\n"}]
         assert ENV_SECRET not in json.dumps(events)
 
     @pytest.mark.parametrize(

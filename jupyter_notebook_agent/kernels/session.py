@@ -36,6 +36,9 @@ IOPUB_RETRY_S = 0.05
 RECONNECT_MS = 5
 #: Environment variables that hold the agent's secrets: no kernel gets them, sandboxed or not.
 SECRET_VARIABLES = ("OPENAI_API_KEY",)
+#: Prefixes of variables that hold secrets too: those the person's settings name for their MCP
+#: servers (${env:MCP_...}).
+SECRET_PREFIXES = ("MCP_",)
 #: How long a shared kernel that is busy with the person's cell is left before the agent says it
 #: waits (a kernel that just finished the agent's previous cell is reported idle a little late).
 BUSY_GRACE_S = 0.2
@@ -51,9 +54,13 @@ ABANDONED_WATCH_S = 3600.0
 REVIVAL_S = 60.0
 
 
+def is_secret(name: str) -> bool:
+    return name in SECRET_VARIABLES or name.startswith(SECRET_PREFIXES)
+
+
 def without_secrets(environment: Mapping[str, str]) -> dict[str, str]:
     """The environment a kernel may have: this one less the agent's secrets."""
-    return {name: value for name, value in environment.items() if name not in SECRET_VARIABLES}
+    return {name: value for name, value in environment.items() if not is_secret(name)}
 
 
 class JupyterKernelSession:

@@ -18,7 +18,7 @@ from traitlets.config import Configurable
 from ..agent import AgentConfig
 from ..agent.prompt import system_message
 from ..agent.tools import TOOLS
-from ..kernels import SECRET_VARIABLES
+from ..kernels import SECRET_PREFIXES, SECRET_VARIABLES
 from ..llm import Model, default_model, load_model, parse_model_string
 from ..llm.base import ModelError
 from ..llm.llama_cpp import TOOL_CALL_FORMATS, LlamaCppOptions, NotAModelFile
@@ -284,9 +284,16 @@ class NotebookAgent(ExtensionApp):
         return os.environ.get("OPENAI_API_KEY", "")
 
     def initialize_settings(self) -> None:
-        # The key now lives in this object alone: whatever the server starts later (a kernel of
-        # the person's or of a run, sandboxed or not) inherits an environment without it.
+        # The key and the MCP servers' secrets now live in this object alone: whatever the
+        # server starts later (a kernel of the person's or of a run, sandboxed or not) inherits
+        # an environment without them.
         self.api_key = self.api_key
+        self.mcp_secrets = {
+            name: os.environ.pop(name)
+            for name in list(os.environ)
+            if name.startswith(SECRET_PREFIXES)
+        }
+        """The variables the person's settings may name for their MCP servers (MCP_...)."""
         for name in SECRET_VARIABLES:
             os.environ.pop(name, None)
         self._models = {}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
@@ -307,7 +306,7 @@ class RunsHandler(AgentHandler):
         wrong or whose name the server's configuration has; 403 for a command where the
         Authorizer lets this user run no terminal (a stdio server is a command on the server)."""
         try:
-            servers = servers_from_settings(listed, os.environ)
+            servers = servers_from_settings(listed, self.extensionapp.mcp_secrets)
         except McpConfigError as error:
             raise RunError(400, str(error)) from None
         configured = {server.name for server in self.extensionapp.mcp_server_configs}
