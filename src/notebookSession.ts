@@ -225,7 +225,7 @@ export class NotebookSession implements IDisposable {
    * is followed once it appears, as on opening, unless this notebook shows one running.
    */
   async followRunStartedElsewhere(): Promise<void> {
-    if (this._run?.running || this._watching) {
+    if (this._run?.running || this._watching || document.hidden) {
       return;
     }
     this._watching = true;

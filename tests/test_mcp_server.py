@@ -221,3 +221,64 @@ async def test_mcp_config_gives_clients_the_endpoint_and_a_stdio_bridge_that_wor
         (run,) = (await api.call("GET", "runs", params={"path": path}))["runs"]
         assert run["model"] == "mcp:stdio-only-agent"  # the panel names the agent, not the bridge
         result(await client.call_tool("end_session", {"path": path, "summary": "done"}))
+
+
+async def test_a_host_other_than_localhost_with_a_port_is_served(mcp_url, jp_auth_header):
+    """Behind a proxy (a hub's, say) the Host has no port, or another name: the Jupyter server
+    decides which hosts it serves, and the endpoint serves what it lets through."""
+    async with httpx2.AsyncClient() as http:
+        answer = await http.post(
+            mcp_url,
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-06-18",
+                    "capabilities": {},
+                    "clientInfo": {"name": "proxied", "version": "1"},
+                },
+            },
+            headers={
+                "Accept": "application/json, text/event-stream",
+                "Host": "localhost",
+                **jp_auth_header,
+            },
+        )
+    assert answer.status_code == 200, answer.text
+
+
+async def test_calls_at_once_share_one_session_and_the_agents_cells_are_its_own(
+    mcp_url, jp_auth_header, jp_root_dir, api
+):
+    path = make_notebook(jp_root_dir)
+    async with outside_agent(mcp_url, jp_auth_header) as client:
+        first, second = await asyncio.gather(
+            client.call_tool("add_cell", {"path": path, "source": "1"}),
+            client.call_tool("add_cell", {"path": path, "source": "2"}),
+        )
+        assert {result(first)["cell_id"], result(second)["cell_id"]} == {"agent-1", "agent-2"}
+        (run,) = (await api.call("GET", "runs", params={"path": path}))["runs"]
+        # The person can review its cells, not have this run rewrite them: only the agent can.
+        answer = await api.call(
+            "POST", f"runs/{run['id']}/cells/agent-1/regenerate", {}, expect=409
+        )
+        assert answer["message"] == (
+            "this run is test-agent's, an outside agent's: ask test-agent to rewrite its cell"
+        )
+        await api.call("POST", f"runs/{run['id']}/cells/agent-1/accept")
+        result(await client.call_tool("end_session", {"path": path, "summary": "two cells"}))
+
+
+async def test_a_link_out_of_the_root_is_left_out_of_the_list(
+    mcp_url, jp_auth_header, jp_root_dir, tmp_path_factory
+):
+    outside = tmp_path_factory.mktemp("outside") / "secret.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(), outside)
+    (jp_root_dir / "link.ipynb").symlink_to(outside)
+    path = make_notebook(jp_root_dir)
+    async with outside_agent(mcp_url, jp_auth_header) as client:
+        listed = result(await client.call_tool("list_notebooks", {"folder": "."}))
+        assert [n["path"] for n in listed["notebooks"]] == [path]
+        read = await client.call_tool("read_notebook", {"path": "link.ipynb"})
+        assert read.is_error

@@ -22,6 +22,13 @@ from mcp_types import (
 )
 
 SERVER_NAME = "jupyter-notebook-agent"
+INSTRUCTIONS = """\
+Work in the person's Jupyter notebooks. read_notebook shows a notebook's cells (with their ids
+and outputs) and its kernel's variables. add_cell and edit_cell write cells that appear in the
+open notebook as proposals the person accepts or rejects; code cells run in the notebook's
+sandboxed kernel and their outputs come back. execute_code runs code without adding a cell.
+Call end_session when you are done with a notebook."""
+"""What the endpoint tells an outside agent of its tools (and the bridge, in its stead)."""
 TOKEN_VARIABLE = "JUPYTER_TOKEN"
 """Where the bridge finds the server's token: an environment variable, not an argument that
 any process on the machine could read."""
@@ -61,13 +68,20 @@ class Bridge:
         self._closing = asyncio.Event()
 
     async def upstream(self, client: Implementation | None) -> Client:
-        if self._connected is None:
+        """The connection, opened now if there is none (or the last one failed or closed: the
+        server may have restarted)."""
+        if self._connected is None or (self._holder is not None and self._holder.done()):
+            self._closing = asyncio.Event()
             self._connected = asyncio.get_running_loop().create_future()
-            self._holder = asyncio.create_task(self._hold(client))
+            self._holder = asyncio.create_task(self._hold(client, self._connected, self._closing))
         return await asyncio.shield(self._connected)
 
-    async def _hold(self, client: Implementation | None) -> None:
-        assert self._connected is not None
+    async def _hold(
+        self,
+        client: Implementation | None,
+        connected: asyncio.Future[Client],
+        closing: asyncio.Event,
+    ) -> None:
         headers = {"Authorization": f"token {self.token}"} if self.token else {}
         try:
             async with Client(
@@ -76,11 +90,11 @@ class Bridge:
                 ),
                 client_info=client or Implementation(name="an MCP client", version="0"),
             ) as upstream:
-                self._connected.set_result(upstream)
-                await self._closing.wait()
+                connected.set_result(upstream)
+                await closing.wait()
         except Exception as error:
-            if not self._connected.done():
-                self._connected.set_exception(error)
+            if not connected.done():
+                connected.set_exception(error)
 
     async def list_tools(self, ctx: Any, params: PaginatedRequestParams | None) -> ListToolsResult:
         upstream = await self.upstream(_client_info(ctx))
@@ -91,7 +105,12 @@ class Bridge:
         return await upstream.call_tool(params.name, params.arguments or {})
 
     async def serve_stdio(self) -> None:
-        server = Server(SERVER_NAME, on_list_tools=self.list_tools, on_call_tool=self.call_tool)
+        server = Server(
+            SERVER_NAME,
+            instructions=INSTRUCTIONS,
+            on_list_tools=self.list_tools,
+            on_call_tool=self.call_tool,
+        )
         try:
             async with stdio_server() as (read, write):
                 await server.run(read, write, server.create_initialization_options())

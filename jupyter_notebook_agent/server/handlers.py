@@ -21,12 +21,13 @@ from jupyter_server.extension.handler import ExtensionHandlerMixin
 
 from .._version import __version__
 from ..agent import Event
-from ..llm import ModelError, parse_model_string
+from ..llm import Model, ModelError, parse_model_string
 from ..mcp.client import McpConfigError, McpServerConfig, servers_from_settings
 from ..sandbox import SandboxUnavailable
 from .asgi import AsgiExchange
 from .mcp_endpoint import USER_KEY
 from .model_settings import SetupError, endpoint_models
+from .outside_agent import MODEL_PREFIX, OutsideAgent
 from .runs import Run, RunError, RunRegistry, RunRequest
 from .starting import RunStarter
 
@@ -73,10 +74,15 @@ class AgentHandler(RegistryMixin, APIHandler):
         path = await self.registry.stored_path(run_id)
         stored = await self.registry.describe(run_id)
         kernel_name = await self.starter.notebook_kernel(path)
-        try:
-            model = await self.starter.model(stored["model"])
-        except RunError:  # one this server no longer has: the one a new run gets
-            model = await self.starter.model()
+        model: Model
+        if stored["model"].startswith(MODEL_PREFIX):  # an outside agent's: its session is over
+            model = OutsideAgent(stored["model"].removeprefix(MODEL_PREFIX), 0)
+            model.end("the server restarted")
+        else:
+            try:
+                model = await self.starter.model(stored["model"])
+            except RunError:  # one this server no longer has: the one a new run gets
+                model = await self.starter.model()
         steps = min(stored["max_steps"], self.extensionapp.max_steps)
         config = self.starter.agent_config(stored["execution"], steps)
         user = self.current_user.username
@@ -129,6 +135,16 @@ class AgentHandler(RegistryMixin, APIHandler):
         if not isinstance(body, dict):
             raise RunError(400, "the request body must be a JSON object")
         return body
+
+
+def refuse_outside_agents(run: Run, doing: str) -> None:
+    """409 where the run is an outside agent's: only the agent itself can do that, and its
+    session says nothing of it (the panel says to ask the agent)."""
+    model = run.agent.model
+    if isinstance(model, OutsideAgent):
+        raise RunError(
+            409, f"this run is {model.client}'s, an outside agent's: ask {model.client} to {doing}"
+        )
 
 
 _KINDS = {str: "a string", int: "an integer", bool: "true or false", dict: "an object"}
@@ -373,6 +389,7 @@ class ContinueHandler(AgentHandler):
     async def post(self, run_id: str) -> None:
         """An interrupted run goes on: its thread from the store, its cells by the same ids."""
         run = await self.taken_up(run_id)
+        refuse_outside_agents(run, "go on with it")
         self.registry.go_on(run)
         self.finish(json.dumps(run.to_json()))
 
@@ -392,6 +409,7 @@ class CellHandler(AgentHandler):
         elif action == "restore":
             self.registry.restore(run, cell_id)
         else:
+            refuse_outside_agents(run, "rewrite its cell")
             instruction = _field(body, "instruction", str, "")
             if len(instruction) > self.extensionapp.max_prompt_chars:
                 raise RunError(413, "the instruction is longer than a prompt may be")

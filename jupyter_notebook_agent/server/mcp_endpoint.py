@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -19,32 +20,30 @@ from jupyter_core.utils import ensure_async
 from mcp.server import MCPServer
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import Field
 
 from ..agent.variables import kernel_variables
 from ..kernels.gateway import connected_session
+from ..mcp.bridge import INSTRUCTIONS
 from ..notebook import NotebookDocument
 from ..notebook.outputs import digest
 from .outside_agent import OutsideAgent, SessionEnded
-from .runs import Run, RunError, RunRequest
+from .runs import Run, RunError, RunRegistry, RunRequest
 
 if TYPE_CHECKING:
     from starlette.types import Receive, Scope, Send
 
     from .app import NotebookAgent
 
-INSTRUCTIONS = """\
-Work in the person's Jupyter notebooks. read_notebook shows a notebook's cells (with their ids
-and outputs) and its kernel's variables. add_cell and edit_cell write cells that appear in the
-open notebook as proposals the person accepts or rejects; code cells run in the notebook's
-sandboxed kernel and their outputs come back. execute_code runs code without adding a cell.
-Call end_session when you are done with a notebook."""
-
 OUTPUT_CHARS = 4_000
 """Characters of one output an outside agent reads at most (head and tail kept)."""
 
 USER_KEY = "jupyter_notebook_agent.user"
 """Where the ASGI scope carries the Jupyter user the request was authenticated as."""
+
+SessionKey = tuple[str, str, str]
+"""An outside agent's session: the notebook's path, the Jupyter user, the client's name."""
 
 
 class NotebookMcp:
@@ -54,16 +53,27 @@ class NotebookMcp:
         self.app = app
         self.idle_s = idle_s
         self.max_calls = max_calls
-        self.sessions: dict[tuple[str, str], tuple[Run, OutsideAgent]] = {}
-        """Each outside agent's run, by notebook path and client name, while it is active."""
-        self.stopped: dict[tuple[str, str], float] = {}
+        self.sessions: dict[SessionKey, tuple[Run, OutsideAgent]] = {}
+        """Each outside agent's run, by notebook, user and client name, while it is active."""
+        self._starting: dict[SessionKey, asyncio.Lock] = {}
+        """One start at a time per session: an agent's calls may come at once."""
+        self.stopped: dict[SessionKey, float] = {}
         """Until when (loop time) an outside agent the person stopped is refused in a notebook:
         a stop would mean little if its next call started it again."""
+        root = logging.getLogger()
+        kept = root.handlers[:], root.level
         self.server = MCPServer(
             "jupyter-notebook-agent", instructions=INSTRUCTIONS, log_level="WARNING"
         )
+        root.handlers[:], root.level = kept  # the SDK set up the process's logging: undone
         self._add_tools()
-        self.server.streamable_http_app(streamable_http_path="/", session_idle_timeout=idle_s)
+        self.server.streamable_http_app(
+            streamable_http_path="/",
+            session_idle_timeout=idle_s,
+            # The Jupyter server checks the Host and the Origin itself (and who asks): the SDK's
+            # own check would refuse every host but localhost, a hub's and a proxy's too.
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        )
         self._stopped = asyncio.Event()
         self._serving: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -126,7 +136,9 @@ class NotebookMcp:
     ) -> dict[str, Any]:
         registry = self.app.registry
         sessions = await ensure_async(registry.sessions.list_sessions())
-        open_paths = {registry.api_path(s["path"]) for s in sessions if s["type"] == "notebook"}
+        open_paths = set(
+            _spelled(registry, [s["path"] for s in sessions if s["type"] == "notebook"])
+        )
         paths = set(open_paths)
         if folder:
             try:
@@ -137,8 +149,11 @@ class NotebookMcp:
                 raise ToolError(f"the folder {folder!r} cannot be listed: {error}") from None
             if listing["type"] != "directory":
                 raise ToolError(f"{folder!r} is not a folder")
-            found = [c["path"] for c in listing["content"] if c["type"] == "notebook"]
-            paths |= {registry.api_path(path) for path in found}
+            paths |= set(
+                _spelled(
+                    registry, [c["path"] for c in listing["content"] if c["type"] == "notebook"]
+                )
+            )
         return {
             "notebooks": [
                 {"path": path, "open": path in open_paths, "active_run": self._active(path)}
@@ -186,7 +201,7 @@ class NotebookMcp:
         return await self._in_run(ctx, path, "execute_code", {"code": code})
 
     async def end_session(self, path: str, summary: str, ctx: Context) -> dict[str, Any]:
-        key = (self._notebook_path(path), client_name(ctx))
+        key = (self._notebook_path(path), request_user(ctx), client_name(ctx))
         if key not in self.sessions:
             raise ToolError(f"you have no session in {path}")
         arguments = {"success": True, "summary": summary}
@@ -199,14 +214,24 @@ class NotebookMcp:
     ) -> dict[str, Any]:
         """Carries out the call in the caller's run on the notebook, started by its first."""
         path = self._notebook_path(path)
-        agent = await self._session(path, client_name(ctx), request_user(ctx))
+        key = (path, request_user(ctx), client_name(ctx))
+        async with self._starting.setdefault(key, asyncio.Lock()):
+            run, agent = await self._session(key)
+        call = asyncio.ensure_future(agent.call(name, arguments))
         try:
-            return await agent.call(name, arguments)
+            await asyncio.wait([call, run.task], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not call.done():  # the run ended some other way, or this call was cancelled
+                call.cancel()
+        if call.cancelled():
+            raise ToolError(f"your session in {path} ended before the call was carried out")
+        try:
+            return call.result()
         except SessionEnded as ended:
             raise ToolError(f"your session in {path} is over: {ended}") from None
 
-    async def _session(self, path: str, client: str, user: str) -> OutsideAgent:
-        key = (path, client)
+    async def _session(self, key: SessionKey) -> tuple[Run, OutsideAgent]:
+        path, user, client = key
         refused_for = self.stopped.get(key, 0) - asyncio.get_running_loop().time()
         if refused_for > 0:
             raise ToolError(
@@ -216,7 +241,7 @@ class NotebookMcp:
         if key in self.sessions:
             run, agent = self.sessions[key]
             if run.active and not agent.ended:
-                return agent
+                return run, agent
             del self.sessions[key]
         agent = OutsideAgent(client, self.idle_s)
         request = RunRequest(
@@ -231,14 +256,15 @@ class NotebookMcp:
         except RunError as error:
             raise ToolError(f"no session could start in {path}: {error}") from None
         run.events.subscribe(agent.heard)
-        run.events.subscribe(self._forget_when_over(key))
+        run.events.subscribe(self._forget_when_over(key, run))
         self.sessions[key] = (run, agent)
-        return agent
+        return run, agent
 
-    def _forget_when_over(self, key: tuple[str, str]) -> Callable[[dict[str, Any]], None]:
+    def _forget_when_over(self, key: SessionKey, run: Run) -> Callable[[dict[str, Any]], None]:
         def heard(event: dict[str, Any]) -> None:
             if event["type"] == "run_finished":
-                self.sessions.pop(key, None)
+                if self.sessions.get(key, (None,))[0] is run:
+                    del self.sessions[key]
                 if event["reason"] == "stopped":
                     self.stopped[key] = asyncio.get_running_loop().time() + self.idle_s
 
@@ -293,6 +319,15 @@ class NotebookMcp:
         finally:
             with contextlib.suppress(Exception):
                 await kernel.shutdown()  # a shared kernel: only our channels close
+
+
+def _spelled(registry: RunRegistry, paths: list[str]) -> list[str]:
+    """The paths' one spelling each; those outside the root (a link out of it) left out."""
+    spelled = []
+    for path in paths:
+        with contextlib.suppress(RunError):
+            spelled.append(registry.api_path(path))
+    return spelled
 
 
 def client_name(ctx: Context) -> str:

@@ -17,6 +17,9 @@ from typing import Any
 
 from ..llm.base import ModelTurn, StreamItem, ToolCall
 
+MODEL_PREFIX = "mcp:"
+"""An outside agent's run names its model `mcp:CLIENT`."""
+
 
 class SessionEnded(Exception):
     """The run the outside agent worked in has ended: stopped by the person, or over."""
@@ -40,7 +43,7 @@ class OutsideAgent:
 
     def __init__(self, client: str, idle_s: float) -> None:
         self.client = client
-        self.name = f"mcp:{client}"
+        self.name = MODEL_PREFIX + client
         self.idle_s = idle_s
         self._calls: asyncio.Queue[_Call] = asyncio.Queue()
         self._pending: _Call | None = None
@@ -55,7 +58,7 @@ class OutsideAgent:
             raise SessionEnded(self.ended)
         call = _Call(name, arguments)
         await self._calls.put(call)
-        return await call.result
+        return await call.result  # cancelled with the caller: the run passes it over
 
     def end(self, why: str) -> None:
         """The run ended: the calls waiting on it are told so, and later ones too."""
@@ -83,16 +86,30 @@ class OutsideAgent:
     ) -> AsyncIterator[StreamItem]:
         if self._pending and not self._pending.result.done():  # never carried out
             self._pending.result.set_exception(SessionEnded("the run passed the call over"))
-        try:
-            call = await asyncio.wait_for(self._calls.get(), self.idle_s)
-        except TimeoutError:
-            summary = f"{self.client} made no call for {self.idle_s:.0f} s, so its session ended."
-            call = _Call("complete_task", {"success": True, "summary": summary})
-        self._pending = call
+        self._pending = call = await self._next_call()
         yield ModelTurn(tool_calls=[ToolCall(call.id, call.name, json.dumps(call.arguments))])
+
+    async def _next_call(self) -> _Call:
+        """The next call still awaited by its caller; the end of the run, once the session is
+        over or has been idle for `idle_s`."""
+        if self.ended:
+            return _ending(f"{self.client}'s session is over ({self.ended}).")
+        while True:
+            try:
+                call = await asyncio.wait_for(self._calls.get(), self.idle_s)
+            except TimeoutError:
+                return _ending(
+                    f"{self.client} made no call for {self.idle_s:.0f} s, so its session ended."
+                )
+            if not call.result.done():  # else its caller went away while it waited
+                return call
 
     def warm(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> int:
         return 0
 
     async def aclose(self) -> None:
         self.end("the session closed")
+
+
+def _ending(summary: str) -> _Call:
+    return _Call("complete_task", {"success": True, "summary": summary})
