@@ -51,6 +51,19 @@ async def test_an_answer_cut_off_by_the_endpoint_is_explained_as_such(
     assert outcome.success
 
 
+async def test_an_answer_cut_off_before_its_call_is_explained_as_such(kernel, write_recording):
+    looping = turn(content="$1000000" * 40)
+    looping.cut_short = "it repeated the same few words over and over"
+    recording = write_recording(looping, add_cell_turn("1+1"), complete())
+    agent, _, outcome, _ = await run_agent(kernel, recording)
+    told = [m["content"] for m in agent.messages if m["role"] == "user"][-1]
+    assert told.startswith(
+        "your answer was cut off (it repeated the same few words over and over) before it "
+        "called a tool"
+    )
+    assert outcome.success
+
+
 async def test_malformed_json_is_explained_and_the_model_retries(kernel, write_recording):
     recording = write_recording(
         turn(tool("add_cell", '{"cell_type": "code", "source": "1+1"')),

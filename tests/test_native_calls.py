@@ -55,6 +55,11 @@ BARE_JSON = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
+CALL_ALONE = BARE_JSON.replace(
+    "{% elif m.role == 'assistant' and m.tool_calls %}",
+    "{% elif m.role == 'assistant' and m.tool_calls %}"
+    "{% if m.content %}{{ raise_exception('a call comes alone') }}{% endif %}",
+)
 REFUSES_CALLS = CHATML_TEMPLATE.replace(
     "{% for message in messages %}",
     "{% for message in messages %}"
@@ -79,6 +84,12 @@ def test_a_tagged_format_is_learned_with_the_message_before_its_call():
 
 def test_a_bare_json_format_is_learned_with_no_message():
     assert template(BARE_JSON).calls == NativeCalls(
+        before='{"name": "', between='", "parameters": ', after="}", gap=None
+    )
+
+
+def test_a_template_that_refuses_a_message_beside_a_call_has_calls_alone():
+    assert template(CALL_ALONE).calls == NativeCalls(
         before='{"name": "', between='", "parameters": ', after="}", gap=None
     )
 

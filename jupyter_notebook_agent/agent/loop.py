@@ -339,7 +339,11 @@ class Agent:
     async def _observe(self, turn: ModelTurn) -> None:
         """Carries out the turn's calls and hands their results back, until one completes."""
         if not turn.tool_calls:
-            reply = self._format_error("you answered without calling a tool")
+            reply = self._format_error(
+                f"your answer was cut off ({turn.cut_short}) before it called a tool"
+                if turn.cut_short
+                else "you answered without calling a tool"
+            )
             self._append({"role": "user", "content": reply["error"]})
         for call in turn.tool_calls:
             result = await self._call(call, turn.cut_short)

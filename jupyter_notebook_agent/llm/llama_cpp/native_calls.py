@@ -1,6 +1,6 @@
 """A model's own tool-call format, learned from its chat template: a model tuned to call tools
-(Qwen 2.5/3's `<tool_call>` tags, Llama 3.x's bare JSON) calls them best in the words it was tuned
-on, with the tools described the way its template describes them.
+(Qwen 2.5's `<tool_call>` tags, say, or Llama 3.x's bare JSON) calls them best in the words it
+was tuned on, with the tools described the way its template describes them.
 
 The format is learned by rendering a probe conversation: the answer a template writes for a known
 call, split around the call's name and arguments, gives the text before, between and after them.
@@ -95,10 +95,13 @@ def learn_native_calls(render: Render) -> NativeCalls | None:
         asked = render(_CHAT, True, tools)
         text = answer({"role": "assistant", "content": _TEXT})
         called = answer(called_turn)
-        both = answer({**called_turn, "content": _TEXT})
         replied = render([*_CHAT, called_turn, result], True, tools)
     except Exception:  # a template that cannot render tools (or raises on them) has no format
         return None
+    try:
+        both = answer({**called_turn, "content": _TEXT})
+    except Exception:  # one that refuses a message beside a call: the answer is the call alone
+        both = None
     if _NAME not in asked or text is None or called is None or not text.startswith(_TEXT):
         return None
     end = text[len(_TEXT) :]
