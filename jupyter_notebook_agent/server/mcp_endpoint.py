@@ -82,15 +82,13 @@ class NotebookMcp:
         """Runs the SDK's session manager, from the first request until `stop`: its task group
         lives in one task of its own."""
         if self._serving is None:
-            ready = asyncio.Event()
 
             async def serve() -> None:
                 async with self.server.session_manager.run():
-                    ready.set()
+                    self._ready.set()
                     await self._stopped.wait()
 
             self._serving = asyncio.create_task(serve())
-            self._ready = ready
         await self._ready.wait()
 
     async def stop(self) -> None:
@@ -232,12 +230,14 @@ class NotebookMcp:
 
     async def _session(self, key: SessionKey) -> tuple[Run, OutsideAgent]:
         path, user, client = key
-        refused_for = self.stopped.get(key, 0) - asyncio.get_running_loop().time()
-        if refused_for > 0:
-            raise ToolError(
-                f"the person stopped your session in {path}: your calls there are refused for "
-                f"{refused_for / 60:.0f} more minutes"
-            )
+        if key in self.stopped:
+            refused_for = self.stopped[key] - asyncio.get_running_loop().time()
+            if refused_for > 0:
+                raise ToolError(
+                    f"the person stopped your session in {path}: your calls there are refused "
+                    f"for {refused_for / 60:.0f} more minutes"
+                )
+            del self.stopped[key]
         if key in self.sessions:
             run, agent = self.sessions[key]
             if run.active and not agent.ended:
