@@ -412,6 +412,26 @@ async def test_stopping_the_run_ends_the_wait_and_the_server(kernel, write_recor
     assert not alive(int(pid_file.read_text()))
 
 
+async def test_the_servers_are_gone_when_the_run_says_it_finished(
+    kernel, write_recording, tmp_path
+):
+    """The person may act on a finished run at once (a new conversation, say): the run is not
+    still closing its MCP servers when it says it finished."""
+    pid_file = tmp_path / "server.pid"
+    recording = write_recording(turn(tool("tools__add", {"a": 2, "b": 3})), complete())
+    servers = {"tools": pid_reporting_server(pid_file, approval="allow")}
+    agent = mcp_agent(kernel, recording, servers)
+    server_alive_when_finished = []
+    agent.events.subscribe(
+        lambda event: (
+            event["type"] == "run_finished"
+            and server_alive_when_finished.append(alive(int(pid_file.read_text())))
+        )
+    )
+    assert (await agent.run("add 2 and 3")).success
+    assert server_alive_when_finished == [False]
+
+
 async def test_with_no_one_to_ask_a_tool_not_allowed_is_denied(kernel, write_recording):
     recording = write_recording(
         turn(tool("tools__add", {"a": 2, "b": 3})),

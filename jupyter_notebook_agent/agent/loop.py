@@ -263,9 +263,12 @@ class Agent:
             return outcome
         self.toolbox.open()  # connects while the kernel starts and the request is made
         try:
-            return await self._drive_loop()
+            outcome = await self._drive_loop()
         finally:
             await self.toolbox.close()
+        # Said once the MCP servers are gone: the person may act on a finished run at once.
+        self.events.emit(RunFinished.of(outcome))
+        return outcome
 
     async def _drive_loop(self) -> RunOutcome:
         self._loop_task = asyncio.ensure_future(self._loop(self.step + self.config.max_steps))
@@ -285,7 +288,6 @@ class Agent:
             outcome = RunOutcome(False, "model_error", str(error))
         finally:  # a stop or an end mid-turn leaves calls the thread must still answer
             self.conversation.answer_open_calls()
-        self.events.emit(RunFinished.of(outcome))
         return outcome
 
     async def _loop(self, last_step: int) -> RunOutcome:
