@@ -164,25 +164,27 @@ async def test_a_bad_call_is_explained_and_loses_nothing(mcp_url, jp_auth_header
     assert [c.id for c in nbformat.read(jp_root_dir / path, as_version=4).cells] == ["person-1"]
 
 
-@pytest.mark.parametrize("headers", [{}, {"Authorization": "token wrong"}], ids=["none", "wrong"])
-async def test_without_the_servers_token_the_endpoint_answers_403(mcp_url, headers):
-    initialize = {
+async def initialize(url: str, headers: dict[str, str]) -> httpx2.Response:
+    """The protocol's first message, as any client sends it, over plain HTTP."""
+    message = {
         "jsonrpc": "2.0",
         "id": 1,
         "method": "initialize",
         "params": {
             "protocolVersion": "2025-06-18",
             "capabilities": {},
-            "clientInfo": {"name": "intruder", "version": "1"},
+            "clientInfo": {"name": "plain", "version": "1"},
         },
     }
     async with httpx2.AsyncClient() as http:
-        answer = await http.post(
-            mcp_url,
-            json=initialize,
-            headers={"Accept": "application/json, text/event-stream", **headers},
+        return await http.post(
+            url, json=message, headers={"Accept": "application/json, text/event-stream", **headers}
         )
-    assert answer.status_code == 403
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "token wrong"}], ids=["none", "wrong"])
+async def test_without_the_servers_token_the_endpoint_answers_403(mcp_url, headers):
+    assert (await initialize(mcp_url, headers)).status_code == 403
 
 
 async def test_mcp_config_gives_clients_the_endpoint_and_a_stdio_bridge_that_works(
@@ -226,25 +228,7 @@ async def test_mcp_config_gives_clients_the_endpoint_and_a_stdio_bridge_that_wor
 async def test_a_host_other_than_localhost_with_a_port_is_served(mcp_url, jp_auth_header):
     """Behind a proxy (a hub's, say) the Host has no port, or another name: the Jupyter server
     decides which hosts it serves, and the endpoint serves what it lets through."""
-    async with httpx2.AsyncClient() as http:
-        answer = await http.post(
-            mcp_url,
-            json={
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-06-18",
-                    "capabilities": {},
-                    "clientInfo": {"name": "proxied", "version": "1"},
-                },
-            },
-            headers={
-                "Accept": "application/json, text/event-stream",
-                "Host": "localhost",
-                **jp_auth_header,
-            },
-        )
+    answer = await initialize(mcp_url, {"Host": "localhost", **jp_auth_header})
     assert answer.status_code == 200, answer.text
 
 
