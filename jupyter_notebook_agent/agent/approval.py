@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from ..mcp.client import McpTool
 from .events import EventLog, ToolApprovalDecided, ToolApprovalRequested
+from .review import Waits
 
 Decision = Literal["approve", "deny", "always"]
 
@@ -43,7 +44,7 @@ class ToolApprovals:
 
     def __init__(self, events: EventLog, permissions: ToolPermissions) -> None:
         self.events, self.permissions = events, permissions
-        self._waiting: dict[str, asyncio.Future[Decision]] = {}
+        self._waits = Waits[Decision]()
 
     async def refusal(self, call_id: str, tool: McpTool, arguments: dict[str, Any]) -> str | None:
         """None once the call may run: at once where it is allowed, else when the person has
@@ -55,15 +56,11 @@ class ToolApprovals:
         if self.permissions.no_one_to_ask is not None:
             return f"{denied} ({self.permissions.no_one_to_ask})"
         self.events.emit(ToolApprovalRequested(call_id, tool.server.name, tool.tool, arguments))
-        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
-        self._waiting[call_id] = future
         try:
-            decision = await future
+            decision = await self._waits.wait(call_id)
         except asyncio.CancelledError:
             self.events.emit(ToolApprovalDecided(call_id, "stopped"))
             raise
-        finally:
-            del self._waiting[call_id]
         self.events.emit(ToolApprovalDecided(call_id, decision))
         if decision == "always":
             self.permissions.always(tool)
@@ -71,8 +68,4 @@ class ToolApprovals:
 
     def decide(self, call_id: str, decision: Decision) -> bool:
         """Hands the decision to the call waiting for it; False when none waits."""
-        future = self._waiting.get(call_id)
-        if future is None or future.done():
-            return False
-        future.set_result(decision)
-        return True
+        return self._waits.decide(call_id, decision)

@@ -457,7 +457,7 @@ class Agent:
         that never ran runs before the model's next turn (call `resume` when the run ended)."""
         runs = self.runs_when_accepted(cell_id)
         self.cells.accept(cell_id)
-        if not self.review.decide(cell_id, Decision("accept")) and runs:
+        if not self.review.verdicts.decide(cell_id, Decision("accept")) and runs:
             self.review.to_run.append(cell_id)
             self.review.asks_turn = True
 
@@ -478,7 +478,7 @@ class Agent:
         """Removes the cell. What a cell that ran did remains in the kernel, which is the
         person's: unless `keep_state`, they are offered a restart that undoes it."""
         remain = self.cells.reject(cell_id, keep_state)
-        if not self.review.decide(cell_id, Decision("reject")):
+        if not self.review.verdicts.decide(cell_id, Decision("reject")):
             consequence = " What it did remains in the kernel." if remain else ""
             self.review.notes.append(
                 f"The person rejected cell {cell_id}: it is gone from the notebook.{consequence}"
@@ -498,7 +498,7 @@ class Agent:
         record = self.cells.record(cell_id)
         cell = self.notebook.cell(cell_id)
         self.events.emit(CellRegenerating(cell_id, instruction, cell.source, len(record.versions)))
-        if self.review.decide(cell_id, Decision("regenerate", instruction)):
+        if self.review.verdicts.decide(cell_id, Decision("regenerate", instruction)):
             return
         wish = f" The person's instruction: {instruction}" if instruction else ""
         self.review.notes.append(

@@ -174,7 +174,7 @@ class NotebookTools:
     async def settle(self, cell: NotebookNode) -> dict[str, Any]:
         """Runs a code cell: at once, or in `ask` mode once the person has said yes."""
         if self.execution == "ask" and self.cells.records[cell.id].state == "proposed":
-            decision = await self.review.wait(cell.id)
+            decision = await self.review.verdicts.wait(cell.id)
             if decision.verdict == "reject":
                 return rejected(cell.id)
             if decision.verdict == "regenerate":

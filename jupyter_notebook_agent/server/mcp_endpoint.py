@@ -24,7 +24,6 @@ from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import Field
 
 from ..agent.variables import kernel_variables
-from ..kernels.gateway import connected_session
 from ..mcp.bridge import INSTRUCTIONS
 from ..notebook import NotebookDocument
 from ..notebook.outputs import digest
@@ -304,12 +303,7 @@ class NotebookMcp:
             return None
         try:
             await registry.check_kernel(session)
-            kernel = await connected_session(
-                registry.kernels.get_kernel(session["kernel"]["id"]),
-                session["kernel"]["name"],
-                gateway=bool(registry.gateway),
-                shared=True,
-            )
+            kernel = await registry.connect_notebook_kernel(session)
         except (RunError, RuntimeError, OSError) as error:
             return f"(the kernel's variables cannot be read: {error})"
         try:

@@ -683,12 +683,21 @@ class RunRegistry:
                 )
         await self.check_kernel(session)
         run.kernel_id = session["kernel"]["id"]
+        return await self.connect_notebook_kernel(
+            session, on_wait=lambda: run.events.emit(KernelWaiting())
+        )
+
+    async def connect_notebook_kernel(
+        self, session: dict[str, Any], on_wait: Callable[[], None] | None = None
+    ) -> JupyterKernelSession:
+        """The agent's session of a notebook's kernel (its jupyter_server session's, checked
+        by `check_kernel`), shared with the person: closing it closes the agent's channels."""
         return await connected_session(
-            self.kernels.get_kernel(run.kernel_id),
+            self.kernels.get_kernel(session["kernel"]["id"]),
             session["kernel"]["name"],
-            gateway=gateway,
+            gateway=bool(self.gateway),
             shared=True,
-            on_wait=lambda: run.events.emit(KernelWaiting()),
+            on_wait=on_wait,
         )
 
     @staticmethod
