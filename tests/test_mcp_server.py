@@ -266,3 +266,38 @@ async def test_a_link_out_of_the_root_is_left_out_of_the_list(
         assert [n["path"] for n in listed["notebooks"]] == [path]
         read = await client.call_tool("read_notebook", {"path": "link.ipynb"})
         assert read.is_error
+
+
+async def test_an_old_notebook_without_cell_ids_is_read_and_added_to(
+    mcp_url, jp_auth_header, jp_root_dir, api
+):
+    """nbformat 4.4, as most files on disk are: its cells get ids by position, the same on
+    every read, so an outside agent can name them; what it adds keeps the file valid."""
+    old = nbformat.v4.new_notebook()
+    old.nbformat_minor = 4
+    cell = nbformat.v4.new_code_cell("print('hi')")
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="hi\n")]
+    del cell["id"]
+    old.cells.append(cell)
+    (jp_root_dir / "old.ipynb").write_text(json.dumps(old))
+    async with outside_agent(mcp_url, jp_auth_header) as client:
+        first = result(await client.call_tool("read_notebook", {"path": "old.ipynb"}))
+        again = result(await client.call_tool("read_notebook", {"path": "old.ipynb"}))
+        assert [c["cell_id"] for c in first["cells"]] == [c["cell_id"] for c in again["cells"]]
+        cell_id = first["cells"][0]["cell_id"]
+        outputs = result(
+            await client.call_tool("get_cell_outputs", {"path": "old.ipynb", "cell_id": cell_id})
+        )
+        assert outputs["outputs"][0]["text"] == "hi\n"
+        added = result(
+            await client.call_tool(
+                "add_cell", {"path": "old.ipynb", "source": "1 + 1", "after_cell_id": cell_id}
+            )
+        )
+        assert added["outputs"][0]["text"] == "2"
+        (run,) = (await api.call("GET", "runs", params={"path": "old.ipynb"}))["runs"]
+        result(await client.call_tool("end_session", {"path": "old.ipynb", "summary": "ok"}))
+    await api.finished(run["id"])
+    saved = nbformat.read(jp_root_dir / "old.ipynb", as_version=4)
+    nbformat.validate(saved)
+    assert [c.source for c in saved.cells] == ["print('hi')", "1 + 1"]
