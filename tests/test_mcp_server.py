@@ -8,6 +8,8 @@ import json
 import os
 import socket
 import sys
+import time
+import urllib.error
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +25,9 @@ from jupyter_notebook_agent.sandbox import SANDBOX_KERNEL
 from jupyter_notebook_agent.sandbox.image import ensure_image
 
 from .agent_api import receive_until
-from .conftest import runs_server_config
+from .conftest import free_port, runs_server_config
 from .test_notebook_kernel import open_notebook, sandboxed
+from .test_server_runs import TOKEN, read_between_writes, rest, start_server
 
 
 @pytest.fixture
@@ -301,3 +304,48 @@ async def test_an_old_notebook_without_cell_ids_is_read_and_added_to(
     saved = nbformat.read(jp_root_dir / "old.ipynb", as_version=4)
     nbformat.validate(saved)
     assert [c.source for c in saved.cells] == ["print('hi')", "1 + 1"]
+
+
+def test_an_outside_agents_run_a_killed_server_left_is_reviewed_not_continued(tmp_path, replay):
+    """SIGKILL mid-session: after the restart the run is interrupted, its cell can be accepted,
+    Continue says to ask the agent (nothing here can speak for it), and the agent's next call
+    starts a run of its own."""
+    root = tmp_path / "root"
+    root.mkdir()
+    path = make_notebook(root)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/notebook-agent/mcp"
+    auth = {"Authorization": f"token {TOKEN}"}
+
+    async def add(source: str) -> dict[str, Any]:
+        async with outside_agent(url, auth) as client:
+            return result(await client.call_tool("add_cell", {"path": path, "source": source}))
+
+    server = start_server(root, port, replay, log=tmp_path / "first.log")
+    try:
+        assert asyncio.run(add("x = 6 * 7"))["status"] == "ok"
+        deadline = time.monotonic() + 10  # the server writes the file soon after
+        while len(read_between_writes(root, path).cells) < 2:
+            assert time.monotonic() < deadline, "the cell never reached the file"
+            time.sleep(0.05)
+    finally:
+        server.kill()  # SIGKILL, as an out-of-memory killer or a hub's cull does
+        server.wait()
+    server = start_server(root, port, replay, log=tmp_path / "restarted.log")
+    try:
+        (left,) = rest(port, "GET", f"notebook-agent/runs?path={path}")["runs"]
+        assert (left["state"], left["model"]) == ("interrupted", "mcp:test-agent")
+        runs = f"notebook-agent/runs/{left['id']}"
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            rest(port, "POST", f"{runs}/continue", {})
+        assert refused.value.code == 409
+        assert "ask test-agent to go on with it" in refused.value.read().decode()
+        accepted = rest(port, "POST", f"{runs}/cells/agent-1/accept", {})
+        assert accepted["cells"][0]["state"] == "accepted"
+        assert asyncio.run(add("6 * 7 + 1"))["outputs"][0]["text"] == "43"  # a new kernel
+        listed = rest(port, "GET", f"notebook-agent/runs?path={path}")["runs"]
+        assert len(listed) == 2 and listed[-1]["state"] == "running"
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert "Traceback" not in (tmp_path / "restarted.log").read_text()
