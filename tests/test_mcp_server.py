@@ -160,6 +160,9 @@ async def test_a_bad_call_is_explained_and_loses_nothing(mcp_url, jp_auth_header
     async with outside_agent(mcp_url, jp_auth_header) as client:
         missing = await client.call_tool("read_notebook", {"path": "nowhere.ipynb"})
         assert missing.is_error and "nowhere.ipynb" in missing.content[0].text
+        for outside in ("../outside.ipynb", "/etc/outside.ipynb", "%2e%2e/outside.ipynb"):
+            escaped = await client.call_tool("add_cell", {"path": outside, "source": "1"})
+            assert escaped.is_error, outside
         not_a_notebook = await client.call_tool("read_notebook", {"path": "data.csv"})
         assert not_a_notebook.is_error and "not a notebook" in not_a_notebook.content[0].text
         no_session = await client.call_tool("end_session", {"path": path, "summary": "?"})
