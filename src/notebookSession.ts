@@ -194,14 +194,19 @@ export class NotebookSession implements IDisposable {
       mcp_servers?: Record<string, unknown>;
     }
   ): Promise<void> {
-    await this._saves.save();
-    const info = await this.api.startRun({
-      path: this.path,
-      prompt,
-      writer: 'frontend',
-      ...options
-    });
-    this.follow(info);
+    this._starting = true; // the run about to start is this notebook's own to follow
+    try {
+      await this._saves.save();
+      const info = await this.api.startRun({
+        path: this.path,
+        prompt,
+        writer: 'frontend',
+        ...options
+      });
+      this.follow(info);
+    } finally {
+      this._starting = false;
+    }
   }
 
   /**
@@ -225,20 +230,35 @@ export class NotebookSession implements IDisposable {
    * is followed once it appears, as on opening, unless this notebook shows one running.
    */
   async followRunStartedElsewhere(): Promise<void> {
-    if (this._run?.running || this._watching || document.hidden) {
+    if (this.showsOwnRun() || this._watching || document.hidden) {
       return;
     }
     this._watching = true;
     try {
       const [latest] = (await this.api.runs(this.path)).reverse();
-      if (latest?.state === 'running' && latest.id !== this._run?.runId) {
-        await this.resume();
+      if (latest?.state !== 'running' || latest.id === this._run?.runId) {
+        return;
+      }
+      await this.refreshPastRuns();
+      // Looked at again after the last wait: the person may have started a run meanwhile.
+      const run = this._pastRuns[0];
+      if (
+        !this.showsOwnRun() &&
+        run?.id === latest.id &&
+        run.state === 'running'
+      ) {
+        this.follow(run, !this.panel.context.model.dirty);
       }
     } catch {
       // the server may be restarting: the next look tries again
     } finally {
       this._watching = false;
     }
+  }
+
+  /** Whether this notebook shows a run that is running, or is starting one itself. */
+  private showsOwnRun(): boolean {
+    return this._starting || (this._run?.running ?? false);
   }
 
   async refreshPastRuns(): Promise<void> {
@@ -459,6 +479,7 @@ export class NotebookSession implements IDisposable {
   private _saves: NotebookSaves;
   private _watch: number;
   private _watching = false;
+  private _starting = false;
   private _follower: CellFollower;
   private _frame: number | null = null;
   private _run: RunModel | null = null;
