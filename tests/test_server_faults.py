@@ -264,6 +264,30 @@ async def test_every_acknowledged_save_of_the_persons_survives_a_runs_writes(
     assert len(agent_cells(final)) == 12
 
 
+async def test_a_notebook_opened_while_the_server_saves_it_reads_whole(
+    jp_root_dir, jp_fetch, jp_serverapp, extension
+):
+    """Jupyter's contents manager writes a file in place: truncated, then written from a worker
+    thread. A page reloaded while the server wrote a run's cells into its notebook read it empty
+    ("Notebook does not appear to be JSON") and showed the person an error dialog. A read now
+    waits for the file's save to end."""
+    path = make_notebook(jp_root_dir)
+    notebook = read(jp_root_dir, path)
+    output = nbformat.v4.new_output("stream", name="stdout", text="y" * (8 << 20))
+    notebook.cells.append(nbformat.v4.new_code_cell("print('y' * big)", outputs=[output]))
+    model = {"type": "notebook", "format": "json", "content": notebook}
+    saving = asyncio.ensure_future(jp_serverapp.contents_manager.save(model, path))
+    file, started = jp_root_dir / path, time.monotonic()
+    while not saving.done() and file.stat().st_size > 10:  # until the save has truncated it
+        assert time.monotonic() - started < 10, "the save never truncated the file"
+        await asyncio.sleep(0.001)
+    assert not saving.done(), "the save ended before a read could fall in it: write more"
+    answer = await jp_fetch("api", "contents", path, params={"type": "notebook"})
+    opened = json.loads(answer.body)
+    assert opened["content"]["cells"][-1]["outputs"][0]["text"] == "y" * (8 << 20)
+    await saving
+
+
 #: In a fresh process: a 4 MB buffer freed, then a 1 MB one; prints how much of the process's
 #: memory is in pages of their own (mallinfo2's hblkhd) before and while it is held.
 LARGE_BUFFER = """

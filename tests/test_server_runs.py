@@ -557,6 +557,7 @@ async def test_a_stop_frees_the_notebook_when_its_work_cannot_be_put_away(
     last write, and with it the run, `running`, and the notebook, for any new request. Stop
     frees it within seconds; the write goes on in the background."""
     monkeypatch.setattr(runs, "STOP_WAIT_S", 1.0)
+    monkeypatch.setattr(extension.registry.saves, "read_wait_s", 1.0)  # the next request's read
     replay.script.speed = 1
     replay.script.turns = [add_cell_turn("x = 1"), slow("word " * 300, 30.0), complete()]
     path = make_notebook(jp_root_dir)

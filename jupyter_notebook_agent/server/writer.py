@@ -143,7 +143,7 @@ class NotebookWriter:
         async with self.saves.turn(self.path):
             if real_api_path(self.contents, self.path) != self.path:
                 raise OutsideRoot(f"{self.path} is now a link to another file; not written")
-            model = await ensure_async(self.contents.get(self.path, content=True, type="notebook"))
+            model = await self.saves.get(self.path, content=True, type="notebook")
             on_disk = upgraded(nbformat.from_dict(model["content"]))
             if not self._checkpointed:
                 await ensure_async(self.contents.create_checkpoint(self.path))
