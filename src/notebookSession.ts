@@ -90,6 +90,18 @@ export class NotebookSession implements IDisposable {
     return this._droppedRequests;
   }
 
+  /** The MCP tools the person allowed always on the notebook, as `{server}__{tool}`. */
+  get allowedTools(): readonly string[] {
+    return this._allowedTools;
+  }
+
+  /** Takes an "always" back: the tool's calls on the notebook, in the run going on too, wait
+   * for the person again. */
+  async askAgain(tool: string): Promise<void> {
+    this._allowedTools = await this.api.askAgain(this.path, tool);
+    this._changed.emit();
+  }
+
   /** The notebook's kernel now; null while it has none. */
   get kernel(): INotebookKernel | null {
     const context = this.panel.sessionContext;
@@ -262,11 +274,13 @@ export class NotebookSession implements IDisposable {
   }
 
   async refreshPastRuns(): Promise<void> {
-    const [runs, conversation] = await Promise.all([
+    const [runs, conversation, allowedTools] = await Promise.all([
       this.api.runs(this.path),
-      this.api.conversation(this.path)
+      this.api.conversation(this.path),
+      this.api.allowedTools(this.path)
     ]);
     this._pastRuns = runs.reverse();
+    this._allowedTools = allowedTools;
     this._conversationId = conversation.id;
     this._droppedRequests = conversation.dropped_requests;
     this._changed.emit();
@@ -285,9 +299,23 @@ export class NotebookSession implements IDisposable {
     if (!runId) {
       return undefined;
     }
-    return decision === 'deny'
-      ? this.api.denyToolCall(runId, callId)
-      : this.api.approveToolCall(runId, callId, decision === 'always');
+    if (decision === 'deny') {
+      return this.api.denyToolCall(runId, callId);
+    }
+    const approved = this.api.approveToolCall(
+      runId,
+      callId,
+      decision === 'always'
+    );
+    if (decision === 'always') {
+      void approved.then(() => this.refreshAllowedTools()).catch(() => null);
+    }
+    return approved;
+  }
+
+  private async refreshAllowedTools(): Promise<void> {
+    this._allowedTools = await this.api.allowedTools(this.path);
+    this._changed.emit();
   }
 
   accept(cellId: string): Promise<IRunInfo> | undefined {
@@ -486,6 +514,7 @@ export class NotebookSession implements IDisposable {
   private _stream: RunEventStream | null = null;
   private _pastRuns: IRunInfo[] = [];
   private _conversationId = '';
+  private _allowedTools: readonly string[] = [];
   private _droppedRequests = 0;
   private _isDisposed = false;
   private _changed = new Signal<this, void>(this);

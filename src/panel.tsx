@@ -134,6 +134,7 @@ function SessionView(props: {
                 session={session}
                 rendermime={props.rendermime}
               />
+              <AllowedTools session={session} context={context} />
               <PastRuns session={session} trans={trans} />
             </>
           )}
@@ -753,6 +754,50 @@ function Thread(props: {
         ))}
       </ol>
     </div>
+  );
+}
+
+/** The MCP tools whose calls on this notebook run without asking, since the person allowed
+ * them always; each "always" can be taken back. */
+function AllowedTools(props: {
+  session: NotebookSession;
+  context: IPanelContext;
+}): JSX.Element | null {
+  const { session, context } = props;
+  const { trans } = context;
+  const tools = session.allowedTools;
+  if (tools.length === 0) {
+    return null;
+  }
+  return (
+    <details className="jp-NotebookAgent-allowed-tools">
+      <summary>
+        {trans._n(
+          '%1 MCP tool runs without asking on this notebook',
+          '%1 MCP tools run without asking on this notebook',
+          tools.length
+        )}
+      </summary>
+      <ul>
+        {tools.map(tool => (
+          <li key={tool}>
+            <code>{tool}</code>{' '}
+            <button
+              className="jp-mod-styled"
+              aria-label={trans.__('Ask again before %1 runs', tool)}
+              onClick={() =>
+                void context.attempt(
+                  trans.__('Could not take back the permission of %1', tool),
+                  () => session.askAgain(tool)
+                )
+              }
+            >
+              {trans.__('Ask again')}
+            </button>
+          </li>
+        ))}
+      </ul>
+    </details>
   );
 }
 

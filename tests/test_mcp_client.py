@@ -643,6 +643,52 @@ class TestTheServer:
         (result,) = [e["result"] for e in events if e["type"] == "tool_result"][:1]
         assert result == {"status": "ok", "content": "4"}
 
+    async def test_an_always_taken_back_asks_again_in_the_run_and_later_ones(
+        self, api, replay, jp_root_dir, extension, caplog
+    ):
+        """The person can take back "Always allow this tool" (the panel lists the tools): the
+        tool's next call waits for them, in the run going on and in later runs."""
+        second = turn(tool("tools__add", {"a": 2, "b": 2}, "c2"))
+        second.ttft_s = 2.0  # the model thinks while the person takes the "always" back
+        replay.script.speed = 1
+        replay.script.turns = [
+            turn(tool("tools__add", {"a": 1, "b": 1}, "c1")),
+            second,
+            complete(),
+            turn(tool("tools__add", {"a": 3, "b": 3}, "c3")),
+            complete(),
+        ]
+        path = make_notebook(jp_root_dir)
+        allowed = {"path": path}
+        run = await api.start(path)
+        socket = await api.events(run["id"])
+        await receive_until(socket, "tool_approval_requested")
+        assert (await api.call("GET", "allowed-tools", params=allowed))["tools"] == []
+        await api.call("POST", f"runs/{run['id']}/tool-calls/c1/approve", {"always": True})
+        assert (await api.call("GET", "allowed-tools", params=allowed))["tools"] == ["tools__add"]
+        with caplog.at_level(logging.DEBUG):
+            await api.call("DELETE", "allowed-tools", params=allowed, expect=400)  # which tool?
+            wrong = {"path": "data.csv", "tool": "tools__add"}
+            await api.call("DELETE", "allowed-tools", params=wrong, expect=400)
+        assert not [r for r in caplog.records if r.exc_info]
+        taken_back = await api.call(
+            "DELETE", "allowed-tools", params=allowed | {"tool": "tools__add"}
+        )
+        assert taken_back == {"path": path, "tools": []}
+        asked = (await receive_until(socket, "tool_approval_requested"))[-1]
+        assert asked["call_id"] == "c2"
+        await api.call("POST", f"runs/{run['id']}/tool-calls/c2/deny")
+        assert (await api.finished(run["id"]))["outcome"]["success"]
+        await extension.registry.store.flush()
+        assert await extension.registry.store.allowed_tools(str(jp_root_dir / path)) == set()
+
+        extension.registry.allowed_tools.clear()  # as a restarted server holds them: the store's
+        later = await api.start(path, "again")
+        asked = await receive_until(await api.events(later["id"]), "tool_approval_requested")
+        assert asked[-1]["call_id"] == "c3"
+        await api.call("POST", f"runs/{later['id']}/tool-calls/c3/approve")
+        assert (await api.finished(later["id"]))["outcome"]["success"]
+
     async def test_a_stopped_run_has_no_call_to_decide(self, api, replay, jp_root_dir):
         replay.script.turns = [turn(tool("tools__add", {"a": 1, "b": 1}, "c1")), complete()]
         run = await api.start(make_notebook(jp_root_dir))

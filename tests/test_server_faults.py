@@ -174,6 +174,9 @@ class TestAReadOnlyUser:
         await api.call("POST", "local-model/download", expect=403)
         await api.call("POST", "runs/x/stop", expect=403)
         await api.call("POST", "runs/x/cells/agent-1/accept", expect=403)
+        assert (await api.call("GET", "allowed-tools", params={"path": path}))["tools"] == []
+        taking_back = {"path": path, "tool": "tools__add"}
+        await api.call("DELETE", "allowed-tools", params=taking_back, expect=403)
         assert METADATA_KEY not in read(jp_root_dir, path).metadata
 
 

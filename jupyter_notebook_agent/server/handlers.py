@@ -340,14 +340,18 @@ class RunsHandler(AgentHandler):
         return tuple(servers)
 
 
-class ConversationHandler(AgentHandler):
-    """A notebook's conversation: what the model is sent of its earlier requests."""
+class NotebookStateHandler(AgentHandler):
+    """The agent's state of one notebook, named by the query's `path`."""
 
     def notebook_path(self) -> str:
         path = self.registry.api_path(self.get_query_argument("path"))
         if not path.endswith(".ipynb"):
             raise RunError(400, f"{path!r} is not a notebook (an .ipynb file)")
         return path
+
+
+class ConversationHandler(NotebookStateHandler):
+    """A notebook's conversation: what the model is sent of its earlier requests."""
 
     @tornado.web.authenticated
     @authorized
@@ -363,6 +367,23 @@ class ConversationHandler(AgentHandler):
         """Starts the thread afresh: the next request's model sees none of the earlier ones."""
         path = self.notebook_path()
         self.finish(json.dumps(self.registry.new_conversation(path).to_json() | {"path": path}))
+
+
+class AllowedToolsHandler(NotebookStateHandler):
+    """The MCP tools the person allowed always on a notebook ("Always allow this tool")."""
+
+    @tornado.web.authenticated
+    @authorized
+    async def get(self) -> None:
+        path = self.notebook_path()
+        self.finish(json.dumps({"path": path, "tools": await self.registry.always_allowed(path)}))
+
+    @tornado.web.authenticated
+    @authorized
+    async def delete(self) -> None:
+        """Takes an "always" back: the tool's calls on the notebook wait for the person again."""
+        path, tool = self.notebook_path(), self.get_query_argument("tool")
+        self.finish(json.dumps({"path": path, "tools": await self.registry.ask_again(path, tool)}))
 
 
 class RunHandler(AgentHandler):
@@ -566,6 +587,7 @@ ROUTES: list[tuple[str, type[JupyterHandler]]] = [
     (r"/notebook-agent/local-model/download", LocalModelDownloadHandler),
     (r"/notebook-agent/runs", RunsHandler),
     (r"/notebook-agent/conversation", ConversationHandler),
+    (r"/notebook-agent/allowed-tools", AllowedToolsHandler),
     (rf"/notebook-agent/runs/{_RUN}", RunHandler),
     (rf"/notebook-agent/runs/{_RUN}/stop", StopHandler),
     (rf"/notebook-agent/runs/{_RUN}/continue", ContinueHandler),

@@ -491,6 +491,19 @@ class RunRegistry:
             allowed = await self.store.allowed_tools(self.notebook_file(path))
             self.allowed_tools.setdefault(path, set()).update(allowed)  # one may be there now
 
+    async def always_allowed(self, path: str) -> list[str]:
+        """The MCP tools the person allowed always on the notebook, by name."""
+        await self.load_allowed_tools(path)
+        return sorted(self._allowed_tools(path))
+
+    async def ask_again(self, path: str, tool: str) -> list[str]:
+        """The tool's calls on the notebook wait for the person again, from its runs going on
+        now (which share the set) and in the store; the tools still allowed always."""
+        await self.load_allowed_tools(path)
+        self._allowed_tools(path).discard(tool)
+        self.store.forbid_tool(self.notebook_file(path), tool)
+        return await self.always_allowed(path)
+
     def _allowed_tools(self, path: str) -> set[str]:
         """The notebook's MCP tools allowed always, shared by its runs."""
         allowed = self.allowed_tools.pop(path) if path in self.allowed_tools else set()

@@ -157,6 +157,14 @@ class RunStore:
             )
         )
 
+    def forbid_tool(self, notebook: str, tool: str) -> None:
+        """The person takes back an "always" on the tool: its calls on the notebook ask again."""
+        self._submit(
+            lambda db: db.execute(
+                "DELETE FROM allowed_tools WHERE notebook = ? AND tool = ?", (notebook, tool)
+            )
+        )
+
     def rename(self, old: str, new: str, old_path: str, new_path: str) -> None:
         """A notebook, or a folder of them, moved from `old` to `new` (files; `old_path` to
         `new_path` as the API says them): its runs and thread go with it."""

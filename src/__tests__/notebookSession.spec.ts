@@ -64,7 +64,8 @@ describe('NotebookSession', () => {
       settings,
       startRun: () => new Promise<IRunInfo>(resolve => (started = resolve)),
       runs: async () => [RUN], // the server has the run already, before startRun answers
-      conversation: async () => ({ id: 'conversation-1', dropped_requests: 0 })
+      conversation: async () => ({ id: 'conversation-1', dropped_requests: 0 }),
+      allowedTools: async () => []
     } as unknown as AgentAPI;
     const session = new NotebookSession(fakePanel(), api);
     try {

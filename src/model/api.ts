@@ -3,6 +3,7 @@ import { ServerConnection } from '@jupyterlab/services';
 import { requestAPI } from './request';
 import {
   IAgentStatus,
+  IAllowedTools,
   IConversation,
   IDownload,
   IModelSettings,
@@ -103,6 +104,28 @@ export class AgentAPI {
       { method: 'DELETE' },
       this.settings
     );
+  }
+
+  /** The MCP tools the person allowed always on the notebook, as `{server}__{tool}`. */
+  async allowedTools(path: string): Promise<string[]> {
+    const answer = await requestAPI<IAllowedTools>(
+      `allowed-tools?path=${encodeURIComponent(path)}`,
+      {},
+      this.settings
+    );
+    return answer.tools;
+  }
+
+  /** Takes an "always" back: the tool's calls on the notebook ask the person again; answers
+   * the tools still allowed always. */
+  async askAgain(path: string, tool: string): Promise<string[]> {
+    const query = `path=${encodeURIComponent(path)}&tool=${encodeURIComponent(tool)}`;
+    const answer = await requestAPI<IAllowedTools>(
+      `allowed-tools?${query}`,
+      { method: 'DELETE' },
+      this.settings
+    );
+    return answer.tools;
   }
 
   run(runId: string): Promise<IRunInfo> {

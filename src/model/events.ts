@@ -223,6 +223,13 @@ export interface IConversation {
   tokens_estimate: number;
 }
 
+/** What `GET allowed-tools?path=` answers: the MCP tools allowed always on the notebook. */
+export interface IAllowedTools {
+  path: string;
+  /** As `{server}__{tool}`, sorted. */
+  tools: string[];
+}
+
 /** What `PUT model` saves on the server: the model the agent uses from then on. */
 export interface IModelSettings {
   /** A model string: `openai:NAME`, `llama-cpp:/path/model.gguf`; '' for the server's own. */

@@ -170,4 +170,46 @@ test.describe('the agent calls the person’s MCP tools', () => {
       );
     });
   }
+
+  test('a tool allowed always is listed in the panel, and Ask again makes the next call wait', async ({
+    page
+  }) => {
+    const { panel } = await newNotebookAndPanel(page);
+    const box = panel.getByLabel('Request to the agent');
+    const prompt = panel.getByRole('alertdialog', {
+      name: 'Allow the tool add?'
+    });
+    await box.fill('Add 2 and 3 with my tools server');
+    await box.press('Enter');
+    await prompt
+      .getByRole('button', { name: 'Always allow this tool' })
+      .click({ timeout: 60_000 });
+    await expect(panel.locator('.jp-NotebookAgent-outcome')).toContainText(
+      'Asked the tools server.',
+      { timeout: 30_000 }
+    );
+
+    const allowed = panel.locator('.jp-NotebookAgent-allowed-tools');
+    await expect(allowed.locator('summary')).toHaveText(
+      '1 MCP tool runs without asking on this notebook'
+    );
+    await allowed.locator('summary').click();
+    await expect(allowed.locator('code')).toHaveText('tools__add');
+    await allowed
+      .getByRole('button', { name: 'Ask again before tools__add runs' })
+      .click();
+    await expect(allowed).toHaveCount(0);
+
+    await box.fill('Add them again');
+    await box.press('Enter');
+    await expect(prompt).toBeVisible({ timeout: 60_000 });
+    await expect(prompt.locator('pre')).toHaveText(
+      JSON.stringify({ a: 4, b: 4 }, null, 2)
+    );
+    await prompt.getByRole('button', { name: 'Allow', exact: true }).click();
+    await expect(panel.locator('.jp-NotebookAgent-outcome')).toContainText(
+      'Asked the tools server again.',
+      { timeout: 30_000 }
+    );
+  });
 });
