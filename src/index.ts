@@ -157,7 +157,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
           name: sandbox
         };
       }
-      const session = new NotebookSession(notebook, api);
+      const session = new NotebookSession(
+        notebook,
+        api,
+        () => status.mcpServers
+      );
       sessions.set(notebook, session);
       // Reject removes at once; the notification lets the person take it back.
       session.cellsRejected.connect((_, cells) =>

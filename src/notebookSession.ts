@@ -44,9 +44,14 @@ const RUN_WATCH_MS = 2000;
  * takes the writing over.
  */
 export class NotebookSession implements IDisposable {
+  /**
+   * @param mcpServers - The person's own MCP servers as their settings list them now: a run
+   * this notebook starts, continues or regenerates with is offered their tools.
+   */
   constructor(
     readonly panel: NotebookPanel,
-    private readonly api: AgentAPI
+    private readonly api: AgentAPI,
+    private readonly mcpServers: () => Record<string, unknown>
   ) {
     panel.disposed.connect(() => this.dispose());
     panel.sessionContext.kernelChanged.connect(this._kernelChanged, this);
@@ -148,7 +153,7 @@ export class NotebookSession implements IDisposable {
     if (runAccepted) {
       await this.runAccepted();
     }
-    await this.api.continue(runId);
+    await this.api.continue(runId, this.mcpServers());
   }
 
   private async runAccepted(): Promise<void> {
@@ -203,17 +208,18 @@ export class NotebookSession implements IDisposable {
       execution?: 'auto' | 'ask';
       max_steps?: number;
       model?: string;
-      mcp_servers?: Record<string, unknown>;
     }
   ): Promise<void> {
     this._starting = true; // the run about to start is this notebook's own to follow
     try {
       await this._saves.save();
+      const mcpServers = this.mcpServers();
       const info = await this.api.startRun({
         path: this.path,
         prompt,
         writer: 'frontend',
-        ...options
+        ...options,
+        mcp_servers: Object.keys(mcpServers).length ? mcpServers : undefined
       });
       this.follow(info);
     } finally {
@@ -369,7 +375,9 @@ export class NotebookSession implements IDisposable {
     instruction: string
   ): Promise<IRunInfo> | undefined {
     const runId = this.runOf(cellId);
-    return runId ? this.api.regenerate(runId, cellId, instruction) : undefined;
+    return runId
+      ? this.api.regenerate(runId, cellId, instruction, this.mcpServers())
+      : undefined;
   }
 
   /** The run that wrote the cell, as its provenance says: an earlier run's cell may still

@@ -332,10 +332,7 @@ function RequestBox(props: {
       await session.start(prompt, {
         execution: context.status.execution,
         max_steps: context.status.maxSteps,
-        model: context.status.model || undefined,
-        mcp_servers: Object.keys(context.status.mcpServers).length
-          ? context.status.mcpServers
-          : undefined
+        model: context.status.model || undefined
       });
       setPrompt('');
     } catch (error) {

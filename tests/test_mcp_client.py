@@ -47,8 +47,8 @@ from jupyter_notebook_agent.notebook import NotebookDocument
 from jupyter_notebook_agent.testing import mcp_tool_server
 
 from .agent_api import receive_until
-from .conftest import LOCAL, complete, free_port, runs_server_config, tool, turn
-from .test_server_runs import make_notebook
+from .conftest import LOCAL, add_cell_turn, complete, free_port, runs_server_config, tool, turn
+from .test_server_runs import make_notebook, read
 
 SERVER_SCRIPT = str(Path(mcp_tool_server.__file__))
 ENV_SECRET = "env-secret-31415926535"
@@ -740,6 +740,39 @@ class TestThePersonsSettings:
         ]
         assert results[2]["outputs"] == [{"type": "stdout", "text": "None\n"}]
         assert ENV_SECRET not in json.dumps(events)
+
+    async def test_a_run_taken_up_from_the_store_goes_on_with_the_servers_listed_again(
+        self, api, replay, jp_root_dir, extension
+    ):
+        """A run no longer held in memory (an older one, or an earlier server's) is taken up
+        from the store with the configuration's MCP servers alone: its settings' servers were
+        gone when the person regenerated a cell. The request to go on lists them again."""
+        extension.registry.finished_runs_kept = 1
+        mine = {"mine": stdio_server(approval="allow")}
+        replay.script.turns = [
+            add_cell_turn("x = 1"),
+            complete(),
+            # What the model answers to the regenerate request:
+            turn(tool("mine__add", {"a": 2, "b": 3}, "c1")),
+            turn(tool("edit_cell", {"cell_id": "agent-1", "source": "x = 5"}, "c2")),
+            complete("rewritten"),
+        ]
+        run = await api.start(make_notebook(jp_root_dir), mcp_servers=mine)
+        await api.finished(run["id"])
+        other = await api.start(make_notebook(jp_root_dir, "other.ipynb"))
+        await api.finished(other["id"])
+        assert run["id"] not in extension.registry.runs  # only the store has it now
+
+        regenerate = f"runs/{run['id']}/cells/agent-1/regenerate"
+        await api.call("POST", regenerate, {"mcp_servers": {"mine": {}}}, expect=400)
+        await api.call("POST", regenerate, {"mcp_servers": mine})
+        finished = await api.finished(run["id"])
+        assert finished["outcome"]["summary"] == "rewritten"
+        events = await receive_until(await api.events(run["id"]), "run_finished")
+        events += await receive_until(await api.events(run["id"], len(events)), "run_finished")
+        results = [e["result"] for e in events if e["type"] == "tool_result"]
+        assert {"status": "ok", "content": "5"} in results
+        assert read(jp_root_dir, run["path"]).cells[-1].source == "x = 5"
 
     @pytest.mark.parametrize(
         "servers, message",

@@ -506,6 +506,12 @@ class Agent:
         )
         self.review.asks_turn = True
 
+    def use_mcp_servers(self, servers: tuple[McpServerConfig, ...]) -> None:
+        """The MCP servers whose tools the run is offered when it goes on again (it connects
+        to them afresh each time it works)."""
+        self.config.mcp_servers = servers
+        self.toolbox = McpToolbox(servers)
+
     def decide_tool_call(self, call_id: str, decision: ToolDecision) -> bool:
         """The person's decision on a call of an MCP tool that waits for it; False when none
         waits (decided already, or the run stopped)."""

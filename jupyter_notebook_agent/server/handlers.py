@@ -124,6 +124,35 @@ class AgentHandler(RegistryMixin, APIHandler):
             },
         }
 
+    def mcp_servers(self, listed: dict[str, Any]) -> tuple[McpServerConfig, ...]:
+        """The person's own MCP servers, from their settings: 400 for one whose settings are
+        wrong or whose name the server's configuration has; 403 for a command where the
+        Authorizer lets this user run no terminal (a stdio server is a command on the server)."""
+        try:
+            servers = servers_from_settings(listed, self.extensionapp.mcp_secrets)
+        except McpConfigError as error:
+            raise RunError(400, str(error)) from None
+        configured = {server.name for server in self.extensionapp.mcp_server_configs}
+        for server in servers:
+            if server.name in configured:
+                raise RunError(
+                    400, f"the server's configuration has an MCP server {server.name!r} already"
+                )
+            if server.command and not self.authorizer.is_authorized(
+                self, self.current_user, "execute", "terminals"
+            ):
+                raise RunError(
+                    403, f"the MCP server {server.name!r} is a command, which you may not run here"
+                )
+        return tuple(servers)
+
+    def settings_servers(self, body: dict[str, Any]) -> tuple[McpServerConfig, ...] | None:
+        """The person's MCP servers a request to go on with a run lists (its `mcp_servers`, as
+        their settings are now); None where it lists none."""
+        if "mcp_servers" not in body:
+            return None
+        return self.mcp_servers(_field(body, "mcp_servers", dict))
+
     def body(self) -> dict[str, Any]:
         """The request's JSON object; an empty body is an empty object."""
         if not self.request.body:
@@ -317,28 +346,6 @@ class RunsHandler(AgentHandler):
         self.set_header("Location", self.request.path.rstrip("/") + "/" + run.id)
         self.finish(json.dumps(run.to_json()))
 
-    def mcp_servers(self, listed: dict[str, Any]) -> tuple[McpServerConfig, ...]:
-        """The person's own MCP servers, from their settings: 400 for one whose settings are
-        wrong or whose name the server's configuration has; 403 for a command where the
-        Authorizer lets this user run no terminal (a stdio server is a command on the server)."""
-        try:
-            servers = servers_from_settings(listed, self.extensionapp.mcp_secrets)
-        except McpConfigError as error:
-            raise RunError(400, str(error)) from None
-        configured = {server.name for server in self.extensionapp.mcp_server_configs}
-        for server in servers:
-            if server.name in configured:
-                raise RunError(
-                    400, f"the server's configuration has an MCP server {server.name!r} already"
-                )
-            if server.command and not self.authorizer.is_authorized(
-                self, self.current_user, "execute", "terminals"
-            ):
-                raise RunError(
-                    403, f"the MCP server {server.name!r} is a command, which you may not run here"
-                )
-        return tuple(servers)
-
 
 class NotebookStateHandler(AgentHandler):
     """The agent's state of one notebook, named by the query's `path`."""
@@ -409,8 +416,11 @@ class ContinueHandler(AgentHandler):
     @runs_code
     async def post(self, run_id: str) -> None:
         """An interrupted run goes on: its thread from the store, its cells by the same ids."""
+        listed = self.settings_servers(self.body())
         run = await self.taken_up(run_id)
         refuse_outside_agents(run, "go on with it")
+        if listed is not None:
+            run.use_mcp_servers(listed, self.extensionapp.mcp_server_configs)
         self.registry.go_on(run)
         self.finish(json.dumps(run.to_json()))
 
@@ -434,6 +444,8 @@ class CellHandler(AgentHandler):
             instruction = _field(body, "instruction", str, "")
             if len(instruction) > self.extensionapp.max_prompt_chars:
                 raise RunError(413, "the instruction is longer than a prompt may be")
+            if (listed := self.settings_servers(body)) is not None:
+                run.use_mcp_servers(listed, self.extensionapp.mcp_server_configs)
             self.registry.regenerate(run, cell_id, instruction)
         self.finish(json.dumps(run.to_json()))
 

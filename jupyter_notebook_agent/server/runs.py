@@ -195,6 +195,17 @@ class Run:
         self._review(self.agent.regenerate, cell_id, instruction)
         self._go_on_for_review()
 
+    def use_mcp_servers(
+        self, listed: tuple[McpServerConfig, ...], configured: tuple[McpServerConfig, ...]
+    ) -> None:
+        """The person's MCP servers as a request to go on lists them now (their settings may
+        have changed; a run taken up from the store had the configuration's alone), besides
+        the configuration's; a run at work keeps those it connected to."""
+        if self.active or (self.task is not None and not self.task.done()):
+            return
+        self.request.mcp_servers = listed
+        self.agent.use_mcp_servers(configured + listed)
+
     def go_on(self) -> None:
         """An interrupted run goes on where it stopped."""
         if self.state != "interrupted":

@@ -136,9 +136,13 @@ export class AgentAPI {
     return this.post(`runs/${runId}/stop`);
   }
 
-  /** An interrupted run goes on where it stopped. */
-  continue(runId: string): Promise<IRunInfo> {
-    return this.post(`runs/${runId}/continue`);
+  /** An interrupted run goes on where it stopped, offered the tools of the person's MCP
+   * servers as `mcpServers` lists them (left out: those it had). */
+  continue(
+    runId: string,
+    mcpServers?: Record<string, unknown>
+  ): Promise<IRunInfo> {
+    return this.post(`runs/${runId}/continue`, { mcp_servers: mcpServers });
   }
 
   accept(runId: string, cellId: string): Promise<IRunInfo> {
@@ -161,14 +165,17 @@ export class AgentAPI {
     );
   }
 
+  /** The agent rewrites the cell; a finished run goes on for it, offered the tools of the
+   * person's MCP servers as `mcpServers` lists them (left out: those it had). */
   regenerate(
     runId: string,
     cellId: string,
-    instruction = ''
+    instruction = '',
+    mcpServers?: Record<string, unknown>
   ): Promise<IRunInfo> {
     return this.post(
       `runs/${runId}/cells/${encodeURIComponent(cellId)}/regenerate`,
-      { instruction }
+      { instruction, mcp_servers: mcpServers }
     );
   }
 
