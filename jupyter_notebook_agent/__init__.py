@@ -12,5 +12,8 @@ def _jupyter_labextension_paths() -> list[dict[str, str]]:
 
 def _jupyter_server_extension_points() -> list[dict[str, object]]:
     from .server.app import NotebookAgent
+    from .server.config_log import hide_config_secrets
+
+    hide_config_secrets()  # before the server logs its configuration, ours in it
 
     return [{"module": "jupyter_notebook_agent", "app": NotebookAgent}]

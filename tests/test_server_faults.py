@@ -17,12 +17,14 @@ from typing import Any
 import nbformat
 import pytest
 from jupyter_server.auth.authorizer import Authorizer
+from traitlets.config import Config
 
 from jupyter_notebook_agent.notebook import METADATA_KEY
+from jupyter_notebook_agent.server.config_log import without_secrets
 
 from .agent_api import receive_until
-from .conftest import SECRET, add_cell_turn, complete, runs_server_config
-from .test_server_runs import agent_cells, make_notebook, read
+from .conftest import SECRET, add_cell_turn, complete, free_port, runs_server_config
+from .test_server_runs import agent_cells, make_notebook, read, start_server
 
 
 class ReadOnlyAuthorizer(Authorizer):
@@ -326,3 +328,42 @@ def test_a_megabyte_buffer_after_a_flood_still_gets_pages_of_its_own():
 
     assert own_pages("default") == 0  # what the fix is for: from the heap
     assert own_pages("held") >= 1 << 20
+
+
+def test_the_debug_log_of_the_configuration_hides_the_key_and_the_mcp_secrets(tmp_path, replay):
+    """Jupyter logs its whole configuration at --debug, once per application: the API key (on
+    the command line) and an MCP server's header (in a config file) were in the log."""
+    header = "Bearer mcp-header-secret-7f3a"
+    config = tmp_path / "config"
+    config.mkdir()
+    web = {"url": "https://mcp.example/mcp", "headers": {"Authorization": header}}
+    settings = f"c.NotebookAgent.mcp_servers = {{'web': {web!r}}}\n"
+    (config / "jupyter_server_config.py").write_text(settings)
+    root, log = tmp_path / "root", tmp_path / "server.log"
+    root.mkdir()
+    server = start_server(
+        root, free_port(), replay, log, {"JUPYTER_CONFIG_DIR": str(config)}, ["--debug"]
+    )
+    server.terminate()
+    server.wait(30)
+    text = log.read_text()
+    assert text.count("Config changed") >= 2
+    assert "'api_key': '<hidden>'" in text and "'Authorization': '<hidden>'" in text
+    assert "mcp.example" in text  # the rest of the configuration is as it was
+    assert SECRET not in text and header not in text
+
+
+def test_a_configuration_logged_shows_no_server_env_nor_a_list_set_another_way():
+    config = Config()
+    config.NotebookAgent.mcp_servers = {"db": {"command": "db-mcp", "env": {"PASSWORD": "pw-1"}}}
+    config.ServerApp.port = 8888
+    shown = without_secrets(config)
+    assert shown.NotebookAgent.mcp_servers == {
+        "db": {"command": "db-mcp", "env": {"PASSWORD": "<hidden>"}}
+    }
+    assert shown.ServerApp.port == 8888
+    assert config.NotebookAgent.mcp_servers["db"]["env"] == {"PASSWORD": "pw-1"}  # a copy
+    lazy = Config()
+    lazy.NotebookAgent.mcp_servers.update({"db": {"headers": {"X": "pw-2"}}})
+    assert "pw-2" not in repr(without_secrets(lazy))
+    assert without_secrets(Config({"ServerApp": {"port": 1}})) == {"ServerApp": {"port": 1}}

@@ -643,16 +643,18 @@ def start_server(
     replay: ReplayServerThread,
     log: Path | None = None,
     env: dict[str, str] | None = None,
+    options: list[str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """A real `jupyter server` process with the extension on the replayed model; its log goes
-    to `log`, else to a pipe read when it fails to start. `env` adds to its environment."""
+    """A real `jupyter server` process with the extension on the replayed model, and
+    `options`; its log goes to `log`, else to a pipe read when it fails to start. `env` adds to
+    its environment."""
     model = [
         "--NotebookAgent.model=openai:test-model",
         f"--NotebookAgent.base_url={replay.base_url}",
         f"--NotebookAgent.api_key={SECRET}",
         f"--NotebookAgent.model_settings_path={root.parent / 'model.json'}",
     ]
-    return start_jupyter(root, port, model, log, env)
+    return start_jupyter(root, port, model + (options or []), log, env)
 
 
 def start_jupyter(
