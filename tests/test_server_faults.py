@@ -17,10 +17,13 @@ from typing import Any
 import nbformat
 import pytest
 from jupyter_server.auth.authorizer import Authorizer
+from jupyter_server.services.contents.filemanager import FileContentsManager
+from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 from traitlets.config import Config
 
 from jupyter_notebook_agent.notebook import METADATA_KEY
 from jupyter_notebook_agent.server.config_log import without_secrets
+from jupyter_notebook_agent.server.contents import SerialSaves
 
 from .agent_api import receive_until
 from .conftest import SECRET, add_cell_turn, complete, free_port, runs_server_config
@@ -269,14 +272,17 @@ async def test_every_acknowledged_save_of_the_persons_survives_a_runs_writes(
     assert len(agent_cells(final)) == 12
 
 
+@pytest.mark.parametrize("spelled", ["sub/analysis.ipynb", "alias/analysis.ipynb"])
 async def test_a_notebook_opened_while_the_server_saves_it_reads_whole(
-    jp_root_dir, jp_fetch, jp_serverapp, extension
+    jp_root_dir, jp_fetch, jp_serverapp, extension, spelled
 ):
     """Jupyter's contents manager writes a file in place: truncated, then written from a worker
     thread. A page reloaded while the server wrote a run's cells into its notebook read it empty
     ("Notebook does not appear to be JSON") and showed the person an error dialog. A read now
-    waits for the file's save to end."""
-    path = make_notebook(jp_root_dir)
+    waits for the file's save to end, also one through a link to its folder."""
+    (jp_root_dir / "sub").mkdir()
+    (jp_root_dir / "alias").symlink_to("sub")
+    path = make_notebook(jp_root_dir, "sub/analysis.ipynb")
     notebook = read(jp_root_dir, path)
     output = nbformat.v4.new_output("stream", name="stdout", text="y" * (8 << 20))
     notebook.cells.append(nbformat.v4.new_code_cell("print('y' * big)", outputs=[output]))
@@ -287,10 +293,37 @@ async def test_a_notebook_opened_while_the_server_saves_it_reads_whole(
         assert time.monotonic() - started < 10, "the save never truncated the file"
         await asyncio.sleep(0.001)
     assert not saving.done(), "the save ended before a read could fall in it: write more"
-    answer = await jp_fetch("api", "contents", path, params={"type": "notebook"})
+    answer = await jp_fetch("api", "contents", spelled, params={"type": "notebook"})
     opened = json.loads(answer.body)
     assert opened["content"]["cells"][-1]["outputs"][0]["text"] == "y" * (8 << 20)
     await saving
+
+
+async def test_a_read_in_the_files_own_turn_goes_on_at_once(tmp_path):
+    """A read made in the file's turn (a checkpoint's copy, a save hook) waited for that turn,
+    its own, for the whole `read_wait_s`."""
+    manager = AsyncLargeFileManager(root_dir=str(tmp_path))
+    saves = SerialSaves(manager)
+    path = make_notebook(tmp_path)
+    async with saves.turn(path), asyncio.timeout(5):
+        model = await manager.get(path, content=True)
+        await manager.save(model, path)
+    assert saves._locks == {}  # and nothing is left held
+
+
+async def test_a_sync_contents_manager_still_calls_itself(tmp_path):
+    """A sync manager's own code calls its methods for their results: with coroutines in their
+    place, a folder listed coroutines and a copy failed."""
+    root = tmp_path / "root"
+    root.mkdir()
+    manager = FileContentsManager(root_dir=str(root))
+    saves = SerialSaves(manager)
+    path = make_notebook(root)
+    assert [item["name"] for item in manager.get("")["content"]] == [path]
+    assert manager.copy(path)["name"] == "analysis-Copy1.ipynb"
+    async with saves.turn(path):  # the writer's calls still take the file's turn
+        model = await saves.get(path, content=True)
+        await saves.save(model, path)
 
 
 #: In a fresh process: a 4 MB buffer freed, then a 1 MB one; prints how much of the process's
