@@ -774,6 +774,29 @@ class TestThePersonsSettings:
         assert {"status": "ok", "content": "5"} in results
         assert read(jp_root_dir, run["path"]).cells[-1].source == "x = 5"
 
+    async def test_a_request_to_go_on_that_is_refused_changes_no_server(
+        self, api, replay, jp_root_dir
+    ):
+        """A Continue refused (the run is finished, not interrupted) still took the servers
+        it listed: the run's next regenerate had lost the settings' server."""
+        mine = {"mine": stdio_server(approval="allow")}
+        replay.script.turns = [
+            add_cell_turn("x = 1"),
+            complete(),
+            turn(tool("mine__add", {"a": 2, "b": 3}, "c1")),
+            turn(tool("edit_cell", {"cell_id": "agent-1", "source": "x = 5"}, "c2")),
+            complete("rewritten"),
+        ]
+        run = await api.start(make_notebook(jp_root_dir), mcp_servers=mine)
+        await api.finished(run["id"])
+        await api.call("POST", f"runs/{run['id']}/continue", {"mcp_servers": {}}, expect=409)
+        await api.call("POST", f"runs/{run['id']}/cells/agent-1/regenerate")
+        assert (await api.finished(run["id"]))["outcome"]["summary"] == "rewritten"
+        events = await receive_until(await api.events(run["id"]), "run_finished")
+        events += await receive_until(await api.events(run["id"], len(events)), "run_finished")
+        results = [e["result"] for e in events if e["type"] == "tool_result"]
+        assert {"status": "ok", "content": "5"} in results
+
     @pytest.mark.parametrize(
         "servers, message",
         [

@@ -45,6 +45,8 @@ class ToolApprovals:
     def __init__(self, events: EventLog, permissions: ToolPermissions) -> None:
         self.events, self.permissions = events, permissions
         self._waits = Waits[Decision]()
+        self._asked: dict[str, McpTool] = {}
+        """The tool of each call that waits, by call id."""
 
     async def refusal(self, call_id: str, tool: McpTool, arguments: dict[str, Any]) -> str | None:
         """None once the call may run: at once where it is allowed, else when the person has
@@ -56,16 +58,24 @@ class ToolApprovals:
         if self.permissions.no_one_to_ask is not None:
             return f"{denied} ({self.permissions.no_one_to_ask})"
         self.events.emit(ToolApprovalRequested(call_id, tool.server.name, tool.tool, arguments))
+        self._asked[call_id] = tool
         try:
             decision = await self._waits.wait(call_id)
         except asyncio.CancelledError:
             self.events.emit(ToolApprovalDecided(call_id, "stopped"))
             raise
+        finally:
+            del self._asked[call_id]
         self.events.emit(ToolApprovalDecided(call_id, decision))
-        if decision == "always":
-            self.permissions.always(tool)
         return denied if decision == "deny" else None
 
     def decide(self, call_id: str, decision: Decision) -> bool:
-        """Hands the decision to the call waiting for it; False when none waits."""
-        return self._waits.decide(call_id, decision)
+        """Hands the decision to the call waiting for it; False when none waits. An "always"
+        is kept at once: whoever answered may list the tools allowed always right after (the
+        panel does), and a stop before the call goes on must not lose it."""
+        tool = self._asked.get(call_id)
+        if not self._waits.decide(call_id, decision):
+            return False
+        if decision == "always" and tool is not None:
+            self.permissions.always(tool)
+        return True

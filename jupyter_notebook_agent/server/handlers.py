@@ -28,7 +28,7 @@ from .asgi import AsgiExchange
 from .mcp_endpoint import USER_KEY
 from .model_settings import SetupError, endpoint_models
 from .outside_agent import MODEL_PREFIX, OutsideAgent
-from .runs import Run, RunError, RunRegistry, RunRequest
+from .runs import McpServers, Run, RunError, RunRegistry, RunRequest
 from .starting import RunStarter
 
 
@@ -146,12 +146,14 @@ class AgentHandler(RegistryMixin, APIHandler):
                 )
         return tuple(servers)
 
-    def settings_servers(self, body: dict[str, Any]) -> tuple[McpServerConfig, ...] | None:
-        """The person's MCP servers a request to go on with a run lists (its `mcp_servers`, as
-        their settings are now); None where it lists none."""
+    def going_on_mcp_servers(self, body: dict[str, Any]) -> McpServers | None:
+        """The MCP servers a run that goes on is offered: the configuration's and the person's
+        as a request lists them (its `mcp_servers`: their settings now); None where it lists
+        none, and the run keeps those it had."""
         if "mcp_servers" not in body:
             return None
-        return self.mcp_servers(_field(body, "mcp_servers", dict))
+        listed = self.mcp_servers(_field(body, "mcp_servers", dict))
+        return self.extensionapp.mcp_server_configs + listed
 
     def body(self) -> dict[str, Any]:
         """The request's JSON object; an empty body is an empty object."""
@@ -416,12 +418,10 @@ class ContinueHandler(AgentHandler):
     @runs_code
     async def post(self, run_id: str) -> None:
         """An interrupted run goes on: its thread from the store, its cells by the same ids."""
-        listed = self.settings_servers(self.body())
+        mcp_servers = self.going_on_mcp_servers(self.body())
         run = await self.taken_up(run_id)
         refuse_outside_agents(run, "go on with it")
-        if listed is not None:
-            run.use_mcp_servers(listed, self.extensionapp.mcp_server_configs)
-        self.registry.go_on(run)
+        self.registry.go_on(run, mcp_servers)
         self.finish(json.dumps(run.to_json()))
 
 
@@ -444,9 +444,8 @@ class CellHandler(AgentHandler):
             instruction = _field(body, "instruction", str, "")
             if len(instruction) > self.extensionapp.max_prompt_chars:
                 raise RunError(413, "the instruction is longer than a prompt may be")
-            if (listed := self.settings_servers(body)) is not None:
-                run.use_mcp_servers(listed, self.extensionapp.mcp_server_configs)
-            self.registry.regenerate(run, cell_id, instruction)
+            mcp_servers = self.going_on_mcp_servers(body)
+            self.registry.regenerate(run, cell_id, instruction, mcp_servers)
         self.finish(json.dumps(run.to_json()))
 
 

@@ -66,6 +66,10 @@ class RunError(HTTPError):
         return self.message
 
 
+McpServers = tuple[McpServerConfig, ...]
+"""The MCP servers whose tools a run is offered: the configuration's and the person's."""
+
+
 @dataclass
 class RunRequest:
     path: str
@@ -188,31 +192,28 @@ class Run:
         self.state = "interrupted" if reason == "interrupted" else "finished"
         self.store.save_run(self.notebook, self.to_json(), self.state)
 
-    def regenerate(self, cell_id: str, instruction: str) -> None:
-        """Rewrites the cell; a finished run goes on for it."""
-        if not self.active:
+    def regenerate(
+        self, cell_id: str, instruction: str, mcp_servers: McpServers | None = None
+    ) -> None:
+        """Rewrites the cell; a finished run goes on for it, with `mcp_servers` where given
+        (a run at work keeps those it connected to)."""
+        at_work = self.active
+        if not at_work:
             self._check_put_away()
         self._review(self.agent.regenerate, cell_id, instruction)
+        if mcp_servers is not None and not at_work:
+            self.agent.use_mcp_servers(mcp_servers)
         self._go_on_for_review()
 
-    def use_mcp_servers(
-        self, listed: tuple[McpServerConfig, ...], configured: tuple[McpServerConfig, ...]
-    ) -> None:
-        """The person's MCP servers as a request to go on lists them now (their settings may
-        have changed; a run taken up from the store had the configuration's alone), besides
-        the configuration's; a run at work keeps those it connected to."""
-        if self.active or (self.task is not None and not self.task.done()):
-            return
-        self.request.mcp_servers = listed
-        self.agent.use_mcp_servers(configured + listed)
-
-    def go_on(self) -> None:
-        """An interrupted run goes on where it stopped."""
+    def go_on(self, mcp_servers: McpServers | None = None) -> None:
+        """An interrupted run goes on where it stopped, with `mcp_servers` where given."""
         if self.state != "interrupted":
             raise RunError(
                 409, f"run {self.id} is {self.state}: only an interrupted run can continue"
             )
         self._check_put_away()
+        if mcp_servers is not None:
+            self.agent.use_mcp_servers(mcp_servers)
         self.start(lambda: self.agent.go_on(self.request.prompt))
 
     def _check_put_away(self) -> None:
@@ -410,12 +411,12 @@ class RunRegistry:
 
         return cancel
 
-    def go_on(self, run: Run) -> None:
+    def go_on(self, run: Run, mcp_servers: McpServers | None = None) -> None:
         """An interrupted run goes on; 409 while another works on its notebook, 429 past the
         limits."""
         self.check_free(run.request.path)
         self.check_capacity(run.request.user)
-        run.go_on()
+        run.go_on(mcp_servers)
 
     async def describe(self, run_id: str) -> dict[str, Any]:
         """The run as `GET runs/{id}` answers it, live or stored; 404 for none."""
@@ -640,11 +641,13 @@ class RunRegistry:
             )
         run.restore(cell_id)
 
-    def regenerate(self, run: Run, cell_id: str, instruction: str) -> None:
+    def regenerate(
+        self, run: Run, cell_id: str, instruction: str, mcp_servers: McpServers | None = None
+    ) -> None:
         if not run.active:
             self.check_free(run.request.path)
             self.check_capacity(run.request.user)
-        run.regenerate(cell_id, instruction)
+        run.regenerate(cell_id, instruction, mcp_servers)
 
     def check_capacity(self, user: str) -> None:
         """RunError 429, naming the limit, when the server or the user has as many runs working
