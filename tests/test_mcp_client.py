@@ -741,36 +741,46 @@ class TestThePersonsSettings:
         assert results[2]["outputs"] == [{"type": "stdout", "text": "None\n"}]
         assert ENV_SECRET not in json.dumps(events)
 
+    MINE = {"mine": stdio_server(approval="allow")}
+
+    async def finished_with_mine(self, api: Any, replay: Any, root: Path) -> dict[str, Any]:
+        """A finished run whose request listed the settings' server `mine`; regenerating its
+        cell, the model calls mine__add (2 + 3), then rewrites the cell."""
+        replay.script.turns = [
+            add_cell_turn("x = 1"),
+            complete(),
+            turn(tool("mine__add", {"a": 2, "b": 3}, "c1")),
+            turn(tool("edit_cell", {"cell_id": "agent-1", "source": "x = 5"}, "c2")),
+            complete("rewritten"),
+        ]
+        run = await api.start(make_notebook(root), mcp_servers=self.MINE)
+        await api.finished(run["id"])
+        return run
+
+    @staticmethod
+    async def regenerated(api: Any, run: dict[str, Any], body: dict[str, Any]) -> list[Any]:
+        """Regenerates the run's cell agent-1; the tool results of the whole run, once done."""
+        await api.call("POST", f"runs/{run['id']}/cells/agent-1/regenerate", body)
+        assert (await api.finished(run["id"]))["outcome"]["summary"] == "rewritten"
+        events = await receive_until(await api.events(run["id"]), "run_finished")
+        events += await receive_until(await api.events(run["id"], len(events)), "run_finished")
+        return [e["result"] for e in events if e["type"] == "tool_result"]
+
     async def test_a_run_taken_up_from_the_store_goes_on_with_the_servers_listed_again(
         self, api, replay, jp_root_dir, extension
     ):
         """A run no longer held in memory (an older one, or an earlier server's) is taken up
         from the store with the configuration's MCP servers alone: its settings' servers were
         gone when the person regenerated a cell. The request to go on lists them again."""
+        run = await self.finished_with_mine(api, replay, jp_root_dir)
         extension.registry.finished_runs_kept = 1
-        mine = {"mine": stdio_server(approval="allow")}
-        replay.script.turns = [
-            add_cell_turn("x = 1"),
-            complete(),
-            # What the model answers to the regenerate request:
-            turn(tool("mine__add", {"a": 2, "b": 3}, "c1")),
-            turn(tool("edit_cell", {"cell_id": "agent-1", "source": "x = 5"}, "c2")),
-            complete("rewritten"),
-        ]
-        run = await api.start(make_notebook(jp_root_dir), mcp_servers=mine)
-        await api.finished(run["id"])
         other = await api.start(make_notebook(jp_root_dir, "other.ipynb"))
         await api.finished(other["id"])
         assert run["id"] not in extension.registry.runs  # only the store has it now
 
         regenerate = f"runs/{run['id']}/cells/agent-1/regenerate"
         await api.call("POST", regenerate, {"mcp_servers": {"mine": {}}}, expect=400)
-        await api.call("POST", regenerate, {"mcp_servers": mine})
-        finished = await api.finished(run["id"])
-        assert finished["outcome"]["summary"] == "rewritten"
-        events = await receive_until(await api.events(run["id"]), "run_finished")
-        events += await receive_until(await api.events(run["id"], len(events)), "run_finished")
-        results = [e["result"] for e in events if e["type"] == "tool_result"]
+        results = await self.regenerated(api, run, {"mcp_servers": self.MINE})
         assert {"status": "ok", "content": "5"} in results
         assert read(jp_root_dir, run["path"]).cells[-1].source == "x = 5"
 
@@ -779,22 +789,9 @@ class TestThePersonsSettings:
     ):
         """A Continue refused (the run is finished, not interrupted) still took the servers
         it listed: the run's next regenerate had lost the settings' server."""
-        mine = {"mine": stdio_server(approval="allow")}
-        replay.script.turns = [
-            add_cell_turn("x = 1"),
-            complete(),
-            turn(tool("mine__add", {"a": 2, "b": 3}, "c1")),
-            turn(tool("edit_cell", {"cell_id": "agent-1", "source": "x = 5"}, "c2")),
-            complete("rewritten"),
-        ]
-        run = await api.start(make_notebook(jp_root_dir), mcp_servers=mine)
-        await api.finished(run["id"])
+        run = await self.finished_with_mine(api, replay, jp_root_dir)
         await api.call("POST", f"runs/{run['id']}/continue", {"mcp_servers": {}}, expect=409)
-        await api.call("POST", f"runs/{run['id']}/cells/agent-1/regenerate")
-        assert (await api.finished(run["id"]))["outcome"]["summary"] == "rewritten"
-        events = await receive_until(await api.events(run["id"]), "run_finished")
-        events += await receive_until(await api.events(run["id"], len(events)), "run_finished")
-        results = [e["result"] for e in events if e["type"] == "tool_result"]
+        results = await self.regenerated(api, run, {})
         assert {"status": "ok", "content": "5"} in results
 
     @pytest.mark.parametrize(
