@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jupyter_server.auth.authorizer import Authorizer
 
 import jupyter_notebook_agent
 from jupyter_notebook_agent.kernels import JupyterKernelSession
@@ -177,10 +178,13 @@ def replay() -> Iterator[ReplayServerThread]:
         yield server
 
 
-def runs_server_config(replay: ReplayServerThread) -> dict[str, Any]:
+def runs_server_config(
+    replay: ReplayServerThread, authorizer: type[Authorizer] | None = None
+) -> dict[str, Any]:
     """The extension on the replayed model, running code in a local kernel (tests of runs; the
-    sandbox has its own), writing files soon after each change."""
-    return {
+    sandbox has its own), writing files soon after each change; `authorizer`: what the person
+    may do (all, by default)."""
+    config: dict[str, Any] = {
         "ServerApp": {"jpserver_extensions": {"jupyter_notebook_agent": True}},
         "NotebookAgent": {
             "warm_pool_size": 0,
@@ -192,6 +196,9 @@ def runs_server_config(replay: ReplayServerThread) -> dict[str, Any]:
             "save_interval": 0.05,
         },
     }
+    if authorizer is not None:
+        config["ServerApp"]["authorizer_class"] = authorizer
+    return config
 
 
 @pytest.fixture

@@ -834,9 +834,7 @@ class NoTerminalsAuthorizer(Authorizer):
 class TestAPersonWhoMayRunNoTerminal:
     @pytest.fixture
     def jp_server_config(self, replay) -> dict[str, Any]:
-        config = runs_server_config(replay)
-        config["ServerApp"]["authorizer_class"] = NoTerminalsAuthorizer
-        return config
+        return runs_server_config(replay, NoTerminalsAuthorizer)
 
     async def test_may_not_list_a_command_as_an_mcp_server(self, api, jp_root_dir, mcp_http_url):
         path = make_notebook(jp_root_dir)

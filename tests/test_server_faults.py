@@ -167,9 +167,7 @@ class TestAKeyFromTheEnvironment:
 class TestAReadOnlyUser:
     @pytest.fixture
     def jp_server_config(self, replay) -> dict[str, Any]:
-        config = runs_server_config(replay)
-        config["ServerApp"]["authorizer_class"] = ReadOnlyAuthorizer
-        return config
+        return runs_server_config(replay, ReadOnlyAuthorizer)
 
     async def test_may_look_but_starts_no_run_and_changes_no_cell(self, api, jp_root_dir):
         path = make_notebook(jp_root_dir)

@@ -512,9 +512,10 @@ class RunRegistry:
         """The tool's calls on the notebook wait for the person again, from its runs going on
         now (which share the set) and in the store; the tools still allowed always."""
         await self.load_allowed_tools(path)
-        self._allowed_tools(path).discard(tool)
+        allowed = self._allowed_tools(path)
+        allowed.discard(tool)
         self.store.forbid_tool(self.notebook_file(path), tool)
-        return await self.always_allowed(path)
+        return sorted(allowed)
 
     def _allowed_tools(self, path: str) -> set[str]:
         """The notebook's MCP tools allowed always, shared by its runs."""
