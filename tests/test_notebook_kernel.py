@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,18 @@ async def test_an_unsandboxed_notebook_kernel_is_refused_with_a_way_out(
     assert "not sandboxed" in refused["message"] and "switch" in refused["message"]
 
 
+async def seen_busy(jp_fetch: Any, kernel_id: str) -> None:
+    """Returns once the server has seen the kernel busy. A fixed half second was too short on
+    a loaded machine: the agent's code then queued behind the person's cell, not waiting."""
+    deadline = time.monotonic() + 10
+    while True:
+        model = json.loads((await jp_fetch("api", "kernels", kernel_id)).body)
+        if model["execution_state"] == "busy":
+            return
+        assert time.monotonic() < deadline, "the server never saw the kernel busy"
+        await asyncio.sleep(0.02)
+
+
 async def test_the_agent_waits_for_the_persons_cell_and_a_stop_leaves_it_running(
     api, replay, jp_fetch, jp_ws_fetch, jp_root_dir
 ):
@@ -164,7 +177,7 @@ async def test_the_agent_waits_for_the_persons_cell_and_a_stop_leaves_it_running
     kernel_id = (await open_notebook(jp_fetch, path))["kernel"]["id"]
     async with NotebookKernel(jp_ws_fetch, kernel_id) as person:
         mine = person.send("import time\ntime.sleep(4)\nprint('mine finished')")
-        await asyncio.sleep(0.5)  # the server has seen the kernel busy
+        await seen_busy(jp_fetch, kernel_id)
         replay.script.turns = [add_cell_turn("print('agent ran')"), complete()]
         run = await api.start(path, "do it")
         events = await receive_until(await api.events(run["id"]), "kernel_waiting", 30)
